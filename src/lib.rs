@@ -1,0 +1,14 @@
+//! EventMesh: a durable append-only event log with a webhook front door.
+//!
+//! Data flows one way: HTTP → ingest pipeline → flow store → [`log`] → segment files.
+//! Each layer knows only the one below it. See `docs/ARCHITECTURE.md`.
+//!
+//! - [`log`]: the storage engine, one partition per `Log`; knows nothing of HTTP or flows.
+//! - [`limits`]: every bound, named, with its unit.
+//! - [`error`]: typed errors.
+//! - [`cli`]: the `eventmesh` subcommands.
+
+pub mod cli;
+pub mod error;
+pub mod limits;
+pub mod log;

@@ -1,0 +1,374 @@
+//! The storage engine: one partition is one `Log` in one directory.
+//!
+//! It knows nothing of HTTP, JSON or flows. Appends go through the group-commit writer
+//! thread (`writer.rs`); reads go through `RecordIter` (`reader.rs`) over published
+//! state (`shared.rs`); opening runs recovery (`open.rs`, `recovery.rs`); all file
+//! access goes through `storage::Storage`.
+
+pub mod check;
+mod open;
+mod reader;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+mod shared;
+pub mod storage;
+pub mod types;
+mod writer;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Sender, TrySendError};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{oneshot, watch};
+
+pub use crate::error::LogError;
+pub use open::RecoveryReport;
+pub use reader::RecordIter;
+pub use types::{
+    AppendOutcome, Clock, FsyncPolicy, LogConfig, ManualClock, Mutation, Offset, Record,
+    RecordInput, Retention, SystemClock,
+};
+
+use crate::limits::{READ_RECORDS_MAX, WRITER_QUEUE_DEPTH_MAX};
+use shared::{ActiveSegment, Inner, MapCache, SealedSegment, View};
+use storage::{StdStorage, Storage};
+use writer::{Writer, WriterMsg};
+
+/// One partition: an ordered, durable, append-only sequence of records.
+#[derive(Debug)]
+pub struct Log {
+    inner: Arc<Inner>,
+    tx: Option<Sender<WriterMsg>>,
+    writer: Option<JoinHandle<()>>,
+    recovery: RecoveryReport,
+}
+
+/// An append handed to the writer. Wait for it (`wait`) or await it.
+#[derive(Debug)]
+pub struct PendingAppend {
+    rx: oneshot::Receiver<Result<AppendOutcome, LogError>>,
+}
+
+impl PendingAppend {
+    /// Blocks until the append is durable under the policy (or failed). Not for async code.
+    pub fn wait(self) -> Result<AppendOutcome, LogError> {
+        self.rx.blocking_recv().unwrap_or(Err(LogError::Closed))
+    }
+}
+
+impl Future for PendingAppend {
+    type Output = Result<AppendOutcome, LogError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(LogError::Closed)))
+    }
+}
+
+/// Sizes and positions of a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogStats {
+    pub first_offset: Offset,
+    pub next_offset: Offset,
+    pub segments: usize,
+    pub bytes: u64,
+    pub open_maps: usize,
+}
+
+/// What a retention run deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub first_offset: Offset,
+}
+
+impl Log {
+    /// Opens (or creates) the partition in `dir` on the real file system.
+    pub fn open(dir: impl Into<PathBuf>, config: LogConfig) -> Result<Self, LogError> {
+        Self::open_with(dir, config, Arc::new(StdStorage))
+    }
+
+    /// Opens (or creates) the partition in `dir` on `storage`, running recovery.
+    pub fn open_with(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Self, LogError> {
+        config.validate()?;
+        let dir = dir.into();
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| LogError::io("create directory", &dir, e))?;
+        let lock = storage
+            .lock_dir(&dir)
+            .map_err(|e| LogError::io("lock", &dir, e))?;
+        let recovered = open::recover(&*storage, &dir)?;
+        let reader = storage
+            .open_read(&recovered.active_path)
+            .map_err(|e| LogError::io("open", &recovered.active_path, e))?;
+        let active = Arc::new(ActiveSegment {
+            path: recovered.active_path,
+            base: recovered.active.base,
+            reader,
+            summary: RwLock::new(recovered.active.clone()),
+        });
+        let (next_tx, _) = watch::channel(recovered.active.next);
+        let inner = Arc::new(Inner {
+            dir,
+            storage,
+            config,
+            view: RwLock::new(View {
+                sealed: recovered.sealed.into_iter().map(Arc::new).collect(),
+                active: Arc::clone(&active),
+            }),
+            maps: Mutex::new(MapCache::default()),
+            poisoned: Mutex::new(None),
+            next_tx,
+            retention: Mutex::new(()),
+            _lock: lock,
+        });
+        let (tx, rx) = crossbeam_channel::bounded(WRITER_QUEUE_DEPTH_MAX);
+        let writer = Writer::new(Arc::clone(&inner), rx, recovered.file, active);
+        let handle = std::thread::Builder::new()
+            .name("eventmesh-log-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| LogError::io("spawn writer for", &inner.dir, e))?;
+        Ok(Self {
+            inner,
+            tx: Some(tx),
+            writer: Some(handle),
+            recovery: recovered.report,
+        })
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// What recovery found and did when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    fn sender(&self) -> Result<&Sender<WriterMsg>, LogError> {
+        self.tx.as_ref().ok_or(LogError::Closed)
+    }
+
+    /// Hands a batch to the writer without blocking. A full queue answers `Overloaded`.
+    pub fn try_submit(&self, records: Vec<RecordInput>) -> Result<PendingAppend, LogError> {
+        if let Some(e) = self.inner.poisoned() {
+            return Err(e);
+        }
+        let (reply, rx) = oneshot::channel();
+        match self
+            .sender()?
+            .try_send(WriterMsg::Append { records, reply })
+        {
+            Ok(()) => Ok(PendingAppend { rx }),
+            Err(TrySendError::Full(_)) => Err(LogError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(LogError::Closed),
+        }
+    }
+
+    /// Hands a batch to the writer, waiting for queue space if it is full.
+    pub fn submit(&self, records: Vec<RecordInput>) -> Result<PendingAppend, LogError> {
+        if let Some(e) = self.inner.poisoned() {
+            return Err(e);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .send(WriterMsg::Append { records, reply })
+            .map_err(|_| LogError::Closed)?;
+        Ok(PendingAppend { rx })
+    }
+
+    /// Appends one record; returns once it is durable under the policy.
+    pub fn append(&self, record: RecordInput) -> Result<AppendOutcome, LogError> {
+        self.submit(vec![record])?.wait()
+    }
+
+    /// Appends records as one batch, stored all or nothing, at consecutive offsets.
+    pub fn append_batch(&self, records: Vec<RecordInput>) -> Result<AppendOutcome, LogError> {
+        self.submit(records)?.wait()
+    }
+
+    fn control(&self, make: impl FnOnce(writer::Reply<()>) -> WriterMsg) -> Result<(), LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .send(make(reply))
+            .map_err(|_| LogError::Closed)?;
+        rx.blocking_recv().unwrap_or(Err(LogError::Closed))
+    }
+
+    /// fdatasync now, whatever the policy.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.control(|reply| WriterMsg::Sync { reply })
+    }
+
+    /// Seals the active segment now, if it holds records.
+    pub fn roll(&self) -> Result<(), LogError> {
+        self.control(|reply| WriterMsg::Roll { reply })
+    }
+
+    /// Records from `from` onwards.
+    pub fn iter_from(&self, from: Offset) -> RecordIter {
+        RecordIter::new(Arc::clone(&self.inner), from)
+    }
+
+    /// Up to `max_records` records from `from`, stopping early once `max_bytes` of payload
+    /// are gathered (at least one record is returned when one exists).
+    pub fn read(
+        &self,
+        from: Offset,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, LogError> {
+        let first = self.first_offset();
+        if from < first {
+            return Err(LogError::OffsetOutOfRange {
+                requested: from,
+                first,
+                next: self.next_offset(),
+            });
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for rec in self.iter_from(from).take(max_records.min(READ_RECORDS_MAX)) {
+            let rec = rec?;
+            bytes += rec.payload.len();
+            out.push(rec);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first offset whose append time is at or after `timestamp_ms`
+    /// (`next_offset` when there is none).
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Offset, LogError> {
+        let (sealed, active) = self.inner.snapshot();
+        let start = match sealed.iter().find(|s| s.summary.last_ts >= timestamp_ms) {
+            Some(seg) => seg.summary.locate_time(timestamp_ms).1,
+            None => {
+                let s = active.summary.read();
+                if s.is_empty() || s.last_ts < timestamp_ms {
+                    return Ok(s.next);
+                }
+                s.locate_time(timestamp_ms).1
+            }
+        };
+        for rec in self.iter_from(start) {
+            let rec = rec?;
+            if rec.timestamp_ms >= timestamp_ms {
+                return Ok(rec.offset);
+            }
+        }
+        Ok(self.next_offset())
+    }
+
+    /// The first retained offset.
+    pub fn first_offset(&self) -> Offset {
+        self.inner.first_offset()
+    }
+
+    /// One past the last acknowledged record.
+    pub fn next_offset(&self) -> Offset {
+        self.inner.next_offset()
+    }
+
+    /// Watches the next offset: changes after each durable group (for tails and long polls).
+    pub fn subscribe(&self) -> watch::Receiver<Offset> {
+        self.inner.next_tx.subscribe()
+    }
+
+    /// Why the log refuses appends, if it does.
+    pub fn poisoned(&self) -> Option<LogError> {
+        self.inner.poisoned()
+    }
+
+    pub fn stats(&self) -> LogStats {
+        let view = self.inner.view.read();
+        let active = view.active.summary.read();
+        LogStats {
+            first_offset: view.first_offset(),
+            next_offset: active.next,
+            segments: view.sealed.len() + 1,
+            bytes: view.sealed.iter().map(|s| s.summary.bytes).sum::<u64>() + active.bytes,
+            open_maps: self.inner.maps.lock().len(),
+        }
+    }
+
+    /// Deletes whole sealed segments, oldest first, while they break `retention`.
+    /// The active segment is never deleted. Readers already holding a deleted segment
+    /// keep reading it; new reads below the new first offset get `OffsetOutOfRange`.
+    pub fn apply_retention(&self, retention: Retention) -> Result<RetentionReport, LogError> {
+        let _serial = self.inner.retention.lock();
+        let mut report = RetentionReport::default();
+        let now = self.inner.config.clock.now_ms();
+        loop {
+            let victim: Option<Arc<SealedSegment>> = {
+                let mut view = self.inner.view.write();
+                let total: u64 = view.sealed.iter().map(|s| s.summary.bytes).sum::<u64>()
+                    + view.active.summary.read().bytes;
+                let due = view.sealed.first().is_some_and(|oldest| {
+                    retention.max_bytes.is_some_and(|max| total > max)
+                        || retention
+                            .max_age_ms
+                            .is_some_and(|age| oldest.summary.last_ts < now.saturating_sub(age))
+                });
+                due.then(|| view.sealed.remove(0))
+            };
+            let Some(seg) = victim else { break };
+            self.inner.maps.lock().evict(seg.summary.base);
+            let storage = &*self.inner.storage;
+            storage
+                .remove(&seg.path)
+                .map_err(|e| LogError::io("remove", &seg.path, e))?;
+            let index = segment::index_path(&self.inner.dir, seg.summary.base);
+            if storage.exists(&index) {
+                storage
+                    .remove(&index)
+                    .map_err(|e| LogError::io("remove", &index, e))?;
+            }
+            storage
+                .sync_dir(&self.inner.dir)
+                .map_err(|e| LogError::io("fsync directory", &self.inner.dir, e))?;
+            report.segments_deleted += 1;
+            report.bytes_deleted += seg.summary.bytes;
+        }
+        report.first_offset = self.first_offset();
+        Ok(report)
+    }
+
+    /// Stops the writer after it has drained its queue and synced, and reports the
+    /// first error it met, if the log is poisoned.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.shutdown();
+        match self.inner.poisoned() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.tx.take();
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

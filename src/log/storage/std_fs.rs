@@ -1,0 +1,164 @@
+//! The real file system. This file holds the crate's only `unsafe`: the mmap of a file.
+#![allow(unsafe_code)]
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{DirLock, ReadableFile, Storage, WritableFile};
+
+/// `std::fs` with mmap reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdStorage;
+
+#[derive(Debug)]
+struct StdWritable {
+    file: File,
+    len: u64,
+}
+
+impl WritableFile for StdWritable {
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        // The file is opened in append mode, so the write lands at the end even after truncate.
+        let result = self.file.write_all(buf);
+        if result.is_ok() {
+            self.len += buf.len() as u64;
+        } else {
+            // A short write may have extended the file; learn its real length.
+            self.len = self.file.metadata().map_or(self.len, |m| m.len());
+        }
+        result
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.len = len;
+        Ok(())
+    }
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+#[derive(Debug)]
+struct StdReadable {
+    file: File,
+}
+
+impl ReadableFile for StdReadable {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read_at(buf, pos)
+    }
+
+    fn map(&self, len: u64) -> io::Result<Bytes> {
+        let file_len = self.file.metadata()?.len();
+        if len > file_len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("map of {len} bytes asked of a {file_len}-byte file"),
+            ));
+        }
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "map too large"))?;
+        // SAFETY: we map only sealed segments, which the engine never writes or truncates
+        // again (recovery truncates only the active segment, before any map of it exists),
+        // and we map no byte past the file's current end, so no access can fault on a hole
+        // or a shrunk file. Deleting the file (retention) leaves the mapping valid.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.file)? };
+        Ok(Bytes::from_owner(map))
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+}
+
+#[derive(Debug)]
+struct StdDirLock {
+    _file: File,
+}
+
+impl DirLock for StdDirLock {}
+
+impl Storage for StdStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(path)?;
+        drop(file);
+        self.open_append(path)
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Box::new(StdWritable { file, len }))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
+        Ok(Arc::new(StdReadable {
+            file: File::open(path)?,
+        }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>> {
+        let path: PathBuf = dir.join("LOCK");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(StdDirLock { _file: file })),
+            Err(TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{} is locked by another process (is another eventmesh running on it?)",
+                    dir.display()
+                ),
+            )),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Group commit: the one thread per partition that writes and fsyncs.
+//!
+//! It takes every append waiting in its queue (up to `GROUP_COMMIT_BYTES_MAX`),
+//! encodes them into one buffer, writes it with one call, fdatasyncs once (policy
+//! `Always`), publishes the new end to readers, and only then answers every waiter.
+//! A failed write is undone (truncate + fdatasync) and answered with the error; a
+//! failed fdatasync is never retried: every waiter of the group gets the error and
+//! the log refuses appends until it is reopened.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tokio::sync::oneshot;
+
+use crate::error::LogError;
+use crate::limits::{APPEND_BATCH_BYTES_MAX, APPEND_BATCH_RECORDS_MAX, GROUP_COMMIT_BYTES_MAX};
+use crate::log::record::{self, LimitError};
+use crate::log::segment::{self, SegmentSummary};
+use crate::log::shared::{ActiveSegment, Inner, SealedSegment};
+use crate::log::storage::{write_atomic, WritableFile};
+use crate::log::types::{AppendOutcome, FsyncPolicy, Mutation, RecordInput};
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, LogError>>;
+
+pub(crate) enum WriterMsg {
+    Append {
+        records: Vec<RecordInput>,
+        reply: Reply<AppendOutcome>,
+    },
+    /// fdatasync now, whatever the policy.
+    Sync { reply: Reply<()> },
+    /// Seal the active segment now (if it has records).
+    Roll { reply: Reply<()> },
+}
+
+impl WriterMsg {
+    fn bytes_hint(&self) -> usize {
+        match self {
+            Self::Append { records, .. } => records.iter().map(|r| r.payload.len() + 64).sum(),
+            _ => 0,
+        }
+    }
+}
+
+/// An append encoded into the buffer, waiting for its write and sync.
+struct Waiter {
+    reply: Reply<AppendOutcome>,
+    outcome: AppendOutcome,
+}
+
+pub(crate) struct Writer {
+    inner: Arc<Inner>,
+    rx: Receiver<WriterMsg>,
+    file: Box<dyn WritableFile>,
+    active: Arc<ActiveSegment>,
+    /// The active segment as the writer sees it, including encoded, unpublished records.
+    pending: SegmentSummary,
+    /// Index entries of `pending` already published.
+    published_index_len: usize,
+    buf: Vec<u8>,
+    /// Written since the last fdatasync.
+    dirty: bool,
+    last_sync: Instant,
+}
+
+impl Writer {
+    pub fn new(
+        inner: Arc<Inner>,
+        rx: Receiver<WriterMsg>,
+        file: Box<dyn WritableFile>,
+        active: Arc<ActiveSegment>,
+    ) -> Self {
+        let pending = active.summary.read().clone();
+        let published_index_len = pending.index.len();
+        Self {
+            inner,
+            rx,
+            file,
+            active,
+            pending,
+            published_index_len,
+            buf: Vec::with_capacity(GROUP_COMMIT_BYTES_MAX),
+            dirty: false,
+            last_sync: Instant::now(),
+        }
+    }
+
+    pub fn run(mut self) {
+        loop {
+            let first = match self.next_message() {
+                Some(msg) => msg,
+                None => break,
+            };
+            let mut bytes = first.bytes_hint();
+            let mut group = vec![first];
+            while bytes < GROUP_COMMIT_BYTES_MAX {
+                match self.rx.try_recv() {
+                    Ok(msg) => {
+                        bytes += msg.bytes_hint();
+                        group.push(msg);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+        if self.dirty && self.inner.poisoned().is_none() {
+            if let Err(e) = self.sync() {
+                self.inner.poison(format!("final fdatasync failed: {e}"));
+            }
+        }
+    }
+
+    /// Waits for the next message; under `Interval` it syncs when the interval runs out.
+    fn next_message(&mut self) -> Option<WriterMsg> {
+        loop {
+            let FsyncPolicy::Interval(every) = self.inner.config.fsync else {
+                return self.rx.recv().ok();
+            };
+            if !self.dirty {
+                return self.rx.recv().ok();
+            }
+            let wait = every.saturating_sub(self.last_sync.elapsed());
+            match self.rx.recv_timeout(wait) {
+                Ok(msg) => return Some(msg),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.sync() {
+                        self.inner.poison(format!("fdatasync failed: {e}"));
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    fn commit(&mut self, group: Vec<WriterMsg>) {
+        let mut waiters: Vec<Waiter> = Vec::new();
+        let mut syncs: Vec<Reply<()>> = Vec::new();
+        for msg in group {
+            match msg {
+                WriterMsg::Append { records, reply } => {
+                    if let Some(e) = self.inner.poisoned() {
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                    if let Err(e) = self.roll_if_due(&records, &mut waiters) {
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                    match self.encode(&records) {
+                        Ok(outcome) => waiters.push(Waiter { reply, outcome }),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                WriterMsg::Sync { reply } => syncs.push(reply),
+                WriterMsg::Roll { reply } => {
+                    let result = self.flush(&mut waiters, true).and_then(|()| self.roll());
+                    let _ = reply.send(result);
+                }
+            }
+        }
+        let must_sync = !syncs.is_empty();
+        let result = self.flush(&mut waiters, must_sync);
+        for reply in syncs {
+            let _ = reply.send(result.clone());
+        }
+    }
+
+    /// Seals the active segment first if `records` would overflow it or it is too old.
+    fn roll_if_due(
+        &mut self,
+        records: &[RecordInput],
+        waiters: &mut Vec<Waiter>,
+    ) -> Result<(), LogError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let incoming: u64 = records.iter().map(|r| record::encoded_len(r) as u64).sum();
+        let full = self.pending.bytes + incoming > self.inner.config.segment_bytes;
+        let old = match (self.inner.config.segment_age, self.pending.first_ts()) {
+            (Some(age), Some(first)) => {
+                let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+                self.inner.config.clock.now_ms().saturating_sub(first) >= age_ms
+            }
+            _ => false,
+        };
+        if full || old {
+            self.flush(waiters, true)?;
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Validates and encodes one append call into the buffer.
+    fn encode(&mut self, records: &[RecordInput]) -> Result<AppendOutcome, LogError> {
+        if records.is_empty() || records.len() > APPEND_BATCH_RECORDS_MAX {
+            return Err(LimitError::BatchLength {
+                count: records.len(),
+                max: APPEND_BATCH_RECORDS_MAX,
+            }
+            .into());
+        }
+        let mut total = 0usize;
+        for r in records {
+            total += record::validate(r)?;
+        }
+        if total > APPEND_BATCH_BYTES_MAX {
+            return Err(LimitError::BatchBytes {
+                bytes: total,
+                max: APPEND_BATCH_BYTES_MAX,
+            }
+            .into());
+        }
+        // Times never go back along a partition, even if the clock does.
+        let ts = self.inner.config.clock.now_ms().max(self.pending.last_ts);
+        let first = self.pending.next;
+        let last = records.len() - 1;
+        for (i, r) in records.iter().enumerate() {
+            let position = self.pending.bytes;
+            let start = self.buf.len();
+            record::encode_into(&mut self.buf, self.pending.next, ts, i < last, r);
+            let len = (self.buf.len() - start) as u64;
+            self.pending.note_record(position, len, ts);
+        }
+        Ok(AppendOutcome {
+            first,
+            count: records.len() as u32,
+            timestamp_ms: ts,
+        })
+    }
+
+    /// Writes the buffer, syncs it as the policy (or `force_sync`) says, publishes it,
+    /// and answers the waiters. On failure every waiter gets the error.
+    fn flush(&mut self, waiters: &mut Vec<Waiter>, force_sync: bool) -> Result<(), LogError> {
+        let result = self.write_and_sync(force_sync, waiters);
+        match &result {
+            Ok(()) => {
+                self.publish();
+                for w in waiters.drain(..) {
+                    let _ = w.reply.send(Ok(w.outcome));
+                }
+            }
+            Err(e) => {
+                for w in waiters.drain(..) {
+                    let _ = w.reply.send(Err(e.clone()));
+                }
+            }
+        }
+        result
+    }
+
+    fn write_and_sync(
+        &mut self,
+        force_sync: bool,
+        waiters: &mut Vec<Waiter>,
+    ) -> Result<(), LogError> {
+        if let Some(e) = self.inner.poisoned() {
+            self.undo_pending();
+            return Err(e);
+        }
+        if !self.buf.is_empty() {
+            if let Err(e) = self.file.append(&self.buf) {
+                let err = LogError::io("write", &self.active.path, e);
+                self.rewind(&err);
+                return Err(err);
+            }
+            self.buf.clear();
+            self.dirty = true;
+        }
+        let sync_now = force_sync
+            || match self.inner.config.fsync {
+                FsyncPolicy::Always => true,
+                FsyncPolicy::Interval(every) => self.last_sync.elapsed() >= every,
+                FsyncPolicy::Never => false,
+            };
+        if sync_now && self.dirty {
+            if self.inner.config.mutation == Mutation::AckBeforeSync {
+                // Deliberate bug for the crash tests: publish and answer first.
+                self.publish();
+                for w in waiters.drain(..) {
+                    let _ = w.reply.send(Ok(w.outcome));
+                }
+            }
+            if let Err(e) = self.sync() {
+                self.inner.poison(format!(
+                    "fdatasync of {} failed: {e}",
+                    self.active.path.display()
+                ));
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), LogError> {
+        let result = self
+            .file
+            .sync_data()
+            .map_err(|e| LogError::io("fdatasync", &self.active.path, e));
+        // Never retried: after a failure the pages may be marked clean without being on disk.
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        result
+    }
+
+    /// Undoes a failed write: cut the file back to the published length and make the cut
+    /// durable, so no half-written frame stays behind. If that fails too, poison the log.
+    fn rewind(&mut self, cause: &LogError) {
+        let published = self.active.summary.read().bytes;
+        let undone = self
+            .file
+            .truncate(published)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = undone {
+            self.inner
+                .poison(format!("{cause}; undoing the write failed too: {e}"));
+        }
+        self.undo_pending();
+    }
+
+    /// Forgets everything encoded but not published.
+    fn undo_pending(&mut self) {
+        self.buf.clear();
+        self.pending = self.active.summary.read().clone();
+        self.published_index_len = self.pending.index.len();
+    }
+
+    /// Makes the pending records visible to readers and tails.
+    fn publish(&mut self) {
+        {
+            let mut shared = self.active.summary.write();
+            shared
+                .index
+                .extend_from_slice(&self.pending.index[self.published_index_len..]);
+            shared.next = self.pending.next;
+            shared.bytes = self.pending.bytes;
+            shared.last_ts = self.pending.last_ts;
+        }
+        self.published_index_len = self.pending.index.len();
+        self.inner.next_tx.send_replace(self.pending.next);
+    }
+
+    /// Seals the active segment and starts a new one. The buffer must be flushed and synced.
+    fn roll(&mut self) -> Result<(), LogError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        let dir = &inner.dir;
+        let storage = &*inner.storage;
+        let sealed = self.active.summary.read().clone();
+        // The index is derived: if writing it fails, open rebuilds it from the log.
+        let _ = write_atomic(
+            storage,
+            &segment::index_path(dir, sealed.base),
+            &segment::encode_index(&sealed),
+        );
+        let base = sealed.next;
+        let path = segment::segment_path(dir, base);
+        let file = storage
+            .create(&path)
+            .map_err(|e| LogError::io("create", &path, e))?;
+        if inner.config.mutation != Mutation::NoDirSync {
+            if let Err(e) = storage.sync_dir(dir) {
+                let err = LogError::io("fsync directory", dir, e);
+                inner.poison(err.to_string());
+                return Err(err);
+            }
+        }
+        let reader = storage
+            .open_read(&path)
+            .map_err(|e| LogError::io("open", &path, e))?;
+        let active = Arc::new(ActiveSegment {
+            path: path.clone(),
+            base,
+            reader,
+            summary: parking_lot::RwLock::new(SegmentSummary::empty(base)),
+        });
+        {
+            let mut view = inner.view.write();
+            view.sealed.push(Arc::new(SealedSegment {
+                path: self.active.path.clone(),
+                summary: sealed,
+            }));
+            view.active = Arc::clone(&active);
+        }
+        self.file = file;
+        self.active = active;
+        self.pending = SegmentSummary::empty(base);
+        self.published_index_len = 0;
+        self.dirty = false;
+        Ok(())
+    }
+}
