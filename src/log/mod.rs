@@ -330,9 +330,13 @@ impl Log {
             let Some(seg) = victim else { break };
             self.inner.maps.lock().evict(seg.summary.base);
             let storage = &*self.inner.storage;
-            storage
-                .remove(&seg.path)
-                .map_err(|e| LogError::io("remove", &seg.path, e))?;
+            if let Err(e) = storage.remove(&seg.path) {
+                // The file is still there: put it back, or a later run would delete the
+                // segments after it and leave a gap that open refuses.
+                let err = LogError::io("remove", &seg.path, e);
+                self.inner.view.write().sealed.insert(0, seg);
+                return Err(err);
+            }
             let index = segment::index_path(&self.inner.dir, seg.summary.base);
             if storage.exists(&index) {
                 storage

@@ -116,14 +116,20 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path) -> Result<Recovered, Lo
             .and_then(|()| file.sync_data())
             .map_err(io("truncate torn tail of", &active_path))?;
     }
+    // What the scan read may be only in the page cache (say, after a failed fdatasync and
+    // a restart): make it durable before anything new is acknowledged after it.
+    file.sync_data()
+        .map_err(io("fdatasync recovered tail of", &active_path))?;
     // The last segment's index is rebuilt by the scan above; an old file would be stale.
     let stale_index = segment::index_path(dir, last_base);
     if storage.exists(&stale_index) {
         storage
             .remove(&stale_index)
             .map_err(io("remove", &stale_index))?;
-        storage.sync_dir(dir).map_err(io("fsync directory", dir))?;
     }
+    // A name created before a failed directory fsync may still be only in memory: make
+    // every name we now rely on durable before anything is acknowledged in it.
+    storage.sync_dir(dir).map_err(io("fsync directory", dir))?;
     report.segments = sealed.len() + 1;
     Ok(Recovered {
         sealed,
