@@ -8,7 +8,11 @@
 //! - [`error`]: typed errors.
 //! - [`cli`]: the `eventmesh` subcommands.
 
+// Library code never unwraps: failures are typed errors (tests may unwrap; clippy.toml).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod cli;
 pub mod error;
+pub mod fuzzing;
 pub mod limits;
 pub mod log;

@@ -18,7 +18,9 @@ fn fixture() -> PathBuf {
 fn golden_records() -> Vec<Vec<RecordInput>> {
     let one = |i: u64| RecordInput {
         payload: Bytes::from(format!("{{\"event\":\"order.created\",\"n\":{i}}}")),
-        key: (i % 2 == 0).then(|| Bytes::from(format!("idem-{i}"))),
+        key: i
+            .is_multiple_of(2)
+            .then(|| Bytes::from(format!("idem-{i}"))),
         headers: vec![
             ("type".into(), Bytes::from_static(b"order.created")),
             ("src".into(), Bytes::from(format!("s{i}"))),

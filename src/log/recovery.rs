@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::LogError;
-use crate::log::record::{self, FrameError, ATTR_BATCH_CONTINUES, FRAME_HEADER_BYTES, FRAME_MAGIC};
+use crate::log::record::{self, ATTR_BATCH_CONTINUES, FRAME_HEADER_BYTES, FRAME_MAGIC};
 use crate::log::segment::SegmentSummary;
 use crate::log::types::Offset;
 
@@ -127,11 +127,8 @@ fn valid_frame_after(bytes: &[u8], pos: usize) -> bool {
     let magic = FRAME_MAGIC.to_le_bytes();
     let mut at = pos + 1;
     while at + FRAME_HEADER_BYTES <= bytes.len() {
-        if bytes[at + 4..at + 8] == magic {
-            match record::decode(&bytes[at..]) {
-                Ok(_) => return true,
-                Err(FrameError::Incomplete { .. }) | Err(_) => {}
-            }
+        if bytes[at + 4..at + 8] == magic && record::decode(&bytes[at..]).is_ok() {
+            return true;
         }
         at += 1;
     }

@@ -15,7 +15,7 @@ pub fn rec(i: u64) -> RecordInput {
             "{{\"n\":{i},\"pad\":\"{}\"}}",
             "p".repeat((i % 50) as usize)
         )),
-        key: (i % 3 != 0).then(|| Bytes::from(format!("key-{i}"))),
+        key: (!i.is_multiple_of(3)).then(|| Bytes::from(format!("key-{i}"))),
         headers: vec![("type".into(), Bytes::from(format!("t{}", i % 4)))],
         flags: (i % 2) as u16,
     }

@@ -5,6 +5,7 @@
 //! - `maybe` are append calls that failed: each may be stored whole or not at all,
 //!   and the stored ones keep their order (a crash keeps a prefix of what was written;
 //!   a failed write is undone).
+//!
 //! After every reopen: every acknowledged record from the first retained offset is
 //! present byte for byte at its offset, then some of the maybes in order, then nothing.
 
@@ -43,7 +44,7 @@ fn make(id: u64, size: u16) -> RecordInput {
     payload.resize(payload.len() + size as usize, b'.');
     RecordInput {
         payload: Bytes::from(payload),
-        key: (id % 2 == 0).then(|| Bytes::from(format!("k{id}"))),
+        key: id.is_multiple_of(2).then(|| Bytes::from(format!("k{id}"))),
         headers: vec![("type".into(), Bytes::from(format!("t{}", id % 3)))],
         flags: (id % 4) as u16,
     }
@@ -228,12 +229,10 @@ impl Harness {
             .iter_from(Offset(first))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("reading after reopen: {e}"))?;
-        let mut o = first as usize;
-        for r in &actual {
-            if r.offset.0 != o as u64 {
+        for (o, r) in (first..).zip(&actual) {
+            if r.offset.0 != o {
                 return Err(format!("offset {} where {o} was due", r.offset));
             }
-            o += 1;
         }
         let known = self.durable.len();
         if actual.len() + (first as usize) < known {

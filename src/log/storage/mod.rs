@@ -42,6 +42,10 @@ pub trait ReadableFile: Send + Sync + Debug {
     fn map(&self, len: u64) -> io::Result<Bytes>;
     /// The current length of the file.
     fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty now.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
 }
 
 /// A held lock on a directory; dropping it releases the lock.

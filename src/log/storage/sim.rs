@@ -117,7 +117,7 @@ pub struct SimStorage {
 }
 
 fn dead() -> io::Error {
-    io::Error::new(io::ErrorKind::Other, "simulated process died (crash)")
+    io::Error::other("simulated process died (crash)")
 }
 
 /// A small deterministic generator (splitmix64) so a seed replays the same crash.
