@@ -45,6 +45,8 @@ enum BenchTarget {
     /// The raw-file baseline: the same bytes with no framing (buffered writes, or
     /// write + fdatasync per event from each writer thread).
     Raw(bench::RawArgs),
+    /// Time opening (recovering) an existing partition, e.g. after `kill -9` of `bench log --dir`.
+    Open(bench::OpenArgs),
 }
 
 /// Parses `--fsync` values: `always`, `never`, `interval=<ms>`.
@@ -61,6 +63,7 @@ pub fn main() -> ExitCode {
             let result = match target {
                 BenchTarget::Log(args) => bench::run_log(&args),
                 BenchTarget::Raw(args) => bench::run_raw(&args),
+                BenchTarget::Open(args) => bench::run_open(&args),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,

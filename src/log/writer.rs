@@ -135,6 +135,8 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<WriterMsg>) {
+        // One clock read per group: every call of the group shares the append time.
+        let now_ms = self.inner.config.clock.now_ms();
         let mut waiters: Vec<Waiter> = Vec::new();
         let mut syncs: Vec<Reply<()>> = Vec::new();
         for msg in group {
@@ -144,11 +146,11 @@ impl Writer {
                         let _ = reply.send(Err(e));
                         continue;
                     }
-                    if let Err(e) = self.roll_if_due(&records, &mut waiters) {
+                    if let Err(e) = self.roll_if_due(&records, now_ms, &mut waiters) {
                         let _ = reply.send(Err(e));
                         continue;
                     }
-                    match self.encode(&records) {
+                    match self.encode(&records, now_ms) {
                         Ok(outcome) => waiters.push(Waiter { reply, outcome }),
                         Err(e) => {
                             let _ = reply.send(Err(e));
@@ -173,6 +175,7 @@ impl Writer {
     fn roll_if_due(
         &mut self,
         records: &[RecordInput],
+        now_ms: i64,
         waiters: &mut Vec<Waiter>,
     ) -> Result<(), LogError> {
         if self.pending.is_empty() {
@@ -183,7 +186,7 @@ impl Writer {
         let old = match (self.inner.config.segment_age, self.pending.first_ts()) {
             (Some(age), Some(first)) => {
                 let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-                self.inner.config.clock.now_ms().saturating_sub(first) >= age_ms
+                now_ms.saturating_sub(first) >= age_ms
             }
             _ => false,
         };
@@ -195,7 +198,7 @@ impl Writer {
     }
 
     /// Validates and encodes one append call into the buffer.
-    fn encode(&mut self, records: &[RecordInput]) -> Result<AppendOutcome, LogError> {
+    fn encode(&mut self, records: &[RecordInput], now_ms: i64) -> Result<AppendOutcome, LogError> {
         if records.is_empty() || records.len() > APPEND_BATCH_RECORDS_MAX {
             return Err(LimitError::BatchLength {
                 count: records.len(),
@@ -215,7 +218,7 @@ impl Writer {
             .into());
         }
         // Times never go back along a partition, even if the clock does.
-        let ts = self.inner.config.clock.now_ms().max(self.pending.last_ts);
+        let ts = now_ms.max(self.pending.last_ts);
         let first = self.pending.next;
         let last = records.len() - 1;
         for (i, r) in records.iter().enumerate() {
