@@ -4,6 +4,7 @@
 //! Each layer knows only the one below it. See `docs/ARCHITECTURE.md`.
 //!
 //! - [`log`]: the storage engine, one partition per `Log`; knows nothing of HTTP or flows.
+//! - [`store`]: flows on the log: metadata, keys, idempotency, consumers, request log, analytics.
 //! - [`limits`]: every bound, named, with its unit.
 //! - [`error`]: typed errors.
 //! - [`cli`]: the `eventmesh` subcommands.
@@ -16,3 +17,4 @@ pub mod error;
 pub mod fuzzing;
 pub mod limits;
 pub mod log;
+pub mod store;

@@ -63,6 +63,8 @@ pub trait Storage: Send + Sync + Debug + 'static {
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Removes a directory and everything below it.
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// fsync of the directory itself, so created, renamed and removed names are durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;

@@ -385,13 +385,16 @@ impl Storage for SimStorage {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        // Files directly in `dir`, and the subdirectories that hold files.
         let st = self.state.lock();
-        Ok(st
+        let mut names: Vec<String> = st
             .live
             .keys()
-            .filter(|p| p.parent() == Some(dir))
-            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
-            .collect())
+            .filter_map(|p| p.strip_prefix(dir).ok()?.components().next())
+            .filter_map(|c| c.as_os_str().to_str().map(str::to_owned))
+            .collect();
+        names.dedup();
+        Ok(names)
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
@@ -445,6 +448,15 @@ impl Storage for SimStorage {
         }
         st.inode_of(path)?;
         st.live.remove(path);
+        Ok(())
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        if let Some(kind) = st.op(OpKind::Remove) {
+            return Err(kind.error());
+        }
+        st.live.retain(|p, _| !p.starts_with(dir));
         Ok(())
     }
 

@@ -1,0 +1,230 @@
+//! Named consumers of one flow and their committed offsets (the next offset to read,
+//! as in Kafka).
+//!
+//! Kept in a small log of their own (`<flow>/consumers/`), one record per commit, seek
+//! or delete, appended with fdatasync before the call returns. Open replays it. When it
+//! grows past `CONSUMER_LOG_COMPACT_BYTES`, the current state is written as one batch in a
+//! fresh segment and the older segments are deleted (compaction by snapshot).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::log::storage::Storage;
+use crate::log::{FsyncPolicy, Log, LogConfig, Offset, RecordInput, Retention};
+use crate::store::error::StoreError;
+
+/// Most named consumers per flow.
+pub const CONSUMERS_PER_FLOW_MAX: usize = 1000;
+/// Longest consumer name, in bytes (letters, digits, `.`, `_`, `-`).
+pub const CONSUMER_NAME_BYTES_MAX: usize = 128;
+/// The consumer log is compacted once it is larger than this.
+pub const CONSUMER_LOG_COMPACT_BYTES: u64 = 4 * 1024 * 1024;
+const CONSUMER_LOG_SEGMENT_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerState {
+    /// The next offset to read.
+    pub offset: u64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum ConsumerOp {
+    Commit {
+        name: String,
+        offset: u64,
+        at_ms: i64,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+fn encode(op: &ConsumerOp) -> Result<RecordInput, StoreError> {
+    let bytes = bincode::serde::encode_to_vec(op, bincode::config::standard())
+        .map_err(|e| StoreError::Invalid(format!("cannot encode consumer op: {e}")))?;
+    Ok(RecordInput::new(Bytes::from(bytes)))
+}
+
+pub fn validate_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= CONSUMER_NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "a consumer name is 1 to {CONSUMER_NAME_BYTES_MAX} letters, digits, '.', '_' or '-'"
+        )))
+    }
+}
+
+#[derive(Debug)]
+pub struct Consumers {
+    log: Log,
+    /// Each consumer's state and the offset (in this consumer log) of the op that set it,
+    /// so concurrent commits settle in log order, as a replay would.
+    state: Mutex<BTreeMap<String, (ConsumerState, u64)>>,
+    /// Commits share it; compaction takes it alone.
+    compaction: tokio::sync::RwLock<()>,
+}
+
+impl Consumers {
+    pub fn open(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        base: &LogConfig,
+    ) -> Result<Self, StoreError> {
+        let config = LogConfig {
+            segment_bytes: CONSUMER_LOG_SEGMENT_BYTES,
+            segment_age: None,
+            fsync: FsyncPolicy::Always,
+            ..base.clone()
+        };
+        let log = Log::open_with(dir, config, storage)?;
+        let mut state = BTreeMap::new();
+        for record in log.iter_from(log.first_offset()) {
+            let record = record?;
+            let (op, _): (ConsumerOp, usize) =
+                bincode::serde::decode_from_slice(&record.payload, bincode::config::standard())
+                    .map_err(|e| StoreError::Damaged {
+                        path: dir.display().to_string(),
+                        message: format!("consumer record {}: {e}", record.offset),
+                    })?;
+            match op {
+                ConsumerOp::Commit {
+                    name,
+                    offset,
+                    at_ms,
+                } => {
+                    let s = ConsumerState {
+                        offset,
+                        updated_at_ms: at_ms,
+                    };
+                    state.insert(name, (s, record.offset.0));
+                }
+                ConsumerOp::Delete { name } => {
+                    state.remove(&name);
+                }
+            }
+        }
+        Ok(Self {
+            log,
+            state: Mutex::new(state),
+            compaction: tokio::sync::RwLock::new(()),
+        })
+    }
+
+    /// Every consumer with its state.
+    pub fn list(&self) -> Vec<(String, ConsumerState)> {
+        self.state
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0))
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<ConsumerState> {
+        self.state.lock().get(name).map(|v| v.0)
+    }
+
+    /// Durably sets `name`'s committed offset (the caller has checked the range).
+    pub async fn commit(
+        &self,
+        name: &str,
+        offset: Offset,
+        at_ms: i64,
+    ) -> Result<ConsumerState, StoreError> {
+        validate_name(name)?;
+        {
+            let state = self.state.lock();
+            if !state.contains_key(name) && state.len() >= CONSUMERS_PER_FLOW_MAX {
+                return Err(StoreError::Limit(format!(
+                    "a flow has at most {CONSUMERS_PER_FLOW_MAX} consumers"
+                )));
+            }
+        }
+        let op = ConsumerOp::Commit {
+            name: name.to_owned(),
+            offset: offset.0,
+            at_ms,
+        };
+        let _shared = self.compaction.read().await;
+        let at = self.log.try_submit(vec![encode(&op)?])?.await?.first.0;
+        let new = ConsumerState {
+            offset: offset.0,
+            updated_at_ms: at_ms,
+        };
+        let mut state = self.state.lock();
+        let entry = state.entry(name.to_owned()).or_insert((new, at));
+        if entry.1 <= at {
+            *entry = (new, at);
+        }
+        Ok(entry.0)
+    }
+
+    /// Durably forgets `name`. `false` if it did not exist.
+    pub async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        if !self.state.lock().contains_key(name) {
+            return Ok(false);
+        }
+        let op = ConsumerOp::Delete {
+            name: name.to_owned(),
+        };
+        let _shared = self.compaction.read().await;
+        let at = self.log.try_submit(vec![encode(&op)?])?.await?.first.0;
+        let mut state = self.state.lock();
+        let removed = state.get(name).is_some_and(|v| v.1 < at);
+        if removed {
+            state.remove(name);
+        }
+        Ok(removed)
+    }
+
+    /// Rewrites the state as one batch in a fresh segment and drops older segments,
+    /// once the log has grown past `CONSUMER_LOG_COMPACT_BYTES`. Blocks commits while it
+    /// runs; call it from a blocking context.
+    pub fn compact_if_large(&self) -> Result<bool, StoreError> {
+        if self.log.stats().bytes <= CONSUMER_LOG_COMPACT_BYTES {
+            return Ok(false);
+        }
+        let _exclusive = self.compaction.blocking_write();
+        let snapshot: Vec<RecordInput> = {
+            let state = self.state.lock();
+            state
+                .iter()
+                .map(|(name, (s, _))| {
+                    encode(&ConsumerOp::Commit {
+                        name: name.clone(),
+                        offset: s.offset,
+                        at_ms: s.updated_at_ms,
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        self.log.roll()?;
+        let before = self.log.stats().bytes;
+        for chunk in snapshot.chunks(crate::limits::APPEND_BATCH_RECORDS_MAX) {
+            self.log.append_batch(chunk.to_vec())?;
+        }
+        self.log.roll()?;
+        // The snapshot supersedes every segment before it: keep only its bytes.
+        let snapshot_bytes = self.log.stats().bytes - before;
+        self.log.apply_retention(Retention {
+            max_bytes: Some(snapshot_bytes),
+            max_age_ms: None,
+        })?;
+        Ok(true)
+    }
+
+    pub fn close(self) -> Result<(), StoreError> {
+        Ok(self.log.close()?)
+    }
+}

@@ -1,0 +1,47 @@
+//! Errors of the flow store. The HTTP layer maps each variant to one status.
+
+use crate::error::LogError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist (or is not visible to the caller).
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    /// The request asks for something invalid; the message says what.
+    #[error("{0}")]
+    Invalid(String),
+    /// An `Idempotency-Key` seen before (at `offset`) came with another body.
+    #[error(
+        "the idempotency key was used before with a different body (event at offset {offset})"
+    )]
+    IdempotencyKeyReused { offset: crate::log::Offset },
+    /// A named limit was reached.
+    #[error("{0}")]
+    Limit(String),
+    /// The engine failed; for appends, nothing of the call was acknowledged.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Metadata or a state file could not be read or written.
+    #[error("{op} {path}: {message}")]
+    Io {
+        op: &'static str,
+        path: String,
+        message: String,
+    },
+    /// A state file exists but cannot be decoded.
+    #[error("{path} is damaged: {message}")]
+    Damaged { path: String, message: String },
+    /// The store is shutting down or read-only.
+    #[error("the store is not accepting writes: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        Self::Io {
+            op,
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}

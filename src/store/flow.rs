@@ -1,0 +1,457 @@
+//! One open flow: its event partition, request log, consumers, idempotency index and
+//! analytics, and the ingest path that ties dedup to the append.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+
+use crate::log::storage::{read_to_vec, write_atomic, Storage};
+use crate::log::{Clock, Log, LogConfig, Offset, RecordInput, Retention};
+use crate::store::analytics::{Aggregator, Report, Window};
+use crate::store::consumers::Consumers;
+use crate::store::dedup::{key_hash, DedupEntry, DedupIndex, KeyHash, DEDUP_KEYS_PER_FLOW_MAX};
+use crate::store::error::StoreError;
+use crate::store::event::{body_hash, record_body_hash, record_type, EventInput, StoredEvent};
+use crate::store::meta::FlowRecord;
+use crate::store::partition::Partition;
+use crate::store::requests::{
+    RequestEntry, REQUEST_LOG_MAX_AGE_MS, REQUEST_LOG_MAX_BYTES, REQUEST_LOG_READ_MAX,
+    REQUEST_LOG_SEGMENT_BYTES,
+};
+
+const ANALYTICS_FILE: &str = "analytics.ckpt";
+
+/// What ingestion did with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Appended now, at this offset.
+    Stored { offset: Offset },
+    /// Its key was seen within the window: nothing appended; the first event's offset.
+    Duplicate { offset: Offset },
+    /// Its `Idempotency-Key` was seen with another body. `ingest` answers this as
+    /// `StoreError::IdempotencyKeyReused` and appends nothing of the call.
+    KeyReused { offset: Offset },
+}
+
+#[derive(Debug)]
+struct DedupState {
+    index: DedupIndex,
+    /// Keys whose append is in flight, with a signal that turns true when it settles.
+    inflight: HashMap<KeyHash, watch::Receiver<bool>>,
+}
+
+#[derive(Debug)]
+pub struct Flow {
+    pub id: String,
+    pub record: RwLock<FlowRecord>,
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    events: Arc<dyn Partition>,
+    requests: Log,
+    pub consumers: Consumers,
+    dedup: Arc<Mutex<DedupState>>,
+    analytics: Mutex<Aggregator>,
+}
+
+enum Plan {
+    Known(IngestOutcome),
+    /// Appended now as the j-th record of the batch.
+    New(usize),
+    /// The same key as the j-th new record of this batch (a duplicate, or reused).
+    SameAsNew {
+        j: usize,
+        reused: bool,
+    },
+}
+
+fn now_s(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+impl Flow {
+    /// Opens (or creates) the flow's files under `dir` and rebuilds its derived state.
+    pub fn open(
+        record: FlowRecord,
+        dir: PathBuf,
+        storage: Arc<dyn Storage>,
+        base: &LogConfig,
+    ) -> Result<Self, StoreError> {
+        let events = Log::open_with(dir.join("events"), base.clone(), Arc::clone(&storage))?;
+        let requests_config = LogConfig {
+            segment_bytes: REQUEST_LOG_SEGMENT_BYTES,
+            fsync: crate::log::FsyncPolicy::Never,
+            ..base.clone()
+        };
+        let requests = Log::open_with(dir.join("requests"), requests_config, Arc::clone(&storage))?;
+        let consumers = Consumers::open(&dir.join("consumers"), Arc::clone(&storage), base)?;
+        let clock = Arc::clone(&base.clock);
+        let index = rebuild_dedup(&events, record.dedup_window_seconds, clock.now_ms())?;
+        let analytics = load_analytics(&*storage, &dir, &events, &requests);
+        Ok(Self {
+            id: record.id.clone(),
+            record: RwLock::new(record),
+            dir,
+            storage,
+            clock,
+            events: Arc::new(events),
+            requests,
+            consumers,
+            dedup: Arc::new(Mutex::new(DedupState {
+                index,
+                inflight: HashMap::new(),
+            })),
+            analytics: Mutex::new(analytics),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn events(&self) -> &Arc<dyn Partition> {
+        &self.events
+    }
+
+    /// Changes the dedup window (a patch); the index keeps its entries.
+    pub fn set_dedup_window(&self, window_s: u64) {
+        let mut st = self.dedup.lock();
+        if st.index.window_s() != i64::try_from(window_s).unwrap_or(i64::MAX) {
+            let mut fresh = DedupIndex::new(window_s, DEDUP_KEYS_PER_FLOW_MAX);
+            // Rebuild from the log rather than copy: the log is the truth.
+            if let Ok(ix) = rebuild_dedup_from(&*self.events, window_s, self.clock.now_ms()) {
+                fresh = ix;
+            }
+            st.index = fresh;
+        }
+    }
+
+    /// Checks the events' keys against the index and appends the new ones as one
+    /// all-or-nothing batch, durable under the log's policy. Two concurrent calls with
+    /// one key store one event: the second waits for the first and learns its offset.
+    pub async fn ingest(&self, events: &[EventInput]) -> Result<Vec<IngestOutcome>, StoreError> {
+        loop {
+            let now_ms = self.clock.now_ms();
+            let mut wait = None;
+            let mut plan = Vec::with_capacity(events.len());
+            let mut new: Vec<&EventInput> = Vec::new();
+            let mut keys: Vec<(KeyHash, usize, u32)> = Vec::new();
+            let submitted = {
+                let mut st = self.dedup.lock();
+                st.index.expire(now_s(now_ms));
+                for ev in events {
+                    let Some(key) = &ev.idempotency_key else {
+                        plan.push(Plan::New(new.len()));
+                        new.push(ev);
+                        continue;
+                    };
+                    let h = key_hash(key);
+                    if let Some(rx) = st.inflight.get(&h) {
+                        wait = Some(rx.clone());
+                        break;
+                    }
+                    let hash = body_hash(&ev.payload);
+                    let reused = |first_hash: u32| ev.strict_key && first_hash != hash;
+                    if let Some(e) = st.index.get(&h, now_s(now_ms)) {
+                        let offset = Offset(e.offset);
+                        plan.push(Plan::Known(if reused(e.body_hash) {
+                            IngestOutcome::KeyReused { offset }
+                        } else {
+                            IngestOutcome::Duplicate { offset }
+                        }));
+                    } else if let Some((_, j, first_hash)) = keys.iter().find(|(k, _, _)| *k == h) {
+                        plan.push(Plan::SameAsNew {
+                            j: *j,
+                            reused: reused(*first_hash),
+                        });
+                    } else {
+                        keys.push((h, new.len(), hash));
+                        plan.push(Plan::New(new.len()));
+                        new.push(ev);
+                    }
+                }
+                let reused = plan.iter().find_map(|p| match p {
+                    Plan::Known(IngestOutcome::KeyReused { offset }) => Some(*offset),
+                    _ => None,
+                });
+                if let Some(offset) = reused.filter(|_| wait.is_none()) {
+                    // All or nothing: a call with a reused key stores none of its events.
+                    return Err(StoreError::IdempotencyKeyReused { offset });
+                }
+                if plan
+                    .iter()
+                    .any(|p| matches!(p, Plan::SameAsNew { reused: true, .. }))
+                {
+                    return Err(StoreError::Invalid(
+                        "one Idempotency-Key is used twice in this call with different bodies"
+                            .into(),
+                    ));
+                }
+                if wait.is_some() || new.is_empty() {
+                    None
+                } else {
+                    let records: Vec<RecordInput> = new.iter().map(|e| e.to_record()).collect();
+                    let pending = self.events.submit(records)?;
+                    let (done_tx, done_rx) = watch::channel(false);
+                    for (h, _, _) in &keys {
+                        st.inflight.insert(*h, done_rx.clone());
+                    }
+                    Some((pending, done_tx))
+                }
+            };
+            if let Some(mut rx) = wait {
+                let _ = rx.wait_for(|settled| *settled).await;
+                continue;
+            }
+            let first = match submitted {
+                None => None,
+                Some((pending, done_tx)) => Some(self.settle(pending, done_tx, keys).await?),
+            };
+            let at = |j: usize| Offset(first.map_or(0, |f| f.0) + j as u64);
+            return Ok(plan
+                .into_iter()
+                .map(|p| match p {
+                    Plan::Known(o) => o,
+                    Plan::New(j) => IngestOutcome::Stored { offset: at(j) },
+                    Plan::SameAsNew { j, reused: true } => {
+                        IngestOutcome::KeyReused { offset: at(j) }
+                    }
+                    Plan::SameAsNew { j, reused: false } => {
+                        IngestOutcome::Duplicate { offset: at(j) }
+                    }
+                })
+                .collect());
+        }
+    }
+
+    /// Waits for an append in a task of its own, so a cancelled request can never leave a
+    /// key in flight forever or skip recording a stored key in the index.
+    async fn settle(
+        &self,
+        pending: crate::log::PendingAppend,
+        done_tx: watch::Sender<bool>,
+        keys: Vec<(KeyHash, usize, u32)>,
+    ) -> Result<Offset, StoreError> {
+        let dedup = Arc::clone(&self.dedup);
+        let task = tokio::spawn(async move {
+            let result = pending.await;
+            {
+                let mut st = dedup.lock();
+                for (h, _, _) in &keys {
+                    st.inflight.remove(h);
+                }
+                if let Ok(out) = &result {
+                    let time_s = u32::try_from(now_s(out.timestamp_ms)).unwrap_or(u32::MAX);
+                    for (h, j, body_hash) in keys {
+                        let entry = DedupEntry {
+                            offset: out.first.0 + j as u64,
+                            body_hash,
+                            time_s,
+                        };
+                        st.index.insert(h, entry);
+                    }
+                }
+            }
+            let _ = done_tx.send(true);
+            result
+        });
+        match task.await {
+            Ok(result) => Ok(result?.first),
+            Err(e) => Err(StoreError::Unavailable(format!("append task failed: {e}"))),
+        }
+    }
+
+    /// Appends one request-log entry; returns once it is written.
+    pub async fn record_request(&self, entry: &RequestEntry) -> Result<(), StoreError> {
+        let record = RecordInput::new(Bytes::from(entry.encode()?));
+        self.requests.try_submit(vec![record])?.await?;
+        Ok(())
+    }
+
+    /// The newest `limit` request-log entries, newest first, with their times.
+    pub fn recent_requests(&self, limit: usize) -> Result<Vec<(i64, RequestEntry)>, StoreError> {
+        let limit = limit.clamp(1, REQUEST_LOG_READ_MAX);
+        let next = self.requests.next_offset().0;
+        let from = next
+            .saturating_sub(limit as u64)
+            .max(self.requests.first_offset().0);
+        let mut out: Vec<(i64, RequestEntry)> = self
+            .requests
+            .read(Offset(from), limit, usize::MAX)?
+            .iter()
+            .filter_map(|r| RequestEntry::decode(r).map(|e| (r.timestamp_ms, e)))
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Events from `from`, at most `limit`, optionally only of `event_type`.
+    /// Returns the events and the offset to read next.
+    pub fn read_events(
+        &self,
+        from: Offset,
+        limit: usize,
+        event_type: Option<&str>,
+    ) -> Result<(Vec<StoredEvent>, Offset), StoreError> {
+        let first = self.events.first_offset();
+        let mut next = from.max(first);
+        let mut out = Vec::new();
+        // Scan at most this many records per call when filtering, so one read stays bounded.
+        let mut scan_budget = crate::limits::READ_RECORDS_MAX;
+        for record in self.events.records_from(next) {
+            let record = record?;
+            next = Offset(record.offset.0 + 1);
+            scan_budget -= 1;
+            if event_type.is_none_or(|t| record_type(&record) == t) {
+                out.push(StoredEvent::from_record(&self.id, record));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            if scan_budget == 0 {
+                break;
+            }
+        }
+        Ok((out, next))
+    }
+
+    /// The event at `offset`, if retained.
+    pub fn event_at(&self, offset: Offset) -> Result<Option<StoredEvent>, StoreError> {
+        if offset < self.events.first_offset() || offset >= self.events.next_offset() {
+            return Ok(None);
+        }
+        Ok(self
+            .events
+            .read(offset, 1, usize::MAX)?
+            .into_iter()
+            .next()
+            .map(|r| StoredEvent::from_record(&self.id, r)))
+    }
+
+    /// Reads both logs up to their ends into the aggregator, then reports `window`.
+    pub fn analytics(&self, window: Window) -> Result<Report, StoreError> {
+        let mut agg = self.analytics.lock();
+        self.catch_up(&mut agg)?;
+        Ok(agg.report(window, self.clock.now_ms()))
+    }
+
+    fn catch_up(&self, agg: &mut Aggregator) -> Result<(), StoreError> {
+        let from = Offset(agg.requests_next.max(self.requests.first_offset().0));
+        for record in self.requests.iter_from(from) {
+            let record = record?;
+            if let Some(entry) = RequestEntry::decode(&record) {
+                agg.add_request(record.timestamp_ms, &entry);
+            }
+            agg.requests_next = record.offset.0 + 1;
+        }
+        let from = Offset(agg.events_next.max(self.events.first_offset().0));
+        for record in self.events.records_from(from) {
+            let record = record?;
+            agg.add_event(record.timestamp_ms, &record_type(&record));
+            agg.events_next = record.offset.0 + 1;
+        }
+        agg.prune(self.clock.now_ms());
+        Ok(())
+    }
+
+    /// Catches analytics up and writes its checkpoint (state and offsets together).
+    pub fn checkpoint_analytics(&self) -> Result<(), StoreError> {
+        let mut agg = self.analytics.lock();
+        self.catch_up(&mut agg)?;
+        let body = bincode::serde::encode_to_vec(&*agg, bincode::config::standard())
+            .map_err(|e| StoreError::Invalid(format!("cannot encode analytics: {e}")))?;
+        let mut bytes = crc32fast::hash(&body).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        let path = self.dir.join(ANALYTICS_FILE);
+        write_atomic(&*self.storage, &path, &bytes).map_err(|e| StoreError::io("write", &path, e))
+    }
+
+    /// Retention of the event log (the flow's settings) and of the request log.
+    pub fn apply_retention(&self) -> Result<(), StoreError> {
+        let settings = self.record.read().retention;
+        if settings.max_age_seconds.is_some() || settings.max_bytes.is_some() {
+            self.events.apply_retention(Retention {
+                max_age_ms: settings
+                    .max_age_seconds
+                    .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)),
+                max_bytes: settings.max_bytes,
+            })?;
+        }
+        self.requests.apply_retention(Retention {
+            max_age_ms: Some(REQUEST_LOG_MAX_AGE_MS),
+            max_bytes: Some(REQUEST_LOG_MAX_BYTES),
+        })?;
+        Ok(())
+    }
+
+    /// Keys in the idempotency index, and keys dropped early by its bound.
+    pub fn dedup_stats(&self) -> (usize, u64) {
+        let st = self.dedup.lock();
+        (st.index.len(), st.index.evicted_early)
+    }
+
+    /// Syncs every log of the flow (for graceful shutdown under lazy policies).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.events.sync()?;
+        self.requests.sync()?;
+        Ok(())
+    }
+}
+
+fn rebuild_dedup(events: &Log, window_s: u64, now_ms: i64) -> Result<DedupIndex, StoreError> {
+    rebuild_dedup_from(events, window_s, now_ms)
+}
+
+/// Rebuilds the idempotency index from the keys of the records in the window.
+fn rebuild_dedup_from(
+    events: &dyn Partition,
+    window_s: u64,
+    now_ms: i64,
+) -> Result<DedupIndex, StoreError> {
+    let mut index = DedupIndex::new(window_s, DEDUP_KEYS_PER_FLOW_MAX);
+    let window_ms = i64::try_from(window_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let from = events.offset_for_timestamp(now_ms.saturating_sub(window_ms))?;
+    for record in events.records_from(from) {
+        let record = record?;
+        if let Some(key) = &record.key {
+            let key = String::from_utf8_lossy(key);
+            index.insert(
+                key_hash(&key),
+                DedupEntry {
+                    offset: record.offset.0,
+                    body_hash: record_body_hash(&record),
+                    time_s: u32::try_from(now_s(record.timestamp_ms)).unwrap_or(u32::MAX),
+                },
+            );
+        }
+    }
+    Ok(index)
+}
+
+/// Loads the analytics checkpoint if it is whole and not ahead of the logs (a log
+/// that lost its tail); otherwise starts empty and the first catch-up rescans.
+fn load_analytics(storage: &dyn Storage, dir: &Path, events: &Log, requests: &Log) -> Aggregator {
+    let path = dir.join(ANALYTICS_FILE);
+    let decoded = read_to_vec(storage, &path).ok().and_then(|bytes| {
+        let (crc, body) = bytes.split_at_checked(4)?;
+        if crc32fast::hash(body).to_le_bytes() != crc {
+            return None;
+        }
+        bincode::serde::decode_from_slice::<Aggregator, _>(body, bincode::config::standard())
+            .ok()
+            .map(|(a, _)| a.restore())
+    });
+    match decoded {
+        Some(a)
+            if a.requests_next <= requests.next_offset().0
+                && a.events_next <= events.next_offset().0 =>
+        {
+            a
+        }
+        _ => Aggregator::default(),
+    }
+}

@@ -1,0 +1,105 @@
+//! API keys and the admin key: issuing, hashing, verifying.
+//!
+//! A key is `pk_<env>_<id>_<secret>`: the id (public) finds the record; the whole key is
+//! hashed with HMAC-SHA256 under the installation secret (`<data>/secret`, 32 random
+//! bytes), and only that hash is stored. Verification compares hashes in constant time.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::store::error::StoreError;
+use crate::store::ids::{hex, random_bytes, KEY_ID_BYTES};
+use crate::store::meta::ApiKeyRecord;
+
+/// Bytes of randomness in a key's secret part (256 bits).
+pub const KEY_SECRET_BYTES: usize = 32;
+/// Shortest admin key an operator may set.
+pub const ADMIN_KEY_MIN_CHARS: usize = 24;
+/// Longest key text we look at; longer presented keys are invalid without hashing.
+pub const KEY_TEXT_MAX_CHARS: usize = 256;
+
+/// Hashes key text under the installation secret.
+pub fn hash_key(installation_secret: &[u8], key: &str) -> String {
+    // HMAC accepts keys of any length, so new_from_slice cannot fail here.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(installation_secret) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(key.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+/// Constant-time equality of two hex hashes.
+pub fn hashes_match(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// A new key for `env` (`live` or `test`): (id, plaintext key).
+pub fn new_key(env: &str) -> Result<(String, String), StoreError> {
+    let id_hex = hex(&random_bytes(KEY_ID_BYTES)?);
+    let secret = hex(&random_bytes(KEY_SECRET_BYTES)?);
+    Ok((
+        format!("key_{id_hex}"),
+        format!("pk_{env}_{id_hex}_{secret}"),
+    ))
+}
+
+/// A new secret for an existing key id (rotation): the plaintext key.
+pub fn rotated_key(record: &ApiKeyRecord) -> Result<String, StoreError> {
+    let id_hex = record.id.trim_start_matches("key_");
+    let secret = hex(&random_bytes(KEY_SECRET_BYTES)?);
+    Ok(format!("pk_{}_{id_hex}_{secret}", record.env))
+}
+
+/// A new admin key: `ek_admin_` + 32 random bytes in hex.
+pub fn new_admin_key() -> Result<String, StoreError> {
+    Ok(format!("ek_admin_{}", hex(&random_bytes(32)?)))
+}
+
+/// The key id embedded in presented key text, if the text has a key's shape.
+pub fn key_id_of(text: &str) -> Option<String> {
+    if text.len() > KEY_TEXT_MAX_CHARS {
+        return None;
+    }
+    let rest = text
+        .strip_prefix("pk_live_")
+        .or_else(|| text.strip_prefix("pk_test_"))?;
+    let (id, secret) = rest.split_once('_')?;
+    let ok = id.len() == KEY_ID_BYTES * 2
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+        && !secret.is_empty();
+    ok.then(|| format!("key_{id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_key_carries_its_id_and_hashes_differently_per_installation() {
+        let (id, key) = new_key("live").expect("key");
+        assert!(key.starts_with("pk_live_"));
+        assert_eq!(key_id_of(&key), Some(id));
+        assert_ne!(hash_key(b"install-a", &key), hash_key(b"install-b", &key));
+        assert!(hashes_match(&hash_key(b"s", &key), &hash_key(b"s", &key)));
+        assert!(!hashes_match(
+            &hash_key(b"s", &key),
+            &hash_key(b"s", "pk_live_x")
+        ));
+    }
+
+    #[test]
+    fn text_without_a_key_shape_has_no_id() {
+        for bad in [
+            "",
+            "pk_live_",
+            "pk_live_zzzzzzzzzzzz_s",
+            "sk_live_0123456789ab_s",
+            "pk_prod_0123456789ab_s",
+        ] {
+            assert_eq!(key_id_of(bad), None, "{bad}");
+        }
+        assert_eq!(key_id_of(&"pk_live_0123456789ab_".repeat(20)), None);
+    }
+}
