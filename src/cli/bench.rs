@@ -285,3 +285,60 @@ pub fn run_open(args: &OpenArgs) -> Result<(), BoxError> {
     println!("{line}");
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct DedupArgs {
+    /// Keys to insert into one flow's index (all within the window).
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+}
+
+/// Resident memory of this process, in bytes (Linux).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+pub fn run_dedup(args: &DedupArgs) -> Result<(), BoxError> {
+    use crate::store::dedup::{key_hash, DedupEntry, DedupIndex};
+    let keys = usize::try_from(args.keys)?;
+    // Hash the keys first, so the measurement covers only the index.
+    let hashes: Vec<_> = (0..keys)
+        .map(|i| key_hash(&format!("evt-key-{i}")))
+        .collect();
+    let before = rss_bytes();
+    let started = Instant::now();
+    let mut index = DedupIndex::new(86_400, keys + 1);
+    for (i, h) in hashes.iter().enumerate() {
+        let entry = DedupEntry {
+            offset: i as u64,
+            body_hash: i as u32,
+            time_s: 1_700_000_000 + (i / 1000) as u32,
+        };
+        index.insert(*h, entry);
+    }
+    let insert_ns = started.elapsed().as_nanos() as f64 / keys as f64;
+    let after = rss_bytes();
+    let now_s = 1_700_000_000 + (keys / 1000) as i64;
+    let started = Instant::now();
+    let mut found = 0u64;
+    for h in &hashes {
+        found += u64::from(index.get(h, now_s).is_some());
+    }
+    let lookup_ns = started.elapsed().as_nanos() as f64 / keys as f64;
+    if found != keys as u64 || index.len() != keys {
+        return Err(format!("found {found} of {keys} keys").into());
+    }
+    let line = serde_json::json!({
+        "bench": "dedup",
+        "keys": keys,
+        "bytesPerKey": (after.saturating_sub(before)) as f64 / keys as f64,
+        "indexBytes": after.saturating_sub(before),
+        "insertNs": insert_ns,
+        "lookupNs": lookup_ns,
+    });
+    println!("{line}");
+    Ok(())
+}

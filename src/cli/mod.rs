@@ -47,6 +47,8 @@ enum BenchTarget {
     Raw(bench::RawArgs),
     /// Time opening (recovering) an existing partition, e.g. after `kill -9` of `bench log --dir`.
     Open(bench::OpenArgs),
+    /// Memory per key and speed of one flow's idempotency index.
+    Dedup(bench::DedupArgs),
 }
 
 /// Parses `--fsync` values: `always`, `never`, `interval=<ms>`.
@@ -64,6 +66,7 @@ pub fn main() -> ExitCode {
                 BenchTarget::Log(args) => bench::run_log(&args),
                 BenchTarget::Raw(args) => bench::run_raw(&args),
                 BenchTarget::Open(args) => bench::run_open(&args),
+                BenchTarget::Dedup(args) => bench::run_dedup(&args),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,
