@@ -7,6 +7,7 @@
 //! - [`store`]: flows on the log: metadata, keys, idempotency, consumers, request log, analytics.
 //! - [`limits`]: every bound, named, with its unit.
 //! - [`error`]: typed errors.
+//! - [`http`]: the hyper server: ingestion, the API, signatures, rate limits, metrics.
 //! - [`cli`]: the `eventmesh` subcommands.
 
 // Library code never unwraps: failures are typed errors (tests may unwrap; clippy.toml).
@@ -15,6 +16,8 @@
 pub mod cli;
 pub mod error;
 pub mod fuzzing;
+pub mod http;
 pub mod limits;
 pub mod log;
+pub mod rfc3339;
 pub mod store;

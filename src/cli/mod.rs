@@ -2,6 +2,7 @@
 
 mod bench;
 mod check;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server: webhooks, the API and the dashboard, on an embedded store.
+    Serve(serve::ServeArgs),
     /// Verify every record checksum and index of a data directory or one partition; changes nothing.
     ///
     /// Exit 0: clean. Exit 1: corruption that recovery refuses. Exit 2: only a torn tail
@@ -60,6 +63,7 @@ pub(crate) fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Check { dir } => check::run(&dir),
         Command::Bench { target } => {
             let result = match target {

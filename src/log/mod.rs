@@ -12,6 +12,7 @@ pub mod record;
 pub mod recovery;
 pub mod segment;
 mod shared;
+pub mod stats;
 pub mod storage;
 pub mod types;
 mod writer;
@@ -30,6 +31,7 @@ use tokio::sync::{oneshot, watch};
 pub use crate::error::LogError;
 pub use open::RecoveryReport;
 pub use reader::RecordIter;
+pub use stats::WriterStats;
 pub use types::{
     AppendOutcome, Clock, FsyncPolicy, LogConfig, ManualClock, Mutation, Offset, Record,
     RecordInput, Retention, SystemClock,
@@ -132,6 +134,7 @@ impl Log {
             poisoned: Mutex::new(None),
             next_tx,
             retention: Mutex::new(()),
+            counters: stats::WriterCounters::default(),
             _lock: lock,
         });
         let (tx, rx) = crossbeam_channel::bounded(WRITER_QUEUE_DEPTH_MAX);
@@ -288,6 +291,11 @@ impl Log {
     /// Watches the next offset: changes after each durable group (for tails and long polls).
     pub fn subscribe(&self) -> watch::Receiver<Offset> {
         self.inner.next_tx.subscribe()
+    }
+
+    /// The writer's counters (groups, records, bytes, fsyncs and their latency).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.counters.snapshot()
     }
 
     /// Why the log refuses appends, if it does.

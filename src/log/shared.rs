@@ -108,6 +108,7 @@ pub(crate) struct Inner {
     pub next_tx: watch::Sender<Offset>,
     /// Serialises retention runs.
     pub retention: Mutex<()>,
+    pub counters: crate::log::stats::WriterCounters,
     pub _lock: Box<dyn DirLock>,
 }
 

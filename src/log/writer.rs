@@ -265,11 +265,15 @@ impl Writer {
             return Err(e);
         }
         if !self.buf.is_empty() {
+            let records = self.pending.next.0 - self.active.summary.read().next.0;
             if let Err(e) = self.file.append(&self.buf) {
                 let err = LogError::io("write", &self.active.path, e);
                 self.rewind(&err);
                 return Err(err);
             }
+            self.inner
+                .counters
+                .note_group(records, self.buf.len() as u64);
             self.buf.clear();
             self.dirty = true;
         }
@@ -299,10 +303,13 @@ impl Writer {
     }
 
     fn sync(&mut self) -> Result<(), LogError> {
+        let started = Instant::now();
         let result = self
             .file
             .sync_data()
             .map_err(|e| LogError::io("fdatasync", &self.active.path, e));
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.inner.counters.note_fsync(us);
         // Never retried: after a failure the pages may be marked clean without being on disk.
         self.dirty = false;
         self.last_sync = Instant::now();

@@ -36,6 +36,8 @@ pub trait Partition: Send + Sync + Debug {
     fn poisoned(&self) -> Option<LogError>;
     /// Makes everything appended so far durable.
     fn sync(&self) -> Result<(), LogError>;
+    /// Writer counters for metrics.
+    fn writer_stats(&self) -> crate::log::WriterStats;
 }
 
 impl Partition for Log {
@@ -76,5 +78,8 @@ impl Partition for Log {
     }
     fn sync(&self) -> Result<(), LogError> {
         Log::sync(self)
+    }
+    fn writer_stats(&self) -> crate::log::WriterStats {
+        Log::writer_stats(self)
     }
 }

@@ -1,0 +1,95 @@
+//! `eventmesh serve`: flags and environment, then the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::http::{serve, HttpLimits, ServeConfig};
+use crate::log::FsyncPolicy;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "EVENTMESH_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: String,
+    /// Data directory (created if missing).
+    #[arg(long, env = "EVENTMESH_DATA_DIR", default_value = "./eventmesh-data")]
+    data_dir: PathBuf,
+    /// Admin key (at least 24 characters); default: generated on first start and printed once.
+    #[arg(long, env = "EVENTMESH_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// always | interval=<ms> | never. `always`: a 2xx means the event was fdatasync'ed.
+    #[arg(long, env = "EVENTMESH_FSYNC", default_value = "always", value_parser = super::parse_fsync)]
+    fsync: FsyncPolicy,
+    /// Base URL shown in webhook URLs (default http://<listen>).
+    #[arg(long, env = "EVENTMESH_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "EVENTMESH_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    body_limit: usize,
+    /// Most open connections; more are answered 503.
+    #[arg(long, env = "EVENTMESH_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a client has to send its request headers.
+    #[arg(long, env = "EVENTMESH_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout_s: u64,
+    /// Seconds a client has to send its request body.
+    #[arg(long, env = "EVENTMESH_BODY_TIMEOUT", default_value_t = 30)]
+    body_timeout_s: u64,
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    if args.admin_key.as_ref().is_some_and(|k| k.len() < 24) {
+        eprintln!("eventmesh serve: the admin key must be at least 24 characters");
+        return ExitCode::from(2);
+    }
+    if args.body_limit == 0
+        || args.max_connections == 0
+        || args.header_timeout_s == 0
+        || args.body_timeout_s == 0
+    {
+        eprintln!("eventmesh serve: limits and timeouts must be positive");
+        return ExitCode::from(2);
+    }
+    let limits = HttpLimits {
+        body_bytes_max: args.body_limit,
+        connections_max: args.max_connections,
+        header_read_timeout: std::time::Duration::from_secs(args.header_timeout_s),
+        body_read_timeout: std::time::Duration::from_secs(args.body_timeout_s),
+        ..HttpLimits::default()
+    };
+    let config = ServeConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        admin_key: args.admin_key,
+        fsync: args.fsync,
+        public_url: args.public_url,
+        limits,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("eventmesh serve: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eventmesh serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

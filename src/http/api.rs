@@ -1,0 +1,452 @@
+//! The management API: workspaces, keys, flows, the request log and the playground.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+use crate::http::app::App;
+use crate::http::auth::{query_param, Caller};
+use crate::http::ingest::{ingest, BodyRead, IngestRequest};
+use crate::http::response::{bad_request, no_content, not_found, Reply};
+use crate::http::signature;
+use crate::rfc3339;
+use crate::store::meta::{
+    ApiKeyRecord, FlowRecord, RateLimit, RetentionConfig, Scope, SignatureScheme, Workspace,
+};
+use crate::store::{FlowPatch, NewFlow, NewKey, StoreError, KEY_ROTATION_GRACE_SECONDS_DEFAULT};
+
+/// Parses a JSON request body into `T`, or a 400 reply.
+pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Reply> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        &body[..]
+    };
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Maps a store error to its reply.
+pub fn store_reply(e: StoreError) -> Reply {
+    match e {
+        StoreError::NotFound { what } => not_found(what),
+        StoreError::Invalid(m) => bad_request(m),
+        StoreError::Limit(m) => Reply::error(StatusCode::CONFLICT, "limit_reached", m),
+        StoreError::IdempotencyKeyReused { .. } => Reply::error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            e.to_string(),
+        ),
+        StoreError::Unavailable(m) => {
+            Reply::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+        }
+        other => {
+            tracing::error!(error = %other, "store call failed");
+            Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                "the change could not be stored",
+            )
+        }
+    }
+}
+
+/// `Some(None)` for an explicit `null`, `Some(Some(v))` for a value, `None` when absent.
+fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+pub fn flow_json(app: &App, f: &FlowRecord) -> Value {
+    json!({
+        "id": f.id,
+        "workspaceId": f.workspace_id,
+        "name": f.name,
+        "webhookId": f.webhook_id,
+        "webhookUrl": app.webhook_url(&f.webhook_id),
+        "signature": { "scheme": f.signature.scheme },
+        "rateLimit": f.rate_limit,
+        "dedupWindowSeconds": f.dedup_window_seconds,
+        "retention": f.retention,
+        "dedupKeyPointer": f.dedup_key_pointer,
+        "createdAt": rfc3339::format_ms(f.created_at_ms),
+    })
+}
+
+fn key_json(k: &ApiKeyRecord, plaintext: Option<&str>) -> Value {
+    let mut v = json!({
+        "id": k.id,
+        "workspaceId": k.workspace_id,
+        "name": k.name,
+        "env": k.env,
+        "scopes": k.scopes,
+        "expiresAt": k.expires_at_ms.map(rfc3339::format_ms),
+        "revoked": k.revoked_at_ms.is_some(),
+        "createdAt": rfc3339::format_ms(k.created_at_ms),
+    });
+    if let (Some(p), Some(obj)) = (plaintext, v.as_object_mut()) {
+        obj.insert("key".into(), Value::String(p.to_owned()));
+    }
+    v
+}
+
+fn workspace_json(w: &Workspace) -> Value {
+    json!({ "id": w.id, "name": w.name, "createdAt": rfc3339::format_ms(w.created_at_ms) })
+}
+
+#[derive(Debug, Deserialize)]
+struct WorkspaceBody {
+    name: String,
+}
+
+pub fn create_workspace(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Reply> {
+    caller.require_admin()?;
+    let b: WorkspaceBody = parse_body(body)?;
+    let ws = app.store.create_workspace(&b.name).map_err(store_reply)?;
+    Ok(Reply::json(StatusCode::CREATED, workspace_json(&ws)))
+}
+
+pub fn list_workspaces(app: &App, caller: &Caller) -> Result<Reply, Reply> {
+    let all: Vec<Value> = app
+        .store
+        .workspaces()
+        .iter()
+        .filter(|w| caller.workspace().is_none_or(|mine| mine == w.id))
+        .map(workspace_json)
+        .collect();
+    Ok(Reply::ok(json!({ "workspaces": all })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyBody {
+    workspace_id: Option<String>,
+    name: String,
+    scopes: Option<Vec<Scope>>,
+    env: Option<String>,
+    expires_at: Option<String>,
+}
+
+pub fn create_key(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Reply> {
+    caller.require_admin()?;
+    let b: KeyBody = parse_body(body)?;
+    let expires_at_ms = match &b.expires_at {
+        None => None,
+        Some(t) => Some(
+            rfc3339::parse_ms(t)
+                .ok_or_else(|| bad_request("expiresAt must be an RFC 3339 time"))?,
+        ),
+    };
+    let (rec, key) = app
+        .store
+        .create_key(NewKey {
+            workspace_id: b.workspace_id,
+            name: b.name,
+            scopes: b.scopes,
+            env: b.env,
+            expires_at_ms,
+        })
+        .map_err(store_reply)?;
+    Ok(Reply::json(StatusCode::CREATED, key_json(&rec, Some(&key))))
+}
+
+pub fn list_keys(app: &App, caller: &Caller) -> Result<Reply, Reply> {
+    caller.require_admin()?;
+    let keys: Vec<Value> = app.store.keys().iter().map(|k| key_json(k, None)).collect();
+    Ok(Reply::ok(json!({ "keys": keys })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RotateBody {
+    grace_seconds: Option<u64>,
+}
+
+pub fn rotate_key(app: &App, caller: &Caller, id: &str, body: &Bytes) -> Result<Reply, Reply> {
+    caller.require_admin()?;
+    let b: RotateBody = parse_body(body)?;
+    let grace = b
+        .grace_seconds
+        .unwrap_or(KEY_ROTATION_GRACE_SECONDS_DEFAULT);
+    let (rec, key) = app.store.rotate_key(id, grace).map_err(store_reply)?;
+    Ok(Reply::ok(key_json(&rec, Some(&key))))
+}
+
+pub fn revoke_key(app: &App, caller: &Caller, id: &str) -> Result<Reply, Reply> {
+    caller.require_admin()?;
+    app.store.revoke_key(id).map_err(store_reply)?;
+    Ok(no_content())
+}
+
+#[derive(Debug, Deserialize)]
+struct SignatureBody {
+    scheme: SignatureScheme,
+    secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FlowBody {
+    name: Option<String>,
+    workspace_id: Option<String>,
+    signature: Option<SignatureBody>,
+    #[serde(default, deserialize_with = "double_option")]
+    rate_limit: Option<Option<RateLimit>>,
+    dedup_window_seconds: Option<u64>,
+    retention: Option<RetentionConfig>,
+    #[serde(default, deserialize_with = "double_option")]
+    dedup_key_pointer: Option<Option<String>>,
+}
+
+pub fn create_flow(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Reply> {
+    caller.require_admin()?;
+    let b: FlowBody = parse_body(body)?;
+    let (scheme, secret) = b
+        .signature
+        .map_or((None, None), |s| (Some(s.scheme), s.secret));
+    let (rec, secret) = app
+        .store
+        .create_flow(NewFlow {
+            name: b.name.ok_or_else(|| bad_request("name is required"))?,
+            workspace_id: b.workspace_id,
+            scheme,
+            secret,
+            rate_limit: b.rate_limit,
+            dedup_window_seconds: b.dedup_window_seconds,
+            retention: b.retention,
+            dedup_key_pointer: b.dedup_key_pointer.flatten(),
+        })
+        .map_err(store_reply)?;
+    let mut v = flow_json(app, &rec);
+    if let (Some(secret), Some(sig)) = (
+        secret,
+        v.get_mut("signature").and_then(Value::as_object_mut),
+    ) {
+        // Shown this once.
+        sig.insert("secret".into(), Value::String(secret));
+    }
+    Ok(Reply::json(StatusCode::CREATED, v))
+}
+
+pub fn list_flows(app: &App, caller: &Caller, query: Option<&str>) -> Result<Reply, Reply> {
+    let ws = caller
+        .workspace()
+        .map(str::to_owned)
+        .or_else(|| query_param(query, "workspaceId"));
+    if let Some(w) = &ws {
+        caller.may_read(w, "workspace")?;
+    }
+    let flows: Vec<Value> = app
+        .store
+        .flow_records(ws.as_deref())
+        .iter()
+        .map(|f| flow_json(app, f))
+        .collect();
+    Ok(Reply::ok(json!({ "flows": flows })))
+}
+
+/// The flow `id` if `caller` may read it (404 otherwise, for other workspaces too).
+pub fn readable_flow(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+) -> Result<std::sync::Arc<crate::store::Flow>, Reply> {
+    let flow = app.store.flow(id).ok_or_else(|| not_found("flow"))?;
+    let ws = flow.record.read().workspace_id.clone();
+    caller.may_read(&ws, "flow")?;
+    Ok(flow)
+}
+
+pub fn get_flow(app: &App, caller: &Caller, id: &str) -> Result<Reply, Reply> {
+    let flow = readable_flow(app, caller, id)?;
+    let rec = flow.record.read().clone();
+    Ok(Reply::ok(flow_json(app, &rec)))
+}
+
+pub fn patch_flow(app: &App, caller: &Caller, id: &str, body: &Bytes) -> Result<Reply, Reply> {
+    caller.require_admin()?;
+    let b: FlowBody = parse_body(body)?;
+    if b.workspace_id.is_some() {
+        return Err(bad_request("a flow cannot move to another workspace"));
+    }
+    let (scheme, secret) = b
+        .signature
+        .map_or((None, None), |s| (Some(s.scheme), s.secret));
+    let rec = app
+        .store
+        .update_flow(
+            id,
+            FlowPatch {
+                name: b.name,
+                scheme,
+                secret,
+                rate_limit: b.rate_limit,
+                dedup_window_seconds: b.dedup_window_seconds,
+                retention: b.retention,
+                dedup_key_pointer: b.dedup_key_pointer,
+            },
+        )
+        .map_err(store_reply)?;
+    Ok(Reply::ok(flow_json(app, &rec)))
+}
+
+pub fn delete_flow(app: &App, caller: &Caller, id: &str) -> Result<Reply, Reply> {
+    caller.require_admin()?;
+    app.store.delete_flow(id).map_err(store_reply)?;
+    app.rate.forget(id);
+    Ok(no_content())
+}
+
+pub fn requests(app: &App, caller: &Caller, id: &str, query: Option<&str>) -> Result<Reply, Reply> {
+    let flow = readable_flow(app, caller, id)?;
+    let limit = match query_param(query, "limit") {
+        None => 100,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| bad_request("limit must be 1..=1000"))?,
+    };
+    let entries = flow.recent_requests(limit).map_err(store_reply)?;
+    let list: Vec<Value> = entries
+        .into_iter()
+        .map(|(at, e)| {
+            json!({
+                "receivedAt": rfc3339::format_ms(at),
+                "status": e.status,
+                "error": e.error,
+                "message": e.message,
+                "latencyMs": f64::from(e.latency_us) / 1000.0,
+                "events": e.events,
+                "stored": e.stored,
+                "duplicates": e.duplicates,
+                "offset": e.first_offset,
+                "eventId": e.event_id,
+                "test": e.test,
+            })
+        })
+        .collect();
+    Ok(Reply::ok(json!({ "requests": list })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PlaygroundBody {
+    webhook_url: String,
+    payload: Value,
+    #[serde(default)]
+    headers: serde_json::Map<String, Value>,
+}
+
+/// The webhook id in a webhook URL (`…/webhooks/<id>`, query and trailing parts ignored).
+fn webhook_id_of(url: &str) -> Option<&str> {
+    let rest = &url[url.find("/webhooks/")? + "/webhooks/".len()..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|id| !id.is_empty())
+}
+
+/// Runs a payload through the ingestion path of the named webhook, in process: no
+/// outbound connection is ever made, whatever the URL's host says.
+pub async fn playground(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Reply> {
+    let b: PlaygroundBody = parse_body(body)?;
+    let started = Instant::now();
+    let webhook_id = webhook_id_of(&b.webhook_url)
+        .ok_or_else(|| bad_request("webhookUrl must contain /webhooks/<id>"))?;
+    let flow = app.store.flow_by_webhook(webhook_id).ok_or_else(|| {
+        Reply::error(
+            StatusCode::NOT_FOUND,
+            "webhook_not_found",
+            "no flow has this webhook",
+        )
+    })?;
+    let record = flow.record.read().clone();
+    caller.may_test(&record.workspace_id)?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in &b.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| bad_request(format!("bad header name {name:?}")))?;
+        let text = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned);
+        let value = HeaderValue::from_str(&text)
+            .map_err(|_| bad_request(format!("bad value for header {name}")))?;
+        headers.insert(name, value);
+    }
+    let payload = Bytes::from(serde_json::to_vec(&b.payload).unwrap_or_default());
+    let scheme = record.signature.scheme;
+    if scheme != SignatureScheme::None && !has_signature(&headers) {
+        // A test sender cannot compute signatures: sign with the flow's current secret.
+        if let Some(secret) = &record.signature.secret {
+            let now_s = app.store.now_ms().div_euclid(1000);
+            let msg_id = format!("msg_playground_{}", started.elapsed().as_nanos());
+            for (name, value) in signature::sign(scheme, secret, &payload, now_s, &msg_id) {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) {
+                    headers.insert(n, v);
+                }
+            }
+        }
+    }
+    let reply = ingest(
+        app,
+        IngestRequest {
+            webhook_id,
+            headers: &headers,
+            query: None,
+            body: if payload.len() > app.limits.body_bytes_max {
+                BodyRead::TooLarge
+            } else {
+                BodyRead::Complete(payload)
+            },
+            batch: false,
+            playground: true,
+            started,
+        },
+    )
+    .await;
+    Ok(Reply::ok(json!({
+        "statusCode": reply.status.as_u16(),
+        "response": reply.body,
+        "latencyMs": started.elapsed().as_secs_f64() * 1000.0,
+    })))
+}
+
+fn has_signature(headers: &HeaderMap) -> bool {
+    [
+        "x-event-signature",
+        "x-hub-signature-256",
+        "stripe-signature",
+        "webhook-signature",
+        "svix-signature",
+        "x-shopify-hmac-sha256",
+        "x-slack-signature",
+    ]
+    .iter()
+    .any(|h| headers.contains_key(*h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_webhook_id_is_taken_from_any_url_shape() {
+        assert_eq!(
+            webhook_id_of("https://x.dev/webhooks/wh_1?a=b"),
+            Some("wh_1")
+        );
+        assert_eq!(webhook_id_of("/webhooks/wh_2/batch"), Some("wh_2"));
+        assert_eq!(webhook_id_of("http://169.254.169.254/latest"), None);
+        assert_eq!(webhook_id_of("/webhooks/"), None);
+    }
+}

@@ -1,0 +1,86 @@
+//! The server's shared state and its limits.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::http::metrics::Metrics;
+use crate::http::ratelimit::RateLimiter;
+use crate::store::Store;
+
+/// Every HTTP limit, named, with its default.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest request body, in bytes (contract default 1 MiB).
+    pub body_bytes_max: usize,
+    /// Most events in one batch.
+    pub batch_events_max: usize,
+    /// Longest time to receive a request's headers (then the connection is closed).
+    pub header_read_timeout: Duration,
+    /// Longest time to receive a request's body (then 408).
+    pub body_read_timeout: Duration,
+    /// Longest time to answer one request, body included (then 503).
+    pub request_timeout: Duration,
+    /// Most open connections; more are answered 503 and closed.
+    pub connections_max: usize,
+    /// Most request headers.
+    pub headers_max: usize,
+    /// Largest header section, in bytes (hyper's read buffer; more is 431).
+    pub header_bytes_max: usize,
+    /// Longest event type kept, in bytes (longer is cut).
+    pub event_type_bytes_max: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            body_bytes_max: 1024 * 1024,
+            batch_events_max: 1000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            connections_max: 4096,
+            headers_max: 100,
+            header_bytes_max: 64 * 1024,
+            event_type_bytes_max: 256,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct App {
+    pub store: Store,
+    pub limits: HttpLimits,
+    pub metrics: Metrics,
+    pub rate: RateLimiter,
+    /// Base of webhook URLs shown to users (`http://<listen>` unless set).
+    pub public_url: String,
+    draining: AtomicBool,
+}
+
+impl App {
+    pub fn new(store: Store, limits: HttpLimits, public_url: String) -> Self {
+        Self {
+            store,
+            limits,
+            metrics: Metrics::default(),
+            rate: RateLimiter::default(),
+            public_url,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn webhook_url(&self, webhook_id: &str) -> String {
+        format!(
+            "{}/webhooks/{webhook_id}",
+            self.public_url.trim_end_matches('/')
+        )
+    }
+}

@@ -1,0 +1,522 @@
+//! `POST /webhooks/{webhookId}` (and `/batch`): the contract's checks, in its order,
+//! then the store's atomic dedup-and-append. The playground calls the same function.
+//!
+//! 1. unknown webhook → 404; 2. credentials → 401 `invalid_api_key`; 3. signature →
+//! 401 `invalid_signature`; 4. rate limit → 429; 5. body: 413, 415, 400; 6. idempotency:
+//! 200 duplicate or 422; 7. append → 200 queued (500/503 if it could not be stored).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+
+use crate::error::LogError;
+use crate::http::app::App;
+use crate::http::auth::presented_key;
+use crate::http::response::Reply;
+use crate::http::signature;
+use crate::limits::RECORD_KEY_BYTES_MAX;
+use crate::store::event::event_id;
+use crate::store::flow::Flow;
+use crate::store::ids::{is_token, WEBHOOK_ID_BYTES, WEBHOOK_PREFIX};
+use crate::store::meta::{FlowRecord, Scope, SignatureScheme};
+use crate::store::requests::RequestEntry;
+use crate::store::{EventInput, IngestOutcome, StoreError};
+
+/// The request body as read: whole, or cut off at the size limit.
+#[derive(Debug, Clone)]
+pub enum BodyRead {
+    Complete(Bytes),
+    TooLarge,
+}
+
+/// One ingestion attempt.
+#[derive(Debug)]
+pub struct IngestRequest<'a> {
+    pub webhook_id: &'a str,
+    pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+    pub body: BodyRead,
+    pub batch: bool,
+    /// Sent by the playground: credentials were checked by `/api`, events are `test`.
+    pub playground: bool,
+    pub started: Instant,
+}
+
+/// What an attempt did, for the request log.
+#[derive(Debug, Default)]
+struct Tally {
+    events: u32,
+    stored: u32,
+    duplicates: u32,
+    first_offset: Option<u64>,
+    event_id: Option<String>,
+}
+
+fn reject(status: StatusCode, code: &str, message: impl Into<String>) -> Reply {
+    Reply::error(status, code, message)
+}
+
+/// Runs one ingestion attempt and answers it. Every attempt on a known flow, rejected
+/// ones too, is written to the flow's request log before the answer.
+pub async fn ingest(app: &App, req: IngestRequest<'_>) -> Reply {
+    // 1. The webhook: validated before any lookup.
+    let flow = is_token(req.webhook_id, WEBHOOK_PREFIX, WEBHOOK_ID_BYTES)
+        .then(|| app.store.flow_by_webhook(req.webhook_id))
+        .flatten();
+    let Some(flow) = flow else {
+        let reply = reject(
+            StatusCode::NOT_FOUND,
+            "webhook_not_found",
+            "no flow has this webhook",
+        );
+        note(app, &reply, &req);
+        return reply;
+    };
+    let mut tally = Tally::default();
+    let reply = match checked(app, &flow, &req, &mut tally).await {
+        Ok(reply) | Err(reply) => reply,
+    };
+    note(app, &reply, &req);
+    let latency_us = u32::try_from(req.started.elapsed().as_micros()).unwrap_or(u32::MAX);
+    let mut entry = RequestEntry {
+        status: reply.status.as_u16(),
+        error: reply.error_code().map(str::to_owned),
+        message: None,
+        latency_us,
+        events: tally.events.max(1),
+        stored: tally.stored,
+        duplicates: tally.duplicates,
+        first_offset: tally.first_offset,
+        event_id: tally.event_id,
+        test: req.playground,
+    };
+    if let Some(m) = reply.message() {
+        entry = entry.with_message(m);
+    }
+    if let Err(e) = flow.record_request(&entry).await {
+        tracing::warn!(flow = %flow.id, error = %e, "request log write failed");
+    }
+    reply
+}
+
+fn note(app: &App, reply: &Reply, req: &IngestRequest<'_>) {
+    let us = u64::try_from(req.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    app.metrics.note_ingest(reply.status.as_u16(), us);
+}
+
+async fn checked(
+    app: &App,
+    flow: &Arc<Flow>,
+    req: &IngestRequest<'_>,
+    tally: &mut Tally,
+) -> Result<Reply, Reply> {
+    let record = flow.record.read().clone();
+    let now_ms = app.store.now_ms();
+    // 2. Credentials.
+    check_credentials(app, &record, req)?;
+    // 3. Signature.
+    let verified = check_signature(&record, req, now_ms)?;
+    // 4. Rate limit (a batch counts its events; an unparsable or oversize one counts as one).
+    let parsed = match &req.body {
+        BodyRead::Complete(b) => Some(parse_events(app, req, b)),
+        BodyRead::TooLarge => None,
+    };
+    let count = match &parsed {
+        Some(Ok(v)) => v.len().max(1),
+        _ => 1,
+    };
+    if let Some(limit) = record.rate_limit {
+        let n = u32::try_from(count).unwrap_or(u32::MAX);
+        if let Err(retry_s) = app.rate.take(&record.id, limit, n, now_ms) {
+            app.metrics
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(reject(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "the flow's rate limit is exceeded",
+            )
+            .with_header(RETRY_AFTER, HeaderValue::from(retry_s)));
+        }
+    }
+    // 5. Body: size, type and JSON.
+    let Some(parsed) = parsed else {
+        return Err(too_large(app));
+    };
+    check_content_type(req)?;
+    let values = parsed?;
+    tally.events = u32::try_from(values.len()).unwrap_or(u32::MAX);
+    if record.signature.scheme == SignatureScheme::Slack && !req.batch {
+        if let Some(challenge) = slack_challenge(&values[0].1) {
+            return Ok(Reply::ok(json!({ "challenge": challenge })));
+        }
+    }
+    // 6. Idempotency keys and event types.
+    let mut events = Vec::with_capacity(values.len());
+    for (i, (raw, value)) in values.into_iter().enumerate() {
+        let (key, strict) = idempotency_key(&record, req.headers, &value, req.batch.then_some(i));
+        if key.as_ref().is_some_and(|k| k.len() > RECORD_KEY_BYTES_MAX) {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "invalid_payload",
+                format!("the idempotency key is longer than {RECORD_KEY_BYTES_MAX} bytes"),
+            ));
+        }
+        events.push(EventInput {
+            payload: raw,
+            event_type: event_type(&value, req.headers, app.limits.event_type_bytes_max),
+            idempotency_key: key,
+            strict_key: strict,
+            verified,
+            test: req.playground,
+        });
+    }
+    // 7. Append (durable under the configured policy before we answer).
+    if app.draining() {
+        return Err(reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is shutting down",
+        ));
+    }
+    let outcomes = flow.ingest(&events).await.map_err(store_error)?;
+    Ok(answer(app, flow, &outcomes, req.batch, tally))
+}
+
+fn too_large(app: &App) -> Reply {
+    reject(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!(
+            "the body is larger than {} bytes",
+            app.limits.body_bytes_max
+        ),
+    )
+}
+
+fn check_credentials(app: &App, record: &FlowRecord, req: &IngestRequest<'_>) -> Result<(), Reply> {
+    let invalid = |m: &str| reject(StatusCode::UNAUTHORIZED, "invalid_api_key", m);
+    if req.playground {
+        return Ok(());
+    }
+    match presented_key(req.headers, req.query) {
+        Some(key) => match app.store.authenticate(&key) {
+            Ok(auth)
+                if auth.workspace_id == record.workspace_id
+                    && auth.scopes.contains(&Scope::Ingest) =>
+            {
+                Ok(())
+            }
+            Ok(_) | Err(_) => Err(invalid("the API key is not valid for this webhook")),
+        },
+        None if record.signature.scheme != SignatureScheme::None => Ok(()),
+        None => Err(invalid(
+            "an API key is required (X-API-Key, Authorization: Bearer, or ?api_key=)",
+        )),
+    }
+}
+
+/// The flow's secrets that verify now: the current one and, during a rotation, the previous.
+fn secrets(record: &FlowRecord, now_ms: i64) -> Vec<String> {
+    let mut out: Vec<String> = record.signature.secret.iter().cloned().collect();
+    if let Some(p) = &record.signature.previous {
+        if p.valid_until_ms > now_ms {
+            out.push(p.secret.clone());
+        }
+    }
+    out
+}
+
+fn check_signature(
+    record: &FlowRecord,
+    req: &IngestRequest<'_>,
+    now_ms: i64,
+) -> Result<bool, Reply> {
+    if record.signature.scheme == SignatureScheme::None {
+        return Ok(false);
+    }
+    let BodyRead::Complete(body) = &req.body else {
+        // The signature covers the whole body, which was too large to read.
+        return Err(reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is over the size limit, so its signature cannot be checked",
+        ));
+    };
+    let secrets = secrets(record, now_ms);
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    signature::verify(
+        record.signature.scheme,
+        &refs,
+        req.headers,
+        body,
+        now_ms.div_euclid(1000),
+    )
+    .map(|()| true)
+    .map_err(|e| reject(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()))
+}
+
+fn check_content_type(req: &IngestRequest<'_>) -> Result<(), Reply> {
+    let ct = req
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = ct == "application/json" || (ct.contains('/') && ct.ends_with("+json"));
+    let ndjson = req.batch && (ct == "application/x-ndjson" || ct == "application/ndjson");
+    if json || ndjson {
+        Ok(())
+    } else {
+        Err(reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the Content-Type must be application/json (or */*+json; NDJSON for batches)",
+        ))
+    }
+}
+
+fn invalid_payload(message: impl Into<String>) -> Reply {
+    reject(StatusCode::BAD_REQUEST, "invalid_payload", message)
+}
+
+/// The events of the body: one for a single event, each element of a batch (a JSON
+/// array, or NDJSON lines), as (raw bytes stored, parsed value).
+fn parse_events(
+    app: &App,
+    req: &IngestRequest<'_>,
+    body: &Bytes,
+) -> Result<Vec<(Bytes, Value)>, Reply> {
+    let parse = |raw: &[u8]| {
+        serde_json::from_slice::<Value>(raw)
+            .map_err(|e| invalid_payload(format!("the body is not valid JSON: {e}")))
+    };
+    if !req.batch {
+        let value = parse(body)?;
+        return Ok(vec![(body.clone(), value)]);
+    }
+    let trimmed = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map_or(&[][..], |i| &body[i..]);
+    let items: Vec<(Bytes, Value)> = if trimmed.first() == Some(&b'[') {
+        // Each element is stored as its own bytes from the array, untouched.
+        let raws: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
+            .map_err(|e| invalid_payload(format!("the batch is not a valid JSON array: {e}")))?;
+        raws.into_iter()
+            .map(|raw| {
+                let bytes = body.slice_ref(raw.get().as_bytes());
+                parse(&bytes).map(|v| (bytes, v))
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+            let end = start + line.len();
+            let raw = body.slice(start..end);
+            start = end + 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let value = serde_json::from_slice::<Value>(&raw).map_err(|e| {
+                invalid_payload(format!("NDJSON line {} is not valid JSON: {e}", i + 1))
+            })?;
+            out.push((raw, value));
+        }
+        out
+    };
+    if items.is_empty() {
+        return Err(invalid_payload("the batch holds no events"));
+    }
+    if items.len() > app.limits.batch_events_max {
+        return Err(reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "a batch holds at most {} events",
+                app.limits.batch_events_max
+            ),
+        ));
+    }
+    Ok(items)
+}
+
+fn slack_challenge(value: &Value) -> Option<String> {
+    (value.get("type")?.as_str()? == "url_verification")
+        .then(|| value.get("challenge")?.as_str().map(str::to_owned))
+        .flatten()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The idempotency key, first present of the contract's sources, and whether it came
+/// from `Idempotency-Key` (the only source whose reuse with another body is a 422).
+/// In a batch, a key from a header names the whole request, so element `i` gets `key#i`.
+fn idempotency_key(
+    record: &FlowRecord,
+    headers: &HeaderMap,
+    value: &Value,
+    batch_index: Option<usize>,
+) -> (Option<String>, bool) {
+    let per_element = |k: &str| match batch_index {
+        Some(i) => format!("{k}#{i}"),
+        None => k.to_owned(),
+    };
+    if let Some(k) = header(headers, "idempotency-key") {
+        return (Some(per_element(k)), true);
+    }
+    let from_headers = [
+        "webhook-id",
+        "svix-id",
+        "x-github-delivery",
+        "x-shopify-webhook-id",
+    ]
+    .iter()
+    .find_map(|h| header(headers, h));
+    if let Some(k) = from_headers {
+        return (Some(per_element(k)), false);
+    }
+    if let (Some(source), Some(id)) = (header(headers, "ce-source"), header(headers, "ce-id")) {
+        return (Some(per_element(&format!("{source} {id}"))), false);
+    }
+    if let Some(pointer) = &record.dedup_key_pointer {
+        if let Some(k) = value.pointer(pointer).and_then(scalar) {
+            return (Some(k), false);
+        }
+    }
+    if record.signature.scheme == SignatureScheme::Stripe {
+        if let Some(k) = value.get("id").and_then(scalar) {
+            return (Some(k), false);
+        }
+    }
+    (None, false)
+}
+
+/// The event type: body `event`, body `type`, `X-GitHub-Event`, `X-Shopify-Topic`,
+/// `ce-type`, else `unknown`; cut to `max` bytes.
+fn event_type(value: &Value, headers: &HeaderMap, max: usize) -> String {
+    let found = ["event", "type"]
+        .iter()
+        .find_map(|k| {
+            value
+                .get(*k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        })
+        .or_else(|| {
+            ["x-github-event", "x-shopify-topic", "ce-type"]
+                .iter()
+                .find_map(|h| header(headers, h).map(str::to_owned))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let mut end = found.len().min(max);
+    while !found.is_char_boundary(end) {
+        end -= 1;
+    }
+    found[..end].to_owned()
+}
+
+fn store_error(e: StoreError) -> Reply {
+    match e {
+        StoreError::IdempotencyKeyReused { offset } => reject(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            format!(
+                "this Idempotency-Key was used with a different body (event at offset {offset})"
+            ),
+        ),
+        StoreError::Invalid(m) => invalid_payload(m),
+        StoreError::Log(LogError::Overloaded) => reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the flow's write queue is full; retry shortly",
+        )
+        .with_header(RETRY_AFTER, HeaderValue::from_static("1")),
+        StoreError::Log(LogError::Poisoned { .. } | LogError::Closed)
+        | StoreError::Unavailable(_) => reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the flow is read-only after a storage failure; the event was not stored",
+        ),
+        other => {
+            tracing::error!(error = %other, "append failed");
+            reject(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                "the event could not be stored",
+            )
+        }
+    }
+}
+
+fn answer(
+    app: &App,
+    flow: &Flow,
+    outcomes: &[IngestOutcome],
+    batch: bool,
+    tally: &mut Tally,
+) -> Reply {
+    let results: Vec<Value> = outcomes
+        .iter()
+        .map(|o| {
+            let (offset, duplicate) = match *o {
+                IngestOutcome::Stored { offset } => {
+                    tally.stored += 1;
+                    (offset, false)
+                }
+                IngestOutcome::Duplicate { offset } | IngestOutcome::KeyReused { offset } => {
+                    tally.duplicates += 1;
+                    (offset, true)
+                }
+            };
+            let id = event_id(&flow.id, offset);
+            if tally.first_offset.is_none() {
+                tally.first_offset = Some(offset.0);
+                tally.event_id = Some(id.clone());
+            }
+            json!({
+                "status": if duplicate { "duplicate" } else { "queued" },
+                "eventId": id,
+                "offset": offset.0,
+                "duplicate": duplicate,
+            })
+        })
+        .collect();
+    app.metrics.dedup_hits.fetch_add(
+        u64::from(tally.duplicates),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    app.metrics.events_stored.fetch_add(
+        u64::from(tally.stored),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    if batch {
+        Reply::ok(json!({ "results": results }))
+    } else {
+        Reply::ok(results.into_iter().next().unwrap_or(Value::Null))
+    }
+}

@@ -1,0 +1,172 @@
+//! Prometheus text metrics. No label ever carries a secret, a key or a payload.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::log::stats::FSYNC_BUCKETS_US;
+use crate::log::WriterStats;
+
+/// Upper bounds (seconds) of the ingest latency histogram; one more bucket is +Inf.
+pub const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Ingestion responses by status code.
+    by_status: Mutex<BTreeMap<u16, u64>>,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_S.len() + 1],
+    latency_us_total: AtomicU64,
+    latency_count: AtomicU64,
+    pub dedup_hits: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub events_stored: AtomicU64,
+    pub connections_refused: AtomicU64,
+}
+
+impl Metrics {
+    /// Records one ingestion attempt's answer and latency.
+    pub fn note_ingest(&self, status: u16, latency_us: u64) {
+        *self.by_status.lock().entry(status).or_default() += 1;
+        let secs = latency_us as f64 / 1e6;
+        let i = LATENCY_BUCKETS_S
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS_S.len());
+        self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.latency_us_total
+            .fetch_add(latency_us, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text, with the engine's counters summed over every flow.
+    pub fn render(&self, engine: &WriterStats, flows: usize, dedup_keys: u64) -> String {
+        let mut out = String::new();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP eventmesh_ingest_requests_total Ingestion requests by HTTP status."
+        );
+        let _ = writeln!(out, "# TYPE eventmesh_ingest_requests_total counter");
+        for (status, n) in self.by_status.lock().iter() {
+            let _ = writeln!(
+                out,
+                "eventmesh_ingest_requests_total{{status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP eventmesh_ingest_latency_seconds Time from request start to answer."
+        );
+        let _ = writeln!(out, "# TYPE eventmesh_ingest_latency_seconds histogram");
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
+            cumulative += load(&self.latency_buckets[i]);
+            let _ = writeln!(
+                out,
+                "eventmesh_ingest_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += load(&self.latency_buckets[LATENCY_BUCKETS_S.len()]);
+        let _ = writeln!(
+            out,
+            "eventmesh_ingest_latency_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "eventmesh_ingest_latency_seconds_sum {}",
+            load(&self.latency_us_total) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "eventmesh_ingest_latency_seconds_count {}",
+            load(&self.latency_count)
+        );
+        let counters = [
+            (
+                "eventmesh_events_appended_total",
+                "Events appended to flow logs.",
+                engine.records,
+            ),
+            (
+                "eventmesh_bytes_appended_total",
+                "Frame bytes appended to flow logs.",
+                engine.bytes,
+            ),
+            (
+                "eventmesh_group_commits_total",
+                "Group commits (one write each).",
+                engine.groups,
+            ),
+            (
+                "eventmesh_dedup_hits_total",
+                "Events answered as duplicates.",
+                load(&self.dedup_hits),
+            ),
+            (
+                "eventmesh_rate_limited_total",
+                "Requests answered 429.",
+                load(&self.rate_limited),
+            ),
+            (
+                "eventmesh_connections_refused_total",
+                "Connections refused over the cap.",
+                load(&self.connections_refused),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP eventmesh_group_commit_records Records per group commit (sum and count)."
+        );
+        let _ = writeln!(out, "# TYPE eventmesh_group_commit_records summary");
+        let _ = writeln!(out, "eventmesh_group_commit_records_sum {}", engine.records);
+        let _ = writeln!(
+            out,
+            "eventmesh_group_commit_records_count {}",
+            engine.groups
+        );
+        let _ = writeln!(
+            out,
+            "# HELP eventmesh_fsync_seconds fdatasync latency of flow logs."
+        );
+        let _ = writeln!(out, "# TYPE eventmesh_fsync_seconds histogram");
+        let mut cumulative = 0;
+        for (i, bound_us) in FSYNC_BUCKETS_US.iter().enumerate() {
+            cumulative += engine.fsync_buckets[i];
+            let _ = writeln!(
+                out,
+                "eventmesh_fsync_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                *bound_us as f64 / 1e6
+            );
+        }
+        cumulative += engine.fsync_buckets[FSYNC_BUCKETS_US.len()];
+        let _ = writeln!(
+            out,
+            "eventmesh_fsync_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "eventmesh_fsync_seconds_sum {}",
+            engine.fsync_us_total as f64 / 1e6
+        );
+        let _ = writeln!(out, "eventmesh_fsync_seconds_count {}", engine.fsyncs);
+        let _ = writeln!(out, "# HELP eventmesh_flows Flows in the registry.");
+        let _ = writeln!(out, "# TYPE eventmesh_flows gauge");
+        let _ = writeln!(out, "eventmesh_flows {flows}");
+        let _ = writeln!(
+            out,
+            "# HELP eventmesh_dedup_keys Keys held by idempotency indexes."
+        );
+        let _ = writeln!(out, "# TYPE eventmesh_dedup_keys gauge");
+        let _ = writeln!(out, "eventmesh_dedup_keys {dedup_keys}");
+        out
+    }
+}

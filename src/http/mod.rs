@@ -1,0 +1,17 @@
+//! The HTTP front end on hyper 1.x (no framework): the server, its routes, credentials,
+//! signatures, rate limits and metrics. It calls the flow store and nothing below it.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod ingest;
+pub mod metrics;
+pub mod ratelimit;
+pub mod reads;
+pub mod response;
+pub mod router;
+pub mod server;
+pub mod signature;
+
+pub use app::{App, HttpLimits};
+pub use server::{serve, ServeConfig, ServeError};

@@ -1,0 +1,116 @@
+//! Response building: JSON bodies, the contract's error body, and the body type.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+
+/// Every response body: a full buffer or a stream (SSE), boxed.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A handler's answer before it becomes a hyper response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Reply {
+    pub fn json(status: StatusCode, body: Value) -> Self {
+        Self {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn ok(body: Value) -> Self {
+        Self::json(StatusCode::OK, body)
+    }
+
+    /// The contract's error body: `{"error": code, "message": message}`.
+    pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self::json(status, json!({"error": code, "message": message.into()}))
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The error code, for a non-2xx reply.
+    pub fn error_code(&self) -> Option<&str> {
+        self.body.get("error").and_then(Value::as_str)
+    }
+
+    pub fn message(&self) -> Option<&str> {
+        self.body.get("message").and_then(Value::as_str)
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        if self.status == StatusCode::NO_CONTENT {
+            return bytes_response(self.status, "application/json", Bytes::new(), self.headers);
+        }
+        // Serialising a Value cannot fail.
+        let bytes = serde_json::to_vec(&self.body).unwrap_or_default();
+        bytes_response(
+            self.status,
+            "application/json",
+            Bytes::from(bytes),
+            self.headers,
+        )
+    }
+}
+
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).boxed()
+}
+
+pub fn bytes_response(
+    status: StatusCode,
+    content_type: &'static str,
+    bytes: Bytes,
+    headers: Vec<(HeaderName, HeaderValue)>,
+) -> Response<Body> {
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    for (name, value) in headers {
+        h.insert(name, value);
+    }
+    response
+}
+
+pub fn no_content() -> Reply {
+    Reply::json(StatusCode::NO_CONTENT, Value::Null)
+}
+
+pub fn not_found(what: &str) -> Reply {
+    Reply::error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("{what} not found"),
+    )
+}
+
+pub fn bad_request(message: impl Into<String>) -> Reply {
+    Reply::error(StatusCode::BAD_REQUEST, "invalid_request", message)
+}
+
+pub fn unauthorized() -> Reply {
+    Reply::error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "valid credentials are required (Authorization: Bearer <key> or X-API-Key)",
+    )
+}
+
+pub fn forbidden(message: impl Into<String>) -> Reply {
+    Reply::error(StatusCode::FORBIDDEN, "forbidden", message)
+}

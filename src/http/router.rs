@@ -1,0 +1,270 @@
+//! Routes a request to its handler. Reads bodies with a size limit and a deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::http::api;
+use crate::http::app::App;
+use crate::http::auth::{api_caller, Caller};
+use crate::http::ingest::{ingest, BodyRead, IngestRequest};
+use crate::http::reads;
+use crate::http::response::{bytes_response, not_found, Body, Reply};
+use crate::log::WriterStats;
+
+/// Every route the server answers, as (method, path template). `docs/openapi.yaml` must
+/// list each one; a test checks it.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("POST", "/webhooks/{webhookId}"),
+    ("POST", "/webhooks/{webhookId}/batch"),
+    ("POST", "/api/workspaces"),
+    ("GET", "/api/workspaces"),
+    ("POST", "/api/keys"),
+    ("GET", "/api/keys"),
+    ("POST", "/api/keys/{keyId}/rotate"),
+    ("DELETE", "/api/keys/{keyId}"),
+    ("POST", "/api/flows"),
+    ("GET", "/api/flows"),
+    ("GET", "/api/flows/{flowId}"),
+    ("PATCH", "/api/flows/{flowId}"),
+    ("DELETE", "/api/flows/{flowId}"),
+    ("GET", "/api/flows/{flowId}/requests"),
+    ("POST", "/api/playground/test"),
+    ("GET", "/api/flows/{flowId}/events"),
+    ("GET", "/api/flows/{flowId}/events/{offset}"),
+    ("POST", "/api/flows/{flowId}/consumers/{name}/poll"),
+    ("POST", "/api/flows/{flowId}/consumers/{name}/commit"),
+    ("POST", "/api/flows/{flowId}/consumers/{name}/seek"),
+    ("GET", "/api/flows/{flowId}/consumers"),
+    ("DELETE", "/api/flows/{flowId}/consumers/{name}"),
+    ("GET", "/api/flows/{flowId}/stream"),
+    ("GET", "/api/flows/{flowId}/analytics"),
+    ("GET", "/api/analytics"),
+];
+
+/// Reads a body up to `limit` bytes within `deadline`. Over the limit: `TooLarge`
+/// (reading stops there); past the deadline: a 408 reply.
+async fn read_body(
+    body: Incoming,
+    limit: usize,
+    declared: Option<u64>,
+    deadline: Duration,
+) -> Result<BodyRead, Reply> {
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Ok(BodyRead::TooLarge);
+    }
+    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(Reply::error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the body did not arrive in time",
+        )),
+        Ok(Ok(collected)) => Ok(BodyRead::Complete(collected.to_bytes())),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Ok(BodyRead::TooLarge)
+        }
+        Ok(Err(_)) => Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body could not be read",
+        )),
+    }
+}
+
+fn method_not_allowed() -> Reply {
+    Reply::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take that method",
+    )
+}
+
+/// Answers one request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().map(str::to_owned);
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let method = parts.method.clone();
+    let limits = app.limits.clone();
+
+    match (method.clone(), segments.as_slice()) {
+        (Method::GET, ["healthz"]) => return Reply::ok(json!({"status": "ok"})).into_response(),
+        (Method::GET, ["readyz"]) => return readyz(&app).into_response(),
+        (Method::GET, ["metrics"]) => return metrics(&app),
+        (_, ["webhooks", id]) | (_, ["webhooks", id, "batch"]) => {
+            if method != Method::POST {
+                return method_not_allowed().into_response();
+            }
+            let batch = segments.len() == 3;
+            let body = match read_body(
+                body,
+                limits.body_bytes_max,
+                declared,
+                limits.body_read_timeout,
+            )
+            .await
+            {
+                Ok(b) => b,
+                Err(reply) => return reply.into_response(),
+            };
+            let request = IngestRequest {
+                webhook_id: id,
+                headers: &parts.headers,
+                query: query.as_deref(),
+                body,
+                batch,
+                playground: false,
+                started,
+            };
+            return ingest(&app, request).await.into_response();
+        }
+        (_, ["api", ..]) => {}
+        _ => return not_found("route").into_response(),
+    }
+
+    // /api: authenticate first, then read the body.
+    let caller = match api_caller(&app.store, &parts.headers) {
+        Ok(c) => c,
+        Err(reply) => return reply.into_response(),
+    };
+    let body = match read_body(
+        body,
+        limits.body_bytes_max,
+        declared,
+        limits.body_read_timeout,
+    )
+    .await
+    {
+        Ok(BodyRead::Complete(b)) => b,
+        Ok(BodyRead::TooLarge) => {
+            return Reply::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is too large",
+            )
+            .into_response()
+        }
+        Err(reply) => return reply.into_response(),
+    };
+    if let Some(response) = reads::route(
+        &app,
+        &caller,
+        &method,
+        &segments[1..],
+        query.as_deref(),
+        &parts.headers,
+        &body,
+    )
+    .await
+    {
+        return response;
+    }
+    let result = api_route(
+        &app,
+        &caller,
+        &method,
+        &segments[1..],
+        query.as_deref(),
+        &body,
+    )
+    .await;
+    match result {
+        Ok(reply) | Err(reply) => reply.into_response(),
+    }
+}
+
+async fn api_route(
+    app: &App,
+    caller: &Caller,
+    method: &Method,
+    segments: &[&str],
+    query: Option<&str>,
+    body: &Bytes,
+) -> Result<Reply, Reply> {
+    match (method, segments) {
+        (&Method::POST, ["workspaces"]) => api::create_workspace(app, caller, body),
+        (&Method::GET, ["workspaces"]) => api::list_workspaces(app, caller),
+        (&Method::POST, ["keys"]) => api::create_key(app, caller, body),
+        (&Method::GET, ["keys"]) => api::list_keys(app, caller),
+        (&Method::POST, ["keys", id, "rotate"]) => api::rotate_key(app, caller, id, body),
+        (&Method::DELETE, ["keys", id]) => api::revoke_key(app, caller, id),
+        (&Method::POST, ["flows"]) => api::create_flow(app, caller, body),
+        (&Method::GET, ["flows"]) => api::list_flows(app, caller, query),
+        (&Method::GET, ["flows", id]) => api::get_flow(app, caller, id),
+        (&Method::PATCH, ["flows", id]) => api::patch_flow(app, caller, id, body),
+        (&Method::DELETE, ["flows", id]) => api::delete_flow(app, caller, id),
+        (&Method::GET, ["flows", id, "requests"]) => api::requests(app, caller, id, query),
+        (&Method::POST, ["playground", "test"]) => api::playground(app, caller, body).await,
+        (
+            _,
+            ["workspaces"]
+            | ["keys"]
+            | ["keys", _]
+            | ["keys", _, "rotate"]
+            | ["flows"]
+            | ["flows", _],
+        )
+        | (_, ["flows", _, "requests"] | ["playground", "test"]) => Err(method_not_allowed()),
+        _ => Err(not_found("route")),
+    }
+}
+
+fn readyz(app: &App) -> Reply {
+    if app.draining() {
+        return Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "shutting down",
+        );
+    }
+    let poisoned = app
+        .store
+        .flow_records(None)
+        .iter()
+        .filter_map(|f| app.store.flow(&f.id))
+        .any(|f| f.events().poisoned().is_some());
+    if poisoned {
+        return Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "read-only: a flow's storage failed; restart to recover",
+        );
+    }
+    Reply::ok(json!({"status": "ready"}))
+}
+
+fn metrics(app: &App) -> Response<Body> {
+    let mut engine = WriterStats::default();
+    let mut dedup_keys = 0u64;
+    let records = app.store.flow_records(None);
+    for f in &records {
+        if let Some(flow) = app.store.flow(&f.id) {
+            engine.add(&flow.events().writer_stats());
+            dedup_keys += flow.dedup_stats().0 as u64;
+        }
+    }
+    let text = app.metrics.render(&engine, records.len(), dedup_keys);
+    bytes_response(
+        StatusCode::OK,
+        "text/plain; version=0.0.4",
+        Bytes::from(text),
+        Vec::new(),
+    )
+}

@@ -1,0 +1,224 @@
+//! The listener: connection cap, header and request deadlines, graceful shutdown,
+//! periodic maintenance.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::http::app::{App, HttpLimits};
+use crate::http::response::Reply;
+use crate::http::router::handle;
+use crate::log::FsyncPolicy;
+use crate::store::{Store, StoreConfig, StoreError};
+
+/// How often retention, compaction and checkpoints run.
+pub const MAINTENANCE_PERIOD: Duration = Duration::from_secs(60);
+/// Longest wait for in-flight requests at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub admin_key: Option<String>,
+    pub fsync: FsyncPolicy,
+    pub public_url: Option<String>,
+    pub limits: HttpLimits,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the data directory: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// Runs the server until SIGTERM or SIGINT, then drains, syncs and returns.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let store_config = StoreConfig {
+        fsync: config.fsync,
+        admin_key: config.admin_key.clone(),
+        ..StoreConfig::new(&config.data_dir)
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(store_config))
+        .await
+        .map_err(|e| ServeError::Runtime(e.to_string()))??;
+    if let Some(key) = store.generated_admin_key() {
+        println!("admin key (shown once; keep it): {key}");
+    }
+    let listener =
+        TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| ServeError::Listen {
+                addr: config.listen.clone(),
+                source,
+            })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.listen.clone(),
+        source,
+    })?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let app = Arc::new(App::new(store, config.limits.clone(), public_url));
+    let maintenance = tokio::spawn(maintain(Arc::clone(&app)));
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, fsync = %config.fsync, data_dir = %config.data_dir.display(), "listening on http://{addr}");
+    accept_loop(&app, listener, addr).await;
+    maintenance.abort();
+    let store = app.store.clone();
+    match tokio::task::spawn_blocking(move || store.sync_all()).await {
+        Ok(Ok(())) => tracing::info!("synced; bye"),
+        Ok(Err(e)) => tracing::error!(error = %e, "final sync failed"),
+        Err(e) => tracing::error!(error = %e, "final sync task failed"),
+    }
+    Ok(())
+}
+
+async fn accept_loop(app: &Arc<App>, listener: TcpListener, addr: SocketAddr) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(app.limits.connections_max));
+    let mut stop = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                match Arc::clone(&permits).try_acquire_owned() {
+                    Ok(permit) => {
+                        let conn = connection(app, stream);
+                        let watched = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            let _ = watched.await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        app.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::spawn(refuse(stream));
+                    }
+                }
+            }
+            () = &mut stop => break,
+        }
+    }
+    tracing::info!(%addr, "shutting down: no new connections; draining");
+    app.start_draining();
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within the grace period");
+    }
+}
+
+fn connection(
+    app: &Arc<App>,
+    stream: TcpStream,
+) -> hyper::server::conn::http1::Connection<
+    TokioIo<TcpStream>,
+    impl hyper::service::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<crate::http::response::Body>,
+        Error = Infallible,
+        Future = impl std::future::Future<
+            Output = Result<http::Response<crate::http::response::Body>, Infallible>,
+        > + Send,
+    >,
+> {
+    let _ = stream.set_nodelay(true);
+    let limits = app.limits.clone();
+    let app = Arc::clone(app);
+    let service = service_fn(move |req| {
+        let app = Arc::clone(&app);
+        let deadline = app.limits.request_timeout;
+        async move {
+            let response = match tokio::time::timeout(deadline, handle(app, req)).await {
+                Ok(r) => r,
+                Err(_) => Reply::error(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "request_timeout",
+                    "the request took too long",
+                )
+                .into_response(),
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.header_bytes_max)
+        .max_headers(limits.headers_max)
+        .keep_alive(true);
+    builder.serve_connection(TokioIo::new(stream), service)
+}
+
+/// Answers a connection over the cap with 503 and closes it.
+async fn refuse(mut stream: TcpStream) {
+    let body = br#"{"error":"too_many_connections","message":"the server is at its connection limit; retry"}"#;
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(body).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+async fn maintain(app: Arc<App>) {
+    let mut tick = tokio::time::interval(MAINTENANCE_PERIOD);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let store = app.store.clone();
+        match tokio::task::spawn_blocking(move || store.maintenance()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "maintenance failed"),
+            Err(e) => tracing::warn!(error = %e, "maintenance task failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
