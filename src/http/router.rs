@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
 
@@ -50,31 +50,57 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/analytics"),
 ];
 
+/// Bytes of an oversize body read and thrown away before answering 413, so that the
+/// client, still sending, reads our answer instead of a connection reset.
+pub const OVERSIZE_DRAIN_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
 /// Reads a body up to `limit` bytes within `deadline`. Over the limit: `TooLarge`
-/// (reading stops there); past the deadline: a 408 reply.
+/// (the rest is drained, up to `OVERSIZE_DRAIN_BYTES_MAX`, and discarded); past the
+/// deadline: a 408 reply.
 async fn read_body(
-    body: Incoming,
+    mut body: Incoming,
     limit: usize,
     declared: Option<u64>,
     deadline: Duration,
 ) -> Result<BodyRead, Reply> {
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Ok(BodyRead::TooLarge);
-    }
-    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+    let read = async {
+        let mut buf = bytes::BytesMut::new();
+        let mut seen = 0u64;
+        let mut too_large = declared.is_some_and(|n| n > limit as u64);
+        if declared.is_some_and(|n| n > OVERSIZE_DRAIN_BYTES_MAX) {
+            return Ok(BodyRead::TooLarge);
+        }
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| ())?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen += data.len() as u64;
+            if seen > limit as u64 {
+                too_large = true;
+                buf = bytes::BytesMut::new();
+            }
+            if seen > OVERSIZE_DRAIN_BYTES_MAX {
+                break;
+            }
+            if !too_large {
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(if too_large {
+            BodyRead::TooLarge
+        } else {
+            BodyRead::Complete(buf.freeze())
+        })
+    };
+    match tokio::time::timeout(deadline, read).await {
         Err(_) => Err(Reply::error(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
             "the body did not arrive in time",
         )),
-        Ok(Ok(collected)) => Ok(BodyRead::Complete(collected.to_bytes())),
-        Ok(Err(e))
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Ok(BodyRead::TooLarge)
-        }
-        Ok(Err(_)) => Err(Reply::error(
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(())) => Err(Reply::error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the body could not be read",

@@ -109,3 +109,5 @@ pub mod store {
             .expect("runtime")
     }
 }
+
+pub mod server;
