@@ -32,10 +32,18 @@ pub struct ServeArgs {
     #[arg(long, env = "EVENTMESH_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
     /// Seconds a client has to send its request headers.
-    #[arg(long, env = "EVENTMESH_HEADER_TIMEOUT", default_value_t = 10)]
+    #[arg(
+        long = "header-timeout",
+        env = "EVENTMESH_HEADER_TIMEOUT",
+        default_value_t = 10
+    )]
     header_timeout_s: u64,
     /// Seconds a client has to send its request body.
-    #[arg(long, env = "EVENTMESH_BODY_TIMEOUT", default_value_t = 30)]
+    #[arg(
+        long = "body-timeout",
+        env = "EVENTMESH_BODY_TIMEOUT",
+        default_value_t = 30
+    )]
     body_timeout_s: u64,
 }
 

@@ -1,0 +1,232 @@
+//! Hostile HTTP on the real binary: slow or silent clients, oversized and malformed
+//! requests, hostile webhook ids and signature headers, and the connection cap. The
+//! server answers each with its documented status and keeps serving others.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::server::{parse_response, Server};
+
+fn flow_and_key(s: &Server) -> (String, String) {
+    let flow = s.flow(r#"{"name":"h","rateLimit":null}"#);
+    let (_, key) = s.key(r#"{"name":"k"}"#);
+    (flow["webhookId"].as_str().expect("wh").to_owned(), key)
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+fn read_until_closed(s: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn silent_partial_and_dripping_clients_are_closed_while_others_are_served() {
+    // Proves the header-read timeout really fires (1 s here) for a silent connection, a
+    // partial header and a one-byte-a-second drip, and that normal requests still pass.
+    let s = Server::start(&["--header-timeout", "1"]);
+    let (wh, key) = flow_and_key(&s);
+    let mut silent = s.connect();
+    let mut partial = s.connect();
+    partial
+        .write_all(b"POST /webhooks/x HTTP/1.1\r\nhost: a\r\n")
+        .expect("write");
+    let mut drip = s.connect();
+    let mut drip_writer = drip.try_clone().expect("clone");
+    let dripper = std::thread::spawn(move || {
+        // The workload itself is slow: one byte a second, for at most 30 s.
+        for b in b"POST /healthz HTTP/1.1\r\nhost: slow-client\r\n\r\n" {
+            if drip_writer.write_all(&[*b]).is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        false
+    });
+    assert_eq!(
+        s.send(&wh, &[("x-api-key", &key)], "{}").status,
+        200,
+        "served while others stall"
+    );
+    for (name, conn) in [
+        ("silent", &mut silent),
+        ("partial", &mut partial),
+        ("drip", &mut drip),
+    ] {
+        let got = read_until_closed(conn);
+        assert!(
+            got.is_empty() || String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"),
+            "{name}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    assert!(
+        dripper.join().expect("thread"),
+        "the drip was cut off before it finished"
+    );
+    assert_eq!(s.send(&wh, &[("x-api-key", &key)], "{}").status, 200);
+}
+
+#[test]
+fn too_many_or_too_large_headers_get_431() {
+    // Proves hyper's header limits: 101 headers, and a 1 MiB header.
+    let s = Server::start(&[]);
+    let (wh, key) = flow_and_key(&s);
+    let names: Vec<String> = (0..101).map(|i| format!("x-h{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    assert_eq!(s.send(&wh, &many, "{}").status, 431);
+    let huge = "a".repeat(1024 * 1024);
+    let r = s.send(&wh, &[("x-big", &huge)], "{}");
+    assert_eq!(r.status, 431);
+    assert_eq!(s.send(&wh, &[("x-api-key", &key)], "{}").status, 200);
+}
+
+#[test]
+fn lying_lengths_and_chunked_bodies_over_the_limit_are_refused() {
+    // Proves a Content-Length that promises more than arrives gets 408 at the body
+    // deadline, and a chunked body over the limit gets 413.
+    let s = Server::start(&["--body-timeout", "1", "--body-limit", "1000"]);
+    let (wh, key) = flow_and_key(&s);
+    let mut c = s.connect();
+    let head = format!("POST /webhooks/{wh} HTTP/1.1\r\nhost: a\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"a\":");
+    c.write_all(head.as_bytes()).expect("write");
+    let r = parse_response(&read_until_closed(&mut c));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (408, Some("request_timeout"))
+    );
+
+    let mut c = s.connect();
+    let mut req = format!("POST /webhooks/{wh} HTTP/1.1\r\nhost: a\r\nconnection: close\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n").into_bytes();
+    for _ in 0..4 {
+        req.extend_from_slice(format!("190\r\n{}\r\n", "x".repeat(400)).as_bytes());
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let _ = c.write_all(&req);
+    let r = parse_response(&read_until_closed(&mut c));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    assert_eq!(s.send(&wh, &[("x-api-key", &key)], "{}").status, 200);
+}
+
+#[test]
+fn deep_or_invalid_json_gets_400_and_nothing_is_stored() {
+    // Proves serde_json's depth limit and UTF-8 checks answer invalid_payload.
+    let s = Server::start(&["--body-limit", "2000000"]);
+    let flow = s.flow(r#"{"name":"j","rateLimit":null}"#);
+    let (_, key) = s.key(r#"{"name":"k"}"#);
+    let wh = flow["webhookId"].as_str().expect("wh");
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let r = s.send(wh, &[("x-api-key", &key)], &deep);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_payload"))
+    );
+    let h = [
+        ("x-api-key", key.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let r = s.request(
+        "POST",
+        &format!("/webhooks/{wh}"),
+        &h,
+        b"{\"a\":\"\xff\xfe\"}",
+    );
+    assert_eq!(r.status, 400);
+    let page = s
+        .admin(
+            "GET",
+            &format!("/api/flows/{}/events", flow["id"].as_str().expect("id")),
+            "",
+        )
+        .json();
+    assert_eq!(page["endOffset"], 0);
+}
+
+#[test]
+fn hostile_webhook_ids_are_404_and_touch_no_file() {
+    // Proves ids like .., %2e%2e%2f, a/b, NUL and 1,000 characters are refused before any
+    // lookup, and nothing is created outside (or inside) the data directory.
+    let s = Server::start(&[]);
+    let parent = s.dir.parent().expect("parent").to_path_buf();
+    let before: Vec<_> = std::fs::read_dir(&parent)
+        .expect("ls")
+        .map(|e| e.expect("e").file_name())
+        .collect();
+    let long = "a".repeat(1000);
+    for id in [
+        "..",
+        "%2e%2e%2f",
+        "a/b",
+        "%00",
+        "wh_%00",
+        long.as_str(),
+        "wh_..%2F..%2Fetc%2Fpasswd",
+    ] {
+        let r = s.send(id, &[], "{}");
+        assert_eq!(r.status, 404, "{id}");
+    }
+    let after: Vec<_> = std::fs::read_dir(&parent)
+        .expect("ls")
+        .map(|e| e.expect("e").file_name())
+        .collect();
+    assert_eq!(before, after);
+    let flows = std::fs::read_dir(s.dir.join("flows"))
+        .expect("flows dir")
+        .count();
+    assert_eq!(flows, 0);
+}
+
+#[test]
+fn a_signature_header_with_a_thousand_entries_is_refused_cheaply() {
+    // Proves the entry limit: 401 invalid_signature, and the server stays up.
+    let s = Server::start(&[]);
+    let flow = s.flow(r#"{"name":"st","signature":{"scheme":"stripe","secret":"whsec_x"}}"#);
+    let entries: Vec<String> = (0..1000).map(|i| format!("v1={i:064x}")).collect();
+    let header = format!("t=1700000000,{}", entries.join(","));
+    let r = s.send(
+        flow["webhookId"].as_str().expect("wh"),
+        &[("stripe-signature", &header)],
+        "{}",
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (401, Some("invalid_signature"))
+    );
+    assert_eq!(s.request("GET", "/healthz", &[], b"").status, 200);
+}
+
+#[test]
+fn connections_over_the_cap_get_503_and_the_server_recovers() {
+    // Proves the connection cap answers 503 too_many_connections, and serves again once
+    // connections close.
+    let s = Server::start(&["--max-connections", "2", "--header-timeout", "60"]);
+    // Two idle connections take both places (connections are accepted in order).
+    let held: Vec<_> = (0..2).map(|_| s.connect()).collect();
+    let mut third = s.connect();
+    let got = parse_response(&read_until_closed(&mut third));
+    assert_eq!(
+        (got.status, got.json()["error"].as_str()),
+        (503, Some("too_many_connections"))
+    );
+    drop(held);
+    let mut served = false;
+    for _ in 0..10_000 {
+        let mut c = s.connect();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+            .expect("write");
+        let raw = read_until_closed(&mut c);
+        if raw.starts_with(b"HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+    }
+    assert!(
+        served,
+        "the server serves again once held connections close"
+    );
+}
