@@ -1,7 +1,10 @@
 //! The `eventmesh` subcommands. `main.rs` calls `main()`; each subcommand lives in its own file.
 
 mod bench;
+mod bench_http;
 mod check;
+mod client;
+mod ops;
 mod serve;
 
 use std::path::PathBuf;
@@ -34,6 +37,36 @@ enum Command {
         /// A data directory, or one partition's directory.
         dir: PathBuf,
     },
+    /// Manage flows on a running server.
+    Flow {
+        #[command(flatten)]
+        server: ops::Server,
+        #[command(subcommand)]
+        cmd: ops::FlowCmd,
+    },
+    /// Manage API keys on a running server.
+    Key {
+        #[command(flatten)]
+        server: ops::Server,
+        #[command(subcommand)]
+        cmd: ops::KeyCmd,
+    },
+    /// Send one JSON event to a webhook URL (with a key and, optionally, a signature).
+    Send(ops::SendArgs),
+    /// Follow a flow's live stream and print each event.
+    Tail {
+        #[command(flatten)]
+        server: ops::Server,
+        #[command(flatten)]
+        args: ops::TailArgs,
+    },
+    /// Print a flow's events from an offset or a time as NDJSON.
+    Replay {
+        #[command(flatten)]
+        server: ops::Server,
+        #[command(flatten)]
+        args: ops::ReplayArgs,
+    },
     /// Measure the engine or the whole system; prints one JSON line last.
     Bench {
         #[command(subcommand)]
@@ -52,11 +85,34 @@ enum BenchTarget {
     Open(bench::OpenArgs),
     /// Memory per key and speed of one flow's idempotency index.
     Dedup(bench::DedupArgs),
+    /// Load a running server's webhook (closed loop, or open loop at --rate).
+    Http(bench_http::HttpArgs),
 }
 
 /// Parses `--fsync` values: `always`, `never`, `interval=<ms>`.
 pub(crate) fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
     s.parse()
+}
+
+/// Runs one client command on a small runtime; a failure prints a readable message.
+fn client_command(f: impl std::future::Future<Output = ops::CliResult>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("eventmesh: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eventmesh: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs the command line; returns the process exit code.
@@ -65,12 +121,18 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check { dir } => check::run(&dir),
+        Command::Flow { server, cmd } => client_command(ops::flow(&server, cmd)),
+        Command::Key { server, cmd } => client_command(ops::key(&server, cmd)),
+        Command::Send(args) => client_command(ops::send(args)),
+        Command::Tail { server, args } => client_command(ops::tail(&server, args)),
+        Command::Replay { server, args } => client_command(ops::replay(&server, args)),
         Command::Bench { target } => {
             let result = match target {
                 BenchTarget::Log(args) => bench::run_log(&args),
                 BenchTarget::Raw(args) => bench::run_raw(&args),
                 BenchTarget::Open(args) => bench::run_open(&args),
                 BenchTarget::Dedup(args) => bench::run_dedup(&args),
+                BenchTarget::Http(args) => bench_http::run(&args),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,

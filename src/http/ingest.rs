@@ -1,9 +1,9 @@
 //! `POST /webhooks/{webhookId}` (and `/batch`): the contract's checks, in its order,
 //! then the store's atomic dedup-and-append. The playground calls the same function.
 //!
-//! 1. unknown webhook → 404; 2. credentials → 401 `invalid_api_key`; 3. signature →
-//! 401 `invalid_signature`; 4. rate limit → 429; 5. body: 413, 415, 400; 6. idempotency:
-//! 200 duplicate or 422; 7. append → 200 queued (500/503 if it could not be stored).
+//! In order: (1) unknown webhook, 404; (2) credentials, 401 `invalid_api_key`;
+//! (3) signature, 401 `invalid_signature`; (4) rate limit, 429; (5) body, 413/415/400;
+//! (6) idempotency, 200 duplicate or 422; (7) append, 200 queued (500/503 if not stored).
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -138,25 +138,22 @@ pub async fn route(
         (_, ["flows", _, "events"] | ["flows", _, "events", _] | ["flows", _, "consumers"])
         | (_, ["flows", _, "consumers", _] | ["flows", _, "consumers", _, _])
         | (_, ["flows", _, "stream"] | ["flows", _, "analytics"] | ["analytics"]) => {
-            Err(err(Reply::error(
+            Err(Reply::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this path does not take that method",
-            )))
+            ))
         }
         _ => return None,
     };
     Some(match result {
-        Ok(r) | Err(r) => r,
+        Ok(r) => r,
+        Err(reply) => reply.into_response(),
     })
 }
 
-fn ok(reply: Reply) -> Result<Response<Body>, Response<Body>> {
+fn ok(reply: Reply) -> Result<Response<Body>, Reply> {
     Ok(reply.into_response())
-}
-
-fn err(reply: Reply) -> Response<Body> {
-    reply.into_response()
 }
 
 fn events(
@@ -164,28 +161,25 @@ fn events(
     caller: &Caller,
     id: &str,
     query: Option<&str>,
-) -> Result<Response<Body>, Response<Body>> {
-    let flow = readable_flow(app, caller, id).map_err(err)?;
-    let limit = limit_param(query, "limit", 100, PAGE_EVENTS_MAX).map_err(err)?;
-    let from = match (
-        offset_param(query, "from").map_err(err)?,
-        query_param(query, "since"),
-    ) {
-        (Some(_), Some(_)) => return Err(err(bad_request("give from or since, not both"))),
+) -> Result<Response<Body>, Reply> {
+    let flow = readable_flow(app, caller, id)?;
+    let limit = limit_param(query, "limit", 100, PAGE_EVENTS_MAX)?;
+    let from = match (offset_param(query, "from")?, query_param(query, "since")) {
+        (Some(_), Some(_)) => return Err(bad_request("give from or since, not both")),
         (Some(o), None) => o,
         (None, Some(t)) => {
             let ms = rfc3339::parse_ms(&t)
-                .ok_or_else(|| err(bad_request("since must be an RFC 3339 time")))?;
+                .ok_or_else(|| bad_request("since must be an RFC 3339 time"))?;
             flow.events()
                 .offset_for_timestamp(ms)
-                .map_err(|e| err(store_reply(e.into())))?
+                .map_err(|e| store_reply(e.into()))?
         }
         (None, None) => flow.events().first_offset(),
     };
     let kind = query_param(query, "type");
     let (events, next) = flow
         .read_events(from, limit, kind.as_deref())
-        .map_err(|e| err(store_reply(e)))?;
+        .map_err(store_reply)?;
     let end = flow.events().next_offset().0;
     Ok(events_page(
         &events,
@@ -193,27 +187,19 @@ fn events(
     ))
 }
 
-fn one_event(
-    app: &App,
-    caller: &Caller,
-    id: &str,
-    offset: &str,
-) -> Result<Response<Body>, Response<Body>> {
-    let flow = readable_flow(app, caller, id).map_err(err)?;
+fn one_event(app: &App, caller: &Caller, id: &str, offset: &str) -> Result<Response<Body>, Reply> {
+    let flow = readable_flow(app, caller, id)?;
     let offset = offset
         .parse::<u64>()
-        .map_err(|_| err(bad_request("the offset must be a number")))?;
-    match flow
-        .event_at(Offset(offset))
-        .map_err(|e| err(store_reply(e)))?
-    {
+        .map_err(|_| bad_request("the offset must be a number"))?;
+    match flow.event_at(Offset(offset)).map_err(store_reply)? {
         Some(ev) => Ok(bytes_response(
             StatusCode::OK,
             "application/json",
             Bytes::from(event_json(&ev)),
             Vec::new(),
         )),
-        None => Err(err(not_found("event"))),
+        None => Err(not_found("event")),
     }
 }
 
@@ -229,22 +215,22 @@ async fn poll(
     id: &str,
     name: &str,
     query: Option<&str>,
-) -> Result<Response<Body>, Response<Body>> {
-    let flow = readable_flow(app, caller, id).map_err(err)?;
-    let max = limit_param(query, "max", 100, PAGE_EVENTS_MAX).map_err(err)?;
+) -> Result<Response<Body>, Reply> {
+    let flow = readable_flow(app, caller, id)?;
+    let max = limit_param(query, "max", 100, PAGE_EVENTS_MAX)?;
     let wait_ms = match query_param(query, "waitMs") {
         None => 0,
         Some(v) => v
             .parse::<u64>()
             .ok()
             .filter(|w| *w <= crate::store::POLL_WAIT_MS_MAX)
-            .ok_or_else(|| err(bad_request("waitMs must be 0..=30000")))?,
+            .ok_or_else(|| bad_request("waitMs must be 0..=30000"))?,
     };
     let (events, next) = app
         .store
         .poll(&flow, name, max, wait_ms)
         .await
-        .map_err(|e| err(store_reply(e)))?;
+        .map_err(store_reply)?;
     let committed = flow.consumers.get(name).map(|s| s.offset);
     let end = flow.events().next_offset().0;
     Ok(events_page(
@@ -268,14 +254,14 @@ async fn commit(
     id: &str,
     name: &str,
     body: &Bytes,
-) -> Result<Response<Body>, Response<Body>> {
-    let flow = readable_flow(app, caller, id).map_err(err)?;
-    let b: CommitBody = parse_body(body).map_err(err)?;
+) -> Result<Response<Body>, Reply> {
+    let flow = readable_flow(app, caller, id)?;
+    let b: CommitBody = parse_body(body)?;
     let state = app
         .store
         .commit(&flow, name, Offset(b.offset))
         .await
-        .map_err(|e| err(store_reply(e)))?;
+        .map_err(store_reply)?;
     ok(Reply::ok(consumer_json(name, state.offset, &flow)))
 }
 
@@ -292,32 +278,28 @@ async fn seek(
     id: &str,
     name: &str,
     body: &Bytes,
-) -> Result<Response<Body>, Response<Body>> {
-    let flow = readable_flow(app, caller, id).map_err(err)?;
-    let b: SeekBody = parse_body(body).map_err(err)?;
+) -> Result<Response<Body>, Reply> {
+    let flow = readable_flow(app, caller, id)?;
+    let b: SeekBody = parse_body(body)?;
     let to = match (b.to.as_deref(), b.offset, b.timestamp) {
         (Some("earliest"), None, None) => SeekTo::Earliest,
         (Some("latest"), None, None) => SeekTo::Latest,
         (None, Some(o), None) => SeekTo::Offset(Offset(o)),
         (None, None, Some(t)) => SeekTo::Timestamp(
-            rfc3339::parse_ms(&t).ok_or_else(|| err(bad_request("timestamp must be an RFC 3339 time")))?,
+            rfc3339::parse_ms(&t).ok_or_else(|| bad_request("timestamp must be an RFC 3339 time"))?,
         ),
         _ => {
-            return Err(err(bad_request(
+            return Err(bad_request(
                 "seek takes {\"to\":\"earliest\"|\"latest\"}, {\"offset\":n} or {\"timestamp\":\"RFC3339\"}",
-            )))
+            ))
         }
     };
-    let state = app
-        .store
-        .seek(&flow, name, to)
-        .await
-        .map_err(|e| err(store_reply(e)))?;
+    let state = app.store.seek(&flow, name, to).await.map_err(store_reply)?;
     ok(Reply::ok(consumer_json(name, state.offset, &flow)))
 }
 
-fn consumers(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, Response<Body>> {
-    let flow = readable_flow(app, caller, id).map_err(err)?;
+fn consumers(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, Reply> {
+    let flow = readable_flow(app, caller, id)?;
     let list: Vec<Value> = app
         .store
         .consumers(&flow)
@@ -339,17 +321,17 @@ async fn delete_consumer(
     caller: &Caller,
     id: &str,
     name: &str,
-) -> Result<Response<Body>, Response<Body>> {
-    let flow = readable_flow(app, caller, id).map_err(err)?;
+) -> Result<Response<Body>, Reply> {
+    let flow = readable_flow(app, caller, id)?;
     if app
         .store
         .delete_consumer(&flow, name)
         .await
-        .map_err(|e| err(store_reply(e)))?
+        .map_err(store_reply)?
     {
         ok(crate::http::response::no_content())
     } else {
-        Err(err(not_found("consumer")))
+        Err(not_found("consumer"))
     }
 }
 
@@ -363,21 +345,21 @@ async fn analytics(
     caller: &Caller,
     id: &str,
     query: Option<&str>,
-) -> Result<Response<Body>, Response<Body>> {
-    let flow = readable_flow(app, caller, id).map_err(err)?;
-    let window = window_param(query).map_err(err)?;
+) -> Result<Response<Body>, Reply> {
+    let flow = readable_flow(app, caller, id)?;
+    let window = window_param(query)?;
     let report = {
         let flow = Arc::clone(&flow);
         tokio::task::spawn_blocking(move || flow.analytics(window))
             .await
             .map_err(|_| {
-                err(Reply::error(
+                Reply::error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
                     "analytics task failed",
-                ))
+                )
             })?
-            .map_err(|e| err(store_reply(e)))?
+            .map_err(store_reply)?
     };
     let mut v = serde_json::to_value(&report).unwrap_or(Value::Null);
     let consumers: Vec<Value> = app
@@ -405,14 +387,14 @@ async fn workspace_analytics(
     app: &Arc<App>,
     caller: &Caller,
     query: Option<&str>,
-) -> Result<Response<Body>, Response<Body>> {
-    let window = window_param(query).map_err(err)?;
+) -> Result<Response<Body>, Reply> {
+    let window = window_param(query)?;
     let ws = caller
         .workspace()
         .map(str::to_owned)
         .or_else(|| query_param(query, "workspaceId"));
     if let Some(w) = &ws {
-        caller.may_read(w, "workspace").map_err(err)?;
+        caller.may_read(w, "workspace")?;
     }
     let flows: Vec<Arc<Flow>> = app
         .store
@@ -434,17 +416,17 @@ async fn workspace_analytics(
     })
     .await
     .map_err(|_| {
-        err(Reply::error(
+        Reply::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "analytics task failed",
-        ))
+        )
     })?;
     let (mut received, mut accepted, mut duplicates) = (0u64, 0u64, 0u64);
     let mut rejected = serde_json::Map::new();
     let mut per_flow = Vec::new();
     for (id, name, report) in reports {
-        let r = report.map_err(|e| err(store_reply(e)))?;
+        let r = report.map_err(store_reply)?;
         received += r.received;
         accepted += r.accepted;
         duplicates += r.duplicates;
@@ -517,17 +499,15 @@ fn stream(
     id: &str,
     query: Option<&str>,
     headers: &HeaderMap,
-) -> Result<Response<Body>, Response<Body>> {
-    let flow = readable_flow(app, caller, id).map_err(err)?;
+) -> Result<Response<Body>, Reply> {
+    let flow = readable_flow(app, caller, id)?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
         .map(|last| Offset(last + 1));
     let from = match resume {
         Some(o) => o,
-        None => offset_param(query, "from")
-            .map_err(err)?
-            .unwrap_or_else(|| flow.events().next_offset()),
+        None => offset_param(query, "from")?.unwrap_or_else(|| flow.events().next_offset()),
     };
     let (tx, rx) = mpsc::channel::<Bytes>(SSE_BUFFER_FRAMES);
     let _ = tx.try_send(Bytes::from_static(b": stream open\n\n"));

@@ -102,14 +102,7 @@ async fn accept_loop(app: &Arc<App>, listener: TcpListener, addr: SocketAddr) {
             accepted = listener.accept() => {
                 let Ok((stream, _peer)) = accepted else { continue };
                 match Arc::clone(&permits).try_acquire_owned() {
-                    Ok(permit) => {
-                        let conn = connection(app, stream);
-                        let watched = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            let _ = watched.await;
-                            drop(permit);
-                        });
-                    }
+                    Ok(permit) => spawn_connection(app, stream, &graceful, permit),
                     Err(_) => {
                         app.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tokio::spawn(refuse(stream));
@@ -130,20 +123,14 @@ async fn accept_loop(app: &Arc<App>, listener: TcpListener, addr: SocketAddr) {
     }
 }
 
-fn connection(
+/// Serves one connection in a task of its own, under the graceful-shutdown watch; the
+/// permit (the connection's place under the cap) is released when it ends.
+fn spawn_connection(
     app: &Arc<App>,
     stream: TcpStream,
-) -> hyper::server::conn::http1::Connection<
-    TokioIo<TcpStream>,
-    impl hyper::service::Service<
-        http::Request<hyper::body::Incoming>,
-        Response = http::Response<crate::http::response::Body>,
-        Error = Infallible,
-        Future = impl std::future::Future<
-            Output = Result<http::Response<crate::http::response::Body>, Infallible>,
-        > + Send,
-    >,
-> {
+    graceful: &GracefulShutdown,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let _ = stream.set_nodelay(true);
     let limits = app.limits.clone();
     let app = Arc::clone(app);
@@ -170,7 +157,11 @@ fn connection(
         .max_buf_size(limits.header_bytes_max)
         .max_headers(limits.headers_max)
         .keep_alive(true);
-    builder.serve_connection(TokioIo::new(stream), service)
+    let watched = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+    tokio::spawn(async move {
+        let _ = watched.await;
+        drop(permit);
+    });
 }
 
 /// Answers a connection over the cap with 503 and closes it.

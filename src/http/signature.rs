@@ -374,7 +374,7 @@ fn fresh(ts: i64, now_s: i64) -> Result<(), SignatureError> {
 /// Hex (either case) to bytes; None if not hex or of odd length.
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes
@@ -395,7 +395,6 @@ fn nibble(c: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
     use http::header::{HeaderName, HeaderValue};
 
     const GITHUB_HEX: &str = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";

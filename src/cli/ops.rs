@@ -1,0 +1,417 @@
+//! Operator commands that talk to a running server: flows, keys, send, tail, replay.
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+
+use crate::cli::client::{header, split_url, ClientError, Conn};
+use crate::http::signature::sign;
+use crate::store::meta::SignatureScheme;
+
+#[derive(Debug, Args)]
+pub struct Server {
+    /// The server's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "EVENTMESH_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub url: String,
+    /// The admin key (or a workspace key with scope read, for reads).
+    #[arg(
+        long,
+        global = true,
+        env = "EVENTMESH_ADMIN_KEY",
+        hide_env_values = true
+    )]
+    pub admin_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlowCmd {
+    /// Create a flow; prints it (with its signature secret, shown this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        workspace: Option<String>,
+        /// none | eventmesh | github | stripe | standard | shopify | slack
+        #[arg(long)]
+        scheme: Option<String>,
+        /// The signature secret (generated when omitted and a scheme is set).
+        #[arg(long)]
+        secret: Option<String>,
+        /// `<perSecond>/<burst>`, or `off`.
+        #[arg(long)]
+        rate_limit: Option<String>,
+        #[arg(long)]
+        dedup_window_seconds: Option<u64>,
+    },
+    List,
+    Get {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Create an API key; prints it with its plaintext (shown this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Comma-separated: ingest, read.
+        #[arg(long, default_value = "ingest")]
+        scopes: String,
+        #[arg(long, default_value = "live")]
+        env: String,
+        /// RFC 3339 expiry time.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    List,
+    /// New secret for a key; the old one stays valid for the grace period.
+    Rotate {
+        id: String,
+        #[arg(long, default_value_t = 3600)]
+        grace_seconds: u64,
+    },
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The flow's webhook URL.
+    pub webhook_url: String,
+    /// JSON body to send.
+    #[arg(
+        long,
+        default_value = r#"{"event":"test.event","data":{"hello":"world"}}"#
+    )]
+    pub data: String,
+    /// API key (X-API-Key).
+    #[arg(long, env = "EVENTMESH_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Sign as this scheme (with --secret).
+    #[arg(long)]
+    pub scheme: Option<String>,
+    #[arg(long)]
+    pub secret: Option<String>,
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    pub flow_id: String,
+    /// Start at this offset (default: only new events).
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Print each event as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    pub flow_id: String,
+    #[arg(long, conflicts_with = "since")]
+    pub from: Option<u64>,
+    /// RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn scheme(s: &str) -> Result<SignatureScheme, ClientError> {
+    serde_json::from_value(Value::String(s.to_owned()))
+        .map_err(|_| ClientError::Http(format!("unknown scheme {s:?}")))
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
+        let (addr, base) = split_url(&self.url)?;
+        let mut conn = Conn::open(&addr).await?;
+        let mut headers = vec![header("content-type", "application/json")?];
+        if let Some(k) = &self.admin_key {
+            headers.push(header("authorization", &format!("Bearer {k}"))?);
+        }
+        let path = format!("{}{path}", base.trim_end_matches('/'));
+        let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        let (status, _, bytes) = conn.send(method, &path, &headers, body).await?;
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                status,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Http(format!("bad JSON from the server: {e}")))
+    }
+}
+
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+pub async fn flow(server: &Server, cmd: FlowCmd) -> CliResult {
+    let v = match cmd {
+        FlowCmd::Create {
+            name,
+            workspace,
+            scheme: sch,
+            secret,
+            rate_limit,
+            dedup_window_seconds,
+        } => {
+            let mut body = json!({ "name": name });
+            if let Some(w) = workspace {
+                body["workspaceId"] = json!(w);
+            }
+            if let Some(s) = sch {
+                scheme(&s)?;
+                body["signature"] = json!({ "scheme": s, "secret": secret });
+            }
+            if let Some(r) = rate_limit {
+                body["rateLimit"] = if r == "off" {
+                    Value::Null
+                } else {
+                    let (p, b) = r
+                        .split_once('/')
+                        .ok_or("rate limit is <perSecond>/<burst> or off")?;
+                    json!({ "perSecond": p.parse::<u32>()?, "burst": b.parse::<u32>()? })
+                };
+            }
+            if let Some(d) = dedup_window_seconds {
+                body["dedupWindowSeconds"] = json!(d);
+            }
+            server.call(Method::POST, "/api/flows", Some(body)).await?
+        }
+        FlowCmd::List => server.call(Method::GET, "/api/flows", None).await?,
+        FlowCmd::Get { id } => {
+            server
+                .call(Method::GET, &format!("/api/flows/{id}"), None)
+                .await?
+        }
+        FlowCmd::Delete { id } => {
+            server
+                .call(Method::DELETE, &format!("/api/flows/{id}"), None)
+                .await?;
+            json!({ "deleted": id })
+        }
+    };
+    print(&v);
+    Ok(())
+}
+
+pub async fn key(server: &Server, cmd: KeyCmd) -> CliResult {
+    let v = match cmd {
+        KeyCmd::Create {
+            name,
+            workspace,
+            scopes,
+            env,
+            expires_at,
+        } => {
+            let scopes: Vec<&str> = scopes
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            let body = json!({ "name": name, "workspaceId": workspace, "scopes": scopes, "env": env, "expiresAt": expires_at });
+            server.call(Method::POST, "/api/keys", Some(body)).await?
+        }
+        KeyCmd::List => server.call(Method::GET, "/api/keys", None).await?,
+        KeyCmd::Rotate { id, grace_seconds } => {
+            let body = json!({ "graceSeconds": grace_seconds });
+            server
+                .call(Method::POST, &format!("/api/keys/{id}/rotate"), Some(body))
+                .await?
+        }
+        KeyCmd::Revoke { id } => {
+            server
+                .call(Method::DELETE, &format!("/api/keys/{id}"), None)
+                .await?;
+            json!({ "revoked": id })
+        }
+    };
+    print(&v);
+    Ok(())
+}
+
+pub async fn send(args: SendArgs) -> CliResult {
+    serde_json::from_str::<Value>(&args.data).map_err(|e| format!("--data is not JSON: {e}"))?;
+    let (addr, path) = split_url(&args.webhook_url)?;
+    let mut headers = vec![header("content-type", "application/json")?];
+    if let Some(k) = &args.key {
+        headers.push(header("x-api-key", k)?);
+    }
+    if let Some(k) = &args.idempotency_key {
+        headers.push(header("idempotency-key", k)?);
+    }
+    if let Some(s) = &args.scheme {
+        let secret = args.secret.as_deref().ok_or("--scheme needs --secret")?;
+        let now_s = crate::log::Clock::now_ms(&crate::log::SystemClock).div_euclid(1000);
+        for (n, v) in sign(
+            scheme(s)?,
+            secret,
+            args.data.as_bytes(),
+            now_s,
+            &format!("msg_cli_{now_s}"),
+        ) {
+            headers.push(header(&n, &v)?);
+        }
+    }
+    let mut conn = Conn::open(&addr).await?;
+    let (status, _, body) = conn
+        .send(Method::POST, &path, &headers, Bytes::from(args.data))
+        .await?;
+    println!("{} {}", status.as_u16(), String::from_utf8_lossy(&body));
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("the server answered {status}").into())
+    }
+}
+
+/// One parsed SSE event: (id, event type, data).
+fn parse_sse(block: &str) -> Option<(Option<u64>, String, String)> {
+    let mut id = None;
+    let mut kind = "message".to_owned();
+    let mut data = String::new();
+    for line in block.lines() {
+        if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().parse().ok();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            kind = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+    (!data.is_empty()).then_some((id, kind, data))
+}
+
+pub async fn tail(server: &Server, args: TailArgs) -> CliResult {
+    let (addr, base) = split_url(&server.url)?;
+    let mut last: Option<u64> = None;
+    loop {
+        let mut conn = Conn::open(&addr).await?;
+        let mut headers = Vec::new();
+        if let Some(k) = &server.admin_key {
+            headers.push(header("authorization", &format!("Bearer {k}"))?);
+        }
+        if let Some(l) = last {
+            headers.push(header("last-event-id", &l.to_string())?);
+        }
+        let from = args.from.map(|f| format!("?from={f}")).unwrap_or_default();
+        let path = format!(
+            "{}/api/flows/{}/stream{from}",
+            base.trim_end_matches('/'),
+            args.flow_id
+        );
+        let response = conn
+            .start(Method::GET, &path, &headers, Bytes::new())
+            .await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            return Err(ClientError::Status {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }
+            .into());
+        }
+        let mut body = response.into_body();
+        let mut buf = String::new();
+        let mut overflowed = false;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            buf.push_str(&String::from_utf8_lossy(&data));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                match parse_sse(&block) {
+                    Some((_, kind, _)) if kind == "overflow" => overflowed = true,
+                    Some((id, kind, data)) => {
+                        last = id.or(last);
+                        if args.json {
+                            println!("{data}");
+                        } else {
+                            let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+                            println!(
+                                "{} {} {} {}",
+                                id.unwrap_or(0),
+                                v["receivedAt"].as_str().unwrap_or(""),
+                                kind,
+                                v["payload"]
+                            );
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+        if !overflowed {
+            return Ok(());
+        }
+        eprintln!(
+            "eventmesh tail: the stream was cut (too slow); resuming after {}",
+            last.unwrap_or(0)
+        );
+    }
+}
+
+pub async fn replay(server: &Server, args: ReplayArgs) -> CliResult {
+    let mut query = match (&args.from, &args.since) {
+        (Some(f), _) => format!("from={f}"),
+        (None, Some(s)) => format!("since={s}"),
+        (None, None) => "from=0".to_owned(),
+    };
+    let mut end: Option<u64> = None;
+    loop {
+        let page = server
+            .call(
+                Method::GET,
+                &format!("/api/flows/{}/events?{query}&limit=1000", args.flow_id),
+                None,
+            )
+            .await?;
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        for ev in &events {
+            println!("{ev}");
+        }
+        let next = page["nextOffset"]
+            .as_u64()
+            .ok_or("the server sent no nextOffset")?;
+        // Replay up to the end as it was when the replay started.
+        let stop_at = *end.get_or_insert(page["endOffset"].as_u64().unwrap_or(next));
+        if next >= stop_at || events.is_empty() {
+            return Ok(());
+        }
+        query = format!("from={next}");
+    }
+}
