@@ -31,3 +31,15 @@ fn segment_recovery_corpus_never_panics() {
     // Proves every committed input for segment recovery passes its invariants.
     assert!(replay("segment_recovery", eventmesh::fuzzing::segment_recovery) >= 3);
 }
+
+#[test]
+fn signature_header_corpus_never_panics() {
+    // Proves every committed input for signature-header parsing passes its invariants.
+    assert!(replay("signature_headers", eventmesh::fuzzing::signature_headers) >= 3);
+}
+
+#[test]
+fn http_request_corpus_never_panics() {
+    // Proves every committed input for the whole request handler gets an answer.
+    assert!(replay("http_request", eventmesh::fuzzing::http_request) >= 4);
+}

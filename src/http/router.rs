@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::http::api;
@@ -57,12 +56,15 @@ pub const OVERSIZE_DRAIN_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// Reads a body up to `limit` bytes within `deadline`. Over the limit: `TooLarge`
 /// (the rest is drained, up to `OVERSIZE_DRAIN_BYTES_MAX`, and discarded); past the
 /// deadline: a 408 reply.
-async fn read_body(
-    mut body: Incoming,
+async fn read_body<B>(
+    mut body: B,
     limit: usize,
     declared: Option<u64>,
     deadline: Duration,
-) -> Result<BodyRead, Reply> {
+) -> Result<BodyRead, Reply>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
     let read = async {
         let mut buf = bytes::BytesMut::new();
         let mut seen = 0u64;
@@ -117,7 +119,10 @@ fn method_not_allowed() -> Reply {
 }
 
 /// Answers one request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();

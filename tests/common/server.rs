@@ -88,6 +88,16 @@ impl Server {
         }
     }
 
+    /// Wraps a server process started some other way (say, under strace).
+    pub fn adopt(child: Child, addr: SocketAddr, dir: &Path) -> Self {
+        Self {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+        }
+    }
+
     pub fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(self.addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(60)))
@@ -229,4 +239,36 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[eol + 2 + size + 2..];
     }
     out
+}
+
+/// A client usable from other threads, that reports a cut connection as `None`.
+pub struct Client {
+    pub addr: SocketAddr,
+}
+
+impl Client {
+    pub fn try_send(
+        &self,
+        webhook_id: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Option<Response> {
+        let mut s = TcpStream::connect(self.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+        let mut head = format!(
+            "POST /webhooks/{webhook_id} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        for (n, v) in headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).ok()?;
+        s.write_all(body.as_bytes()).ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        raw.windows(4)
+            .any(|w| w == b"\r\n\r\n")
+            .then(|| parse_response(&raw))
+    }
 }

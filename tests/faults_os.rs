@@ -1,0 +1,248 @@
+//! Operating-system faults on the real binary. A failed fdatasync, injected with strace,
+//! answers 5xx and never 2xx, after which nothing is acknowledged until restart, /readyz
+//! says 503, and a restart loses nothing acknowledged. A full disk (a small tmpfs)
+//! answers 500, reads keep working, and ingestion resumes once space is freed.
+//! `.ci/run` installs strace; mounting needs root. A test whose tool is missing says so
+//! on stderr and stops early: it proves nothing on such a machine.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::server::{Client, Server, ADMIN};
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Starts `eventmesh serve` under strace, failing the `nth` fdatasync of `file` with EIO.
+fn start_under_strace(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    nth: u32,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=fdatasync",
+            "-P",
+        ])
+        .arg(file)
+        .arg("-e")
+        .arg(format!("inject=fdatasync:error=EIO:when={nth}"))
+        .arg(env!("CARGO_BIN_EXE_eventmesh"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-key",
+            ADMIN,
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn strace");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = lines.next().expect("address line").expect("read");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().parse().expect("addr");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+#[test]
+fn a_failed_fdatasync_answers_5xx_and_nothing_more_is_acknowledged_until_restart() {
+    if !have("strace") {
+        eprintln!("SKIPPED: strace is not installed (.ci/run installs it)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let (fid, wh, key) = {
+        let s = Server::start_in(&dir, &[]);
+        let flow = s.flow(r#"{"name":"eio","rateLimit":null}"#);
+        let (_, key) = s.key(r#"{"name":"k","scopes":["ingest","read"]}"#);
+        (
+            flow["id"].as_str().expect("id").to_owned(),
+            flow["webhookId"].as_str().expect("wh").to_owned(),
+            key,
+        )
+    };
+    let segment = dir
+        .join("flows")
+        .join(&fid)
+        .join("events")
+        .join("00000000000000000000.log");
+    // strace counts per thread: the log's writer thread is the only one that fdatasyncs
+    // the active segment after open (recovery's sync runs on another thread). Its first
+    // fdatasync (the first append) passes; its second fails with EIO.
+    let (child, addr) = start_under_strace(&dir, &segment, 2);
+    let c = Client { addr };
+    let h = [("x-api-key", key.as_str())];
+    let first = c.try_send(&wh, &h, r#"{"n":1}"#).expect("answer");
+    assert_eq!(first.status, 200, "{}", first.text());
+    let failed = c.try_send(&wh, &h, r#"{"n":2}"#).expect("answer");
+    assert!(
+        failed.status >= 500,
+        "the failed group gets 5xx, got {}",
+        failed.status
+    );
+    for n in 3..8 {
+        let r = c
+            .try_send(&wh, &h, &format!("{{\"n\":{n}}}"))
+            .expect("answer");
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (503, Some("unavailable")),
+            "no 2xx until restart"
+        );
+    }
+    let mut probe = Server::adopt(child, addr, &dir);
+    assert_eq!(probe.request("GET", "/readyz", &[], b"").status, 503);
+    let events = probe.admin("GET", &format!("/api/flows/{fid}/events"), "");
+    assert_eq!(events.status, 200, "reads keep working");
+    // SIGKILL the traced server itself (killing strace alone would let it run on).
+    let strace_pid = probe.child.id().to_string();
+    let out = Command::new("pgrep")
+        .args(["-P", &strace_pid])
+        .output()
+        .expect("pgrep");
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = Command::new("kill").args(["-KILL", pid]).status();
+    }
+    probe.kill9();
+    drop(probe);
+    let s = Server::start_in(&dir, &[]);
+    let page = s
+        .admin("GET", &format!("/api/flows/{fid}/events"), "")
+        .json();
+    let payloads: Vec<i64> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["payload"]["n"].as_i64().expect("n"))
+        .collect();
+    assert_eq!(
+        payloads.first(),
+        Some(&1),
+        "the acknowledged event is there"
+    );
+    assert!(
+        payloads.len() <= 2,
+        "nothing after the failure was stored: {payloads:?}"
+    );
+    assert_eq!(s.request("GET", "/readyz", &[], b"").status, 200);
+    assert_eq!(
+        s.send(&wh, &h, r#"{"n":9}"#).status,
+        200,
+        "a restart recovers"
+    );
+}
+
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_answers_500_keeps_reads_and_resumes_when_space_is_freed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _mount = Mount(mnt.clone());
+    let dir = mnt.join("data");
+    let s = Server::start_in(&dir, &[]);
+    let flow = s.flow(r#"{"name":"full","rateLimit":null}"#);
+    let (fid, wh) = (
+        flow["id"].as_str().expect("id").to_owned(),
+        flow["webhookId"].as_str().expect("wh").to_owned(),
+    );
+    let (_, key) = s.key(r#"{"name":"k"}"#);
+    let filler = mnt.join("filler");
+    // Leave about 300 KB free.
+    let free = fs_free(&mnt);
+    std::fs::write(
+        &filler,
+        vec![0u8; (free.saturating_sub(300 * 1024)) as usize],
+    )
+    .expect("fill");
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(8000));
+    let mut acked = 0;
+    let mut refused = None;
+    for _ in 0..200 {
+        let r = s.send(&wh, &[("x-api-key", &key)], &body);
+        if r.status == 200 {
+            acked += 1;
+        } else {
+            refused = Some(r);
+            break;
+        }
+    }
+    let refused = refused.expect("the disk filled up");
+    assert_eq!(
+        (refused.status, refused.json()["error"].as_str()),
+        (500, Some("storage_error")),
+        "{}",
+        refused.text()
+    );
+    let page = s
+        .admin("GET", &format!("/api/flows/{fid}/events?limit=1000"), "")
+        .json();
+    assert_eq!(
+        page["endOffset"].as_u64(),
+        Some(acked),
+        "reads keep working, nothing half-stored"
+    );
+    std::fs::remove_file(&filler).expect("free space");
+    let r = s.send(&wh, &[("x-api-key", &key)], &body);
+    assert_eq!(
+        r.status,
+        200,
+        "ingestion resumes once space is freed: {}",
+        r.text()
+    );
+    assert_eq!(r.json()["offset"].as_u64(), Some(acked));
+}
+
+fn fs_free(path: &std::path::Path) -> u64 {
+    let out = Command::new("df")
+        .arg("-B1")
+        .arg("--output=avail")
+        .arg(path)
+        .output()
+        .expect("df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("free bytes")
+}
