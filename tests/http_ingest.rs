@@ -539,3 +539,59 @@ fn sigterm_drains_syncs_and_exits_zero_and_a_second_process_is_refused() {
         .json();
     assert_eq!(page["endOffset"], 5);
 }
+
+#[test]
+fn keys_come_from_every_source_the_contract_lists() {
+    // Proves the idempotency key sources: dedupKeyPointer, CloudEvents ce-source+ce-id,
+    // X-GitHub-Delivery, X-Shopify-Webhook-Id; and the event type from headers.
+    let s = Server::start(&[]);
+    let flow = s.flow(r#"{"name":"src","rateLimit":null,"dedupKeyPointer":"/data/id"}"#);
+    let (id, fid) = (wh(&flow), flow["id"].as_str().expect("id").to_owned());
+    let (_, key) = s.key(r#"{"name":"k"}"#);
+    let k = ("x-api-key", key.as_str());
+    let dup = |r: common::server::Response| r.json()["duplicate"].as_bool();
+    assert_eq!(
+        dup(s.send(&id, &[k], r#"{"data":{"id":"o-1"},"v":1}"#)),
+        Some(false)
+    );
+    assert_eq!(
+        dup(s.send(&id, &[k], r#"{"data":{"id":"o-1"},"v":2}"#)),
+        Some(true),
+        "JSON pointer key"
+    );
+    let ce = [
+        k,
+        ("ce-source", "/shop"),
+        ("ce-id", "42"),
+        ("ce-type", "com.shop.order"),
+    ];
+    assert_eq!(dup(s.send(&id, &ce, "{}")), Some(false));
+    assert_eq!(dup(s.send(&id, &ce, "{}")), Some(true), "ce-source + ce-id");
+    let gh = [k, ("x-github-delivery", "d-1"), ("x-github-event", "push")];
+    assert_eq!(dup(s.send(&id, &gh, "{}")), Some(false));
+    assert_eq!(dup(s.send(&id, &gh, "{}")), Some(true), "X-GitHub-Delivery");
+    let shop = [
+        k,
+        ("x-shopify-webhook-id", "s-1"),
+        ("x-shopify-topic", "orders/create"),
+    ];
+    assert_eq!(dup(s.send(&id, &shop, "{}")), Some(false));
+    assert_eq!(
+        dup(s.send(&id, &shop, "{}")),
+        Some(true),
+        "X-Shopify-Webhook-Id"
+    );
+    let page = s
+        .admin("GET", &format!("/api/flows/{fid}/events"), "")
+        .json();
+    let types: Vec<&str> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event"].as_str().expect("type"))
+        .collect();
+    assert_eq!(
+        types,
+        vec!["unknown", "com.shop.order", "push", "orders/create"]
+    );
+}
