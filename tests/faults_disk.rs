@@ -47,7 +47,8 @@ fn a_torn_tail_is_cut_and_the_server_starts_with_every_whole_event() {
     let (_tmp, dir, fid, seg) = setup();
     let mut bytes = std::fs::read(&seg).expect("read");
     let clean = bytes.len();
-    bytes.extend_from_slice(&bytes[..30].to_vec()); // half a frame header: a torn write
+    let half_header = bytes[..30].to_vec(); // the start of a frame: a torn write
+    bytes.extend_from_slice(&half_header);
     std::fs::write(&seg, &bytes).expect("write");
     let check = Command::new(env!("CARGO_BIN_EXE_eventmesh"))
         .arg("check")
