@@ -57,23 +57,31 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         admin_key: config.admin_key.clone(),
         ..StoreConfig::new(&config.data_dir)
     };
-    let store = tokio::task::spawn_blocking(move || Store::open(store_config))
-        .await
-        .map_err(|e| ServeError::Runtime(e.to_string()))??;
-    if let Some(key) = store.generated_admin_key() {
-        println!("admin key (shown once; keep it): {key}");
-    }
+    // Listen first, so that /healthz and /readyz (503 "recovering") answer while the
+    // store recovers; the "listening on" line comes once everything is ready.
     let listener =
-        TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| ServeError::Listen {
-                addr: config.listen.clone(),
-                source,
-            })?;
+        Arc::new(
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|source| ServeError::Listen {
+                    addr: config.listen.clone(),
+                    source,
+                })?,
+        );
     let addr = listener.local_addr().map_err(|source| ServeError::Listen {
         addr: config.listen.clone(),
         source,
     })?;
+    let recovering = tokio::spawn(answer_while_recovering(Arc::clone(&listener)));
+    let opened = tokio::task::spawn_blocking(move || Store::open(store_config)).await;
+    recovering.abort();
+    let _ = recovering.await;
+    let store = opened.map_err(|e| ServeError::Runtime(e.to_string()))??;
+    if let Some(key) = store.generated_admin_key() {
+        println!("admin key (shown once; keep it): {key}");
+    }
+    let listener = Arc::try_unwrap(listener)
+        .map_err(|_| ServeError::Runtime("the listener is still shared".into()))?;
     let public_url = config
         .public_url
         .clone()
@@ -162,6 +170,41 @@ fn spawn_connection(
         let _ = watched.await;
         drop(permit);
     });
+}
+
+/// Serves `/healthz` (200) and everything else 503 `recovering` until aborted.
+async fn answer_while_recovering(listener: Arc<TcpListener>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+            let reply = if req.uri().path() == "/healthz" {
+                Reply::ok(serde_json::json!({"status": "ok"}))
+            } else {
+                Reply::error(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "recovering: the store is opening; retry shortly",
+                )
+                .with_header(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("1"),
+                )
+            };
+            Ok::<_, Infallible>(reply.into_response())
+        });
+        tokio::spawn(async move {
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .keep_alive(false);
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 /// Answers a connection over the cap with 503 and closes it.
