@@ -100,6 +100,28 @@ async fn drive(args: &HttpArgs, scheme: Option<SignatureScheme>) -> Result<(), B
     let run_id = format!("{:x}", crate::log::Clock::now_ms(&crate::log::SystemClock));
     let started = Instant::now();
     let end = started + Duration::from_secs(args.duration);
+    // Open loop: a pacer thread (std sleeps are precise to tens of µs; tokio's timer
+    // ticks in whole ms) hands out event numbers at their intended times.
+    let tickets = args.rate.map(|rate| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            for i in 0u64.. {
+                let due = started + Duration::from_nanos(i.saturating_mul(1_000_000_000) / rate);
+                if due >= end || stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                if tx.send(i).is_err() {
+                    return;
+                }
+            }
+        });
+        Arc::new(tokio::sync::Mutex::new(rx))
+    });
     let mut tasks = Vec::new();
     for _ in 0..args.connections {
         let mut conn = Conn::open(&addr).await?;
@@ -111,18 +133,25 @@ async fn drive(args: &HttpArgs, scheme: Option<SignatureScheme>) -> Result<(), B
             run_id.clone(),
         );
         let (size, rate, with_key) = (args.size, args.rate, !args.no_idempotency_key);
+        let tickets = tickets.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                // Open loop: event i is due at start + i/rate; wait for it, never skip it.
-                let intended = match rate {
-                    Some(r) => started + Duration::from_nanos(i.saturating_mul(1_000_000_000) / r),
-                    None => Instant::now(),
+                // Open loop: event i was due at start + i/rate; latency counts from then.
+                let (i, intended) = match (&tickets, rate) {
+                    (Some(t), Some(r)) => {
+                        let Some(i) = t.lock().await.recv().await else {
+                            return;
+                        };
+                        (
+                            i,
+                            started + Duration::from_nanos(i.saturating_mul(1_000_000_000) / r),
+                        )
+                    }
+                    _ => (next.fetch_add(1, Ordering::Relaxed), Instant::now()),
                 };
                 if intended >= end || stop.load(Ordering::Relaxed) {
                     return;
                 }
-                tokio::time::sleep_until(intended.into()).await;
                 let body = body_of(size, i);
                 let mut headers = Vec::with_capacity(6);
                 let mut add = |n: &str, v: &str| {

@@ -301,7 +301,12 @@ pub fn delete_flow(app: &App, caller: &Caller, id: &str) -> Result<Reply, Reply>
     Ok(no_content())
 }
 
-pub fn requests(app: &App, caller: &Caller, id: &str, query: Option<&str>) -> Result<Reply, Reply> {
+pub async fn requests(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Reply, Reply> {
     let flow = readable_flow(app, caller, id)?;
     let limit = match query_param(query, "limit") {
         None => 100,
@@ -311,7 +316,7 @@ pub fn requests(app: &App, caller: &Caller, id: &str, query: Option<&str>) -> Re
             .filter(|l| (1..=1000).contains(l))
             .ok_or_else(|| bad_request("limit must be 1..=1000"))?,
     };
-    let entries = flow.recent_requests(limit).map_err(store_reply)?;
+    let entries = flow.recent_requests(limit).await.map_err(store_reply)?;
     let list: Vec<Value> = entries
         .into_iter()
         .map(|(at, e)| {

@@ -97,7 +97,7 @@ pub async fn ingest(app: &App, req: IngestRequest<'_>) -> Reply {
     if let Some(m) = reply.message() {
         entry = entry.with_message(m);
     }
-    if let Err(e) = flow.record_request(&entry).await {
+    if let Err(e) = flow.record_request(&entry) {
         tracing::warn!(flow = %flow.id, error = %e, "request log write failed");
     }
     reply
@@ -122,7 +122,12 @@ async fn checked(
     let verified = check_signature(&record, req, now_ms)?;
     // 4. Rate limit (a batch counts its events; an unparsable or oversize one counts as one).
     let parsed = match &req.body {
-        BodyRead::Complete(b) => Some(parse_events(app, req, b)),
+        BodyRead::Complete(b) => Some(parse_events(
+            app,
+            req,
+            b,
+            record.dedup_key_pointer.is_some(),
+        )),
         BodyRead::TooLarge => None,
     };
     let count = match &parsed {
@@ -288,15 +293,55 @@ fn invalid_payload(message: impl Into<String>) -> Reply {
     reject(StatusCode::BAD_REQUEST, "invalid_payload", message)
 }
 
+/// The top-level fields ingestion looks at. Deserialising into this validates the
+/// whole document (unknown fields are checked and skipped) without building a tree.
+#[derive(serde::Deserialize)]
+struct TopFields {
+    event: Option<Value>,
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    id: Option<Value>,
+    challenge: Option<Value>,
+}
+
+/// Validates one JSON document and returns what ingestion needs of it: the whole
+/// tree when a JSON pointer must be followed, else only the top-level fields above
+/// (no allocation for the rest of the body).
+fn parse_doc(raw: &[u8], whole: bool) -> Result<Value, String> {
+    // JSON is UTF-8: check it all first (skipped strings are not checked by serde_json).
+    let text = std::str::from_utf8(raw).map_err(|e| e.to_string())?;
+    // Only an object may take the struct path: serde would also read a struct from an array.
+    let object = text.trim_start().starts_with('{');
+    if !whole && object {
+        if let Ok(top) = serde_json::from_str::<TopFields>(text) {
+            let mut v = serde_json::Map::new();
+            for (k, field) in [
+                ("event", top.event),
+                ("type", top.kind),
+                ("id", top.id),
+                ("challenge", top.challenge),
+            ] {
+                if let Some(field) = field {
+                    v.insert(k.into(), field);
+                }
+            }
+            return Ok(Value::Object(v));
+        }
+    }
+    // Not an object, a repeated field, or a pointer to follow: the full parse decides.
+    serde_json::from_str::<Value>(text).map_err(|e| e.to_string())
+}
+
 /// The events of the body: one for a single event, each element of a batch (a JSON
-/// array, or NDJSON lines), as (raw bytes stored, parsed value).
+/// array, or NDJSON lines), as (raw bytes stored, parsed fields).
 fn parse_events(
     app: &App,
     req: &IngestRequest<'_>,
     body: &Bytes,
+    whole: bool,
 ) -> Result<Vec<(Bytes, Value)>, Reply> {
     let parse = |raw: &[u8]| {
-        serde_json::from_slice::<Value>(raw)
+        parse_doc(raw, whole)
             .map_err(|e| invalid_payload(format!("the body is not valid JSON: {e}")))
     };
     if !req.batch {
@@ -327,7 +372,7 @@ fn parse_events(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let value = serde_json::from_slice::<Value>(&raw).map_err(|e| {
+            let value = parse_doc(&raw, whole).map_err(|e| {
                 invalid_payload(format!("NDJSON line {} is not valid JSON: {e}", i + 1))
             })?;
             out.push((raw, value));

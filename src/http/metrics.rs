@@ -1,10 +1,7 @@
 //! Prometheus text metrics. No label ever carries a secret, a key or a payload.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use parking_lot::Mutex;
 
 use crate::log::stats::FSYNC_BUCKETS_US;
 use crate::log::WriterStats;
@@ -14,10 +11,20 @@ pub const LATENCY_BUCKETS_S: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// One counter per HTTP status 100..=599, lock-free.
+#[derive(Debug)]
+struct StatusCounts([AtomicU64; 500]);
+
+impl Default for StatusCounts {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Ingestion responses by status code.
-    by_status: Mutex<BTreeMap<u16, u64>>,
+    /// Ingestion responses by status code (index: status - 100).
+    by_status: StatusCounts,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_S.len() + 1],
     latency_us_total: AtomicU64,
     latency_count: AtomicU64,
@@ -30,7 +37,12 @@ pub struct Metrics {
 impl Metrics {
     /// Records one ingestion attempt's answer and latency.
     pub fn note_ingest(&self, status: u16, latency_us: u64) {
-        *self.by_status.lock().entry(status).or_default() += 1;
+        if let Some(c) = usize::from(status)
+            .checked_sub(100)
+            .and_then(|i| self.by_status.0.get(i))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         let secs = latency_us as f64 / 1e6;
         let i = LATENCY_BUCKETS_S
             .iter()
@@ -51,11 +63,15 @@ impl Metrics {
             "# HELP eventmesh_ingest_requests_total Ingestion requests by HTTP status."
         );
         let _ = writeln!(out, "# TYPE eventmesh_ingest_requests_total counter");
-        for (status, n) in self.by_status.lock().iter() {
-            let _ = writeln!(
-                out,
-                "eventmesh_ingest_requests_total{{status=\"{status}\"}} {n}"
-            );
+        for (i, c) in self.by_status.0.iter().enumerate() {
+            let n = load(c);
+            if n > 0 {
+                let status = i + 100;
+                let _ = writeln!(
+                    out,
+                    "eventmesh_ingest_requests_total{{status=\"{status}\"}} {n}"
+                );
+            }
         }
         let _ = writeln!(
             out,

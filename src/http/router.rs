@@ -241,7 +241,7 @@ async fn api_route(
         (&Method::GET, ["flows", id]) => api::get_flow(app, caller, id),
         (&Method::PATCH, ["flows", id]) => api::patch_flow(app, caller, id, body),
         (&Method::DELETE, ["flows", id]) => api::delete_flow(app, caller, id),
-        (&Method::GET, ["flows", id, "requests"]) => api::requests(app, caller, id, query),
+        (&Method::GET, ["flows", id, "requests"]) => api::requests(app, caller, id, query).await,
         (&Method::POST, ["playground", "test"]) => api::playground(app, caller, body).await,
         (
             _,

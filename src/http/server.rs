@@ -23,6 +23,8 @@ use crate::store::{Store, StoreConfig, StoreError};
 
 /// How often retention, compaction and checkpoints run.
 pub const MAINTENANCE_PERIOD: Duration = Duration::from_secs(60);
+/// How often analytics read the logs' new records (short runs, not one long burst).
+pub const ANALYTICS_PERIOD: Duration = Duration::from_secs(1);
 /// Longest wait for in-flight requests at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -223,12 +225,24 @@ async fn refuse(mut stream: TcpStream) {
 }
 
 async fn maintain(app: Arc<App>) {
-    let mut tick = tokio::time::interval(MAINTENANCE_PERIOD);
+    let mut tick = tokio::time::interval(ANALYTICS_PERIOD);
     tick.tick().await;
+    let mut last_full = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         let store = app.store.clone();
-        match tokio::task::spawn_blocking(move || store.maintenance()).await {
+        let full = last_full.elapsed() >= MAINTENANCE_PERIOD;
+        if full {
+            last_full = tokio::time::Instant::now();
+        }
+        let work = move || {
+            if full {
+                store.maintenance()
+            } else {
+                store.catch_up_analytics()
+            }
+        };
+        match tokio::task::spawn_blocking(work).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "maintenance failed"),
             Err(e) => tracing::warn!(error = %e, "maintenance task failed"),

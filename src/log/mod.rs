@@ -216,6 +216,21 @@ impl Log {
         self.control(|reply| WriterMsg::Sync { reply })
     }
 
+    /// Waits until everything queued before this call is written and readable (no
+    /// forced fdatasync). Blocking: not for async code (use `barrier_async`).
+    pub fn barrier(&self) -> Result<(), LogError> {
+        self.control(|reply| WriterMsg::Barrier { reply })
+    }
+
+    /// `barrier`, awaitable.
+    pub async fn barrier_async(&self) -> Result<(), LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .try_send(WriterMsg::Barrier { reply })
+            .map_err(|_| LogError::Overloaded)?;
+        rx.await.unwrap_or(Err(LogError::Closed))
+    }
+
     /// Seals the active segment now, if it holds records.
     pub fn roll(&self) -> Result<(), LogError> {
         self.control(|reply| WriterMsg::Roll { reply })

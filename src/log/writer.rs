@@ -30,6 +30,9 @@ pub(crate) enum WriterMsg {
     },
     /// fdatasync now, whatever the policy.
     Sync { reply: Reply<()> },
+    /// Answer once everything queued before it is written (and published), without
+    /// forcing an fdatasync: a read-your-writes barrier for lazily appended logs.
+    Barrier { reply: Reply<()> },
     /// Seal the active segment now (if it has records).
     Roll { reply: Reply<()> },
 }
@@ -139,6 +142,7 @@ impl Writer {
         let now_ms = self.inner.config.clock.now_ms();
         let mut waiters: Vec<Waiter> = Vec::new();
         let mut syncs: Vec<Reply<()>> = Vec::new();
+        let mut barriers: Vec<Reply<()>> = Vec::new();
         for msg in group {
             match msg {
                 WriterMsg::Append { records, reply } => {
@@ -158,6 +162,7 @@ impl Writer {
                     }
                 }
                 WriterMsg::Sync { reply } => syncs.push(reply),
+                WriterMsg::Barrier { reply } => barriers.push(reply),
                 WriterMsg::Roll { reply } => {
                     let result = self.flush(&mut waiters, true).and_then(|()| self.roll());
                     let _ = reply.send(result);
@@ -166,7 +171,7 @@ impl Writer {
         }
         let must_sync = !syncs.is_empty();
         let result = self.flush(&mut waiters, must_sync);
-        for reply in syncs {
+        for reply in syncs.into_iter().chain(barriers) {
             let _ = reply.send(result.clone());
         }
     }

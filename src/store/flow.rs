@@ -84,7 +84,7 @@ impl Flow {
         let events = Log::open_with(dir.join("events"), base.clone(), Arc::clone(&storage))?;
         let requests_config = LogConfig {
             segment_bytes: REQUEST_LOG_SEGMENT_BYTES,
-            fsync: crate::log::FsyncPolicy::Never,
+            fsync: crate::log::FsyncPolicy::Interval(std::time::Duration::from_millis(250)),
             ..base.clone()
         };
         let requests = Log::open_with(dir.join("requests"), requests_config, Arc::clone(&storage))?;
@@ -265,15 +265,24 @@ impl Flow {
         }
     }
 
-    /// Appends one request-log entry; returns once it is written.
-    pub async fn record_request(&self, entry: &RequestEntry) -> Result<(), StoreError> {
+    /// Queues one request-log entry for the request log's writer and returns at once
+    /// (the request never waits on it). Readers of the request log (`recent_requests`,
+    /// analytics) first pass a barrier, so they see every entry queued before them. A
+    /// `kill -9` can lose the entries still queued (at most the last moments' attempts);
+    /// `/metrics` counts them all.
+    pub fn record_request(&self, entry: &RequestEntry) -> Result<(), StoreError> {
         let record = RecordInput::new(Bytes::from(entry.encode()?));
-        self.requests.try_submit(vec![record])?.await?;
+        // The answer is not awaited: dropping it is fine, the writer still writes.
+        drop(self.requests.try_submit(vec![record])?);
         Ok(())
     }
 
     /// The newest `limit` request-log entries, newest first, with their times.
-    pub fn recent_requests(&self, limit: usize) -> Result<Vec<(i64, RequestEntry)>, StoreError> {
+    pub async fn recent_requests(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(i64, RequestEntry)>, StoreError> {
+        self.requests.barrier_async().await?;
         let limit = limit.clamp(1, REQUEST_LOG_READ_MAX);
         let next = self.requests.next_offset().0;
         let from = next
@@ -340,6 +349,8 @@ impl Flow {
     }
 
     fn catch_up(&self, agg: &mut Aggregator) -> Result<(), StoreError> {
+        // Read-your-writes: every request-log entry queued before now is in the log.
+        self.requests.barrier()?;
         let from = Offset(agg.requests_next.max(self.requests.first_offset().0));
         for record in self.requests.iter_from(from) {
             let record = record?;
@@ -356,6 +367,12 @@ impl Flow {
         }
         agg.prune(self.clock.now_ms());
         Ok(())
+    }
+
+    /// Reads both logs up to their ends into the aggregator (small when done often).
+    pub fn catch_up_analytics(&self) -> Result<(), StoreError> {
+        let mut agg = self.analytics.lock();
+        self.catch_up(&mut agg)
     }
 
     /// Catches analytics up and writes its checkpoint (state and offsets together).

@@ -1,8 +1,8 @@
 //! The request log of one flow: every ingestion attempt, rejected ones too.
 //!
-//! A log of its own (`<flow>/requests/`). Entries are appended with policy `never`, and
-//! the request answers only after the write, so a `kill -9` loses none (the page cache
-//! survives it); a power cut may lose the newest. It has its own retention.
+//! A log of its own (`<flow>/requests/`), policy `interval=250ms`. The request does not
+//! wait for its entry; readers pass a write barrier first. A crash can lose the last
+//! moments' entries (see docs/durability.md). It has its own retention.
 
 use serde::{Deserialize, Serialize};
 
