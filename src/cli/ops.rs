@@ -385,33 +385,60 @@ pub async fn tail(server: &Server, args: TailArgs) -> CliResult {
     }
 }
 
+/// One page of events, with each event kept as its raw JSON text.
+#[derive(serde::Deserialize)]
+struct RawPage<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a serde_json::value::RawValue>,
+    #[serde(rename = "nextOffset")]
+    next_offset: u64,
+    #[serde(rename = "endOffset")]
+    end_offset: u64,
+}
+
 pub async fn replay(server: &Server, args: ReplayArgs) -> CliResult {
+    use std::io::Write;
     let mut query = match (&args.from, &args.since) {
         (Some(f), _) => format!("from={f}"),
         (None, Some(s)) => format!("since={s}"),
         (None, None) => "from=0".to_owned(),
     };
-    let mut end: Option<u64> = None;
+    let (addr, base) = split_url(&server.url)?;
+    let mut conn = Conn::open(&addr).await?;
+    let mut headers = Vec::new();
+    if let Some(k) = &server.admin_key {
+        headers.push(header("authorization", &format!("Bearer {k}"))?);
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut stop_at: Option<u64> = None;
     loop {
-        let page = server
-            .call(
-                Method::GET,
-                &format!("/api/flows/{}/events?{query}&limit=1000", args.flow_id),
-                None,
-            )
+        let path = format!(
+            "{}/api/flows/{}/events?{query}&limit=1000",
+            base.trim_end_matches('/'),
+            args.flow_id
+        );
+        let (status, _, body) = conn
+            .send(Method::GET, &path, &headers, Bytes::new())
             .await?;
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        for ev in &events {
-            println!("{ev}");
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }
+            .into());
         }
-        let next = page["nextOffset"]
-            .as_u64()
-            .ok_or("the server sent no nextOffset")?;
+        let page: RawPage<'_> = serde_json::from_slice(&body)?;
+        for ev in &page.events {
+            out.write_all(ev.get().as_bytes())?;
+            out.write_all(b"\n")?;
+        }
         // Replay up to the end as it was when the replay started.
-        let stop_at = *end.get_or_insert(page["endOffset"].as_u64().unwrap_or(next));
-        if next >= stop_at || events.is_empty() {
+        let end = *stop_at.get_or_insert(page.end_offset);
+        if page.next_offset >= end || page.events.is_empty() {
+            out.flush()?;
             return Ok(());
         }
-        query = format!("from={next}");
+        query = format!("from={}", page.next_offset);
     }
 }
