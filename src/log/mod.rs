@@ -238,7 +238,14 @@ impl Log {
 
     /// Records from `from` onwards.
     pub fn iter_from(&self, from: Offset) -> RecordIter {
-        RecordIter::new(Arc::clone(&self.inner), from)
+        RecordIter::new(Arc::clone(&self.inner), from, true)
+    }
+
+    /// Records from `from` onwards, for a one-pass scan: each sealed segment is mapped
+    /// only while the iterator is in it and never enters the map cache, so a long scan
+    /// (analytics, the dedup rebuild) leaves no mapped pages behind.
+    pub fn scan_from(&self, from: Offset) -> RecordIter {
+        RecordIter::new(Arc::clone(&self.inner), from, false)
     }
 
     /// Up to `max_records` records from `from`, stopping early once `max_bytes` of payload

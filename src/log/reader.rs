@@ -29,11 +29,15 @@ pub struct RecordIter {
     whole_segment: bool,
     path: PathBuf,
     done: bool,
+    /// Keep maps of sealed segments in the log's cache (reads that come back), or map
+    /// each segment only while this iterator is in it (one-pass scans).
+    cache_maps: bool,
 }
 
 impl RecordIter {
-    pub(crate) fn new(inner: Arc<Inner>, from: Offset) -> Self {
+    pub(crate) fn new(inner: Arc<Inner>, from: Offset, cache_maps: bool) -> Self {
         Self {
+            cache_maps,
             inner,
             next: from,
             buf: Bytes::new(),
@@ -94,7 +98,15 @@ impl RecordIter {
         }
         let i = sealed.partition_point(|s| s.summary.next <= self.next);
         if let Some(seg) = sealed.get(i) {
-            let mapped = self.inner.maps.lock().get_or_map(seg, &*self.inner.storage);
+            let mapped = if self.cache_maps {
+                self.inner.maps.lock().get_or_map(seg, &*self.inner.storage)
+            } else {
+                self.inner
+                    .storage
+                    .open_read(&seg.path)
+                    .and_then(|f| f.map(seg.summary.bytes))
+                    .map_err(|e| LogError::io("map", &seg.path, e))
+            };
             let bytes = match mapped {
                 Ok(b) => b,
                 // Retention deleted it between our snapshot and the map: a clean error.

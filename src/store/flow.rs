@@ -352,7 +352,7 @@ impl Flow {
         // Read-your-writes: every request-log entry queued before now is in the log.
         self.requests.barrier()?;
         let from = Offset(agg.requests_next.max(self.requests.first_offset().0));
-        for record in self.requests.iter_from(from) {
+        for record in self.requests.scan_from(from) {
             let record = record?;
             if let Some(entry) = RequestEntry::decode(&record) {
                 agg.add_request(record.timestamp_ms, &entry);
@@ -360,7 +360,7 @@ impl Flow {
             agg.requests_next = record.offset.0 + 1;
         }
         let from = Offset(agg.events_next.max(self.events.first_offset().0));
-        for record in self.events.records_from(from) {
+        for record in self.events.scan_from(from) {
             let record = record?;
             agg.add_event(record.timestamp_ms, &record_type(&record));
             agg.events_next = record.offset.0 + 1;
@@ -432,7 +432,7 @@ fn rebuild_dedup_from(
     let mut index = DedupIndex::new(window_s, DEDUP_KEYS_PER_FLOW_MAX);
     let window_ms = i64::try_from(window_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let from = events.offset_for_timestamp(now_ms.saturating_sub(window_ms))?;
-    for record in events.records_from(from) {
+    for record in events.scan_from(from) {
         let record = record?;
         if let Some(key) = &record.key {
             let key = String::from_utf8_lossy(key);

@@ -17,6 +17,8 @@ pub trait Partition: Send + Sync + Debug {
     fn submit(&self, records: Vec<RecordInput>) -> Result<PendingAppend, LogError>;
     /// Records from `from`, lazily, up to the end published when the reader gets there.
     fn records_from(&self, from: Offset) -> RecordStream;
+    /// The same for a one-pass scan that keeps no cached state behind (no maps).
+    fn scan_from(&self, from: Offset) -> RecordStream;
     /// At most `max_records` records from `from`, stopping after `max_bytes` of payload.
     fn read(
         &self,
@@ -46,6 +48,9 @@ impl Partition for Log {
     }
     fn records_from(&self, from: Offset) -> RecordStream {
         Box::new(self.iter_from(from))
+    }
+    fn scan_from(&self, from: Offset) -> RecordStream {
+        Box::new(Log::scan_from(self, from))
     }
     fn read(
         &self,
