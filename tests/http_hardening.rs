@@ -93,10 +93,7 @@ fn lying_lengths_and_chunked_bodies_over_the_limit_are_refused() {
     let head = format!("POST /webhooks/{wh} HTTP/1.1\r\nhost: a\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"a\":");
     c.write_all(head.as_bytes()).expect("write");
     let r = parse_response(&read_until_closed(&mut c));
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (408, Some("request_timeout"))
-    );
+    r.assert_error(408, "request_timeout");
 
     let mut c = s.connect();
     let mut req = format!("POST /webhooks/{wh} HTTP/1.1\r\nhost: a\r\nconnection: close\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n").into_bytes();
@@ -106,10 +103,7 @@ fn lying_lengths_and_chunked_bodies_over_the_limit_are_refused() {
     req.extend_from_slice(b"0\r\n\r\n");
     let _ = c.write_all(&req);
     let r = parse_response(&read_until_closed(&mut c));
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (413, Some("payload_too_large"))
-    );
+    r.assert_error(413, "payload_too_large");
     assert_eq!(s.send(&wh, &[("x-api-key", &key)], "{}").status, 200);
 }
 
@@ -122,10 +116,7 @@ fn deep_or_invalid_json_gets_400_and_nothing_is_stored() {
     let wh = flow["webhookId"].as_str().expect("wh");
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let r = s.send(wh, &[("x-api-key", &key)], &deep);
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (400, Some("invalid_payload"))
-    );
+    r.assert_error(400, "invalid_payload");
     let h = [
         ("x-api-key", key.as_str()),
         ("content-type", "application/json"),
@@ -193,10 +184,7 @@ fn a_signature_header_with_a_thousand_entries_is_refused_cheaply() {
         &[("stripe-signature", &header)],
         "{}",
     );
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (401, Some("invalid_signature"))
-    );
+    r.assert_error(401, "invalid_signature");
     assert_eq!(s.request("GET", "/healthz", &[], b"").status, 200);
 }
 
@@ -209,10 +197,7 @@ fn connections_over_the_cap_get_503_and_the_server_recovers() {
     let held: Vec<_> = (0..2).map(|_| s.connect()).collect();
     let mut third = s.connect();
     let got = parse_response(&read_until_closed(&mut third));
-    assert_eq!(
-        (got.status, got.json()["error"].as_str()),
-        (503, Some("too_many_connections"))
-    );
+    got.assert_error(503, "too_many_connections");
     drop(held);
     let mut served = false;
     for _ in 0..10_000 {

@@ -21,10 +21,7 @@ fn every_status_path_answers_in_the_contract_order() {
     let k = [("x-api-key", key.as_str())];
 
     let r = s.send("wh_00000000000000000000000000000000", &k, "{}");
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (404, Some("webhook_not_found"))
-    );
+    r.assert_error(404, "webhook_not_found");
     let r = s.send("..%2f..%2fetc", &k, "{}");
     assert_eq!(r.status, 404);
     let r = s.send(&id, &[], "not json");
@@ -34,27 +31,18 @@ fn every_status_path_answers_in_the_contract_order() {
         "credentials before body"
     );
     let r = s.send(&id, &[("x-api-key", "pk_live_000000000000_bad")], "{}");
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (401, Some("invalid_api_key"))
-    );
+    r.assert_error(401, "invalid_api_key");
 
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024));
     let r = s.send(&id, &k, &big);
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (413, Some("payload_too_large"))
-    );
+    r.assert_error(413, "payload_too_large");
     let r = s.request(
         "POST",
         &format!("/webhooks/{id}"),
         &[("x-api-key", &key), ("content-type", "text/plain")],
         b"{}",
     );
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (415, Some("unsupported_media_type"))
-    );
+    r.assert_error(415, "unsupported_media_type");
     // Four events never fit a burst of 3, whatever the clock: the rate limit answers
     // before the body's content type is even looked at.
     let r = s.request(
@@ -63,10 +51,7 @@ fn every_status_path_answers_in_the_contract_order() {
         &[("x-api-key", &key), ("content-type", "text/plain")],
         b"[{},{},{},{}]",
     );
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (429, Some("rate_limited"))
-    );
+    r.assert_error(429, "rate_limited");
     let retry: u64 = r
         .header("retry-after")
         .expect("Retry-After")
@@ -80,10 +65,7 @@ fn every_status_path_answers_in_the_contract_order() {
         r#"{"rateLimit":null}"#,
     );
     let r = s.send(&id, &k, "{bad json");
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (400, Some("invalid_payload"))
-    );
+    r.assert_error(400, "invalid_payload");
     let r = s.send(
         &id,
         &[("x-api-key", &key), ("idempotency-key", "i-1")],
@@ -114,10 +96,7 @@ fn every_status_path_answers_in_the_contract_order() {
         &[("x-api-key", &key), ("idempotency-key", "i-1")],
         r#"{"event":"a","n":2}"#,
     );
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (422, Some("idempotency_key_reused"))
-    );
+    r.assert_error(422, "idempotency_key_reused");
 }
 
 #[test]
@@ -150,10 +129,7 @@ fn a_key_may_come_in_any_of_the_four_places_and_must_fit_the_flow() {
     let (_, read_only) = s.key(r#"{"name":"r","scopes":["read"]}"#);
     for bad in [&foreign, &read_only] {
         let r = s.send(&id, &[("x-api-key", bad)], "{}");
-        assert_eq!(
-            (r.status, r.json()["error"].as_str()),
-            (401, Some("invalid_api_key"))
-        );
+        r.assert_error(401, "invalid_api_key");
     }
     let r = s.admin("DELETE", &format!("/api/keys/{kid}"), "");
     assert_eq!(r.status, 204);
@@ -399,10 +375,7 @@ fn flows_hide_their_secret_and_a_deleted_flow_is_gone_at_once() {
         204
     );
     let r = s.send(&wh(&flow), &[], "{}");
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (404, Some("webhook_not_found"))
-    );
+    r.assert_error(404, "webhook_not_found");
     assert_eq!(s.admin("GET", &format!("/api/flows/{fid}"), "").status, 404);
 }
 

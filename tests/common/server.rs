@@ -38,6 +38,16 @@ impl Response {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+    /// Asserts the status and the contract's error code in the JSON body.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.json()["error"].as_str()),
+            (status, Some(code)),
+            "{}",
+            self.text()
+        );
+    }
 }
 
 impl Server {
