@@ -114,7 +114,7 @@ async fn checked(
     req: &IngestRequest<'_>,
     tally: &mut Tally,
 ) -> Result<Reply, Reply> {
-    let record = flow.record.read().clone();
+    let record = Arc::clone(&flow.record.read());
     let now_ms = app.store.now_ms();
     // 2. Credentials.
     check_credentials(app, &record, req)?;

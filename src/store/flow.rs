@@ -47,7 +47,8 @@ struct DedupState {
 #[derive(Debug)]
 pub struct Flow {
     pub id: String,
-    pub record: RwLock<FlowRecord>,
+    /// The flow's settings; replaced whole on a change, so readers clone an `Arc`.
+    pub record: RwLock<Arc<FlowRecord>>,
     dir: PathBuf,
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
@@ -94,7 +95,7 @@ impl Flow {
         let analytics = load_analytics(&*storage, &dir, &events, &requests);
         Ok(Self {
             id: record.id.clone(),
-            record: RwLock::new(record),
+            record: RwLock::new(Arc::new(record)),
             dir,
             storage,
             clock,

@@ -704,7 +704,7 @@ impl Store {
             Ok(rec.clone())
         })?;
         flow.set_dedup_window(updated.dedup_window_seconds);
-        *flow.record.write() = updated.clone();
+        *flow.record.write() = Arc::new(updated.clone());
         Ok(updated)
     }
 
