@@ -67,3 +67,56 @@ fn max_bytes_retention_deletes_old_segments_and_frees_disk() {
     let lag = store.consumers(&flow)[0].lag;
     assert_eq!(lag, 3000 - first.0);
 }
+
+#[test]
+fn keys_of_events_deleted_by_retention_survive_a_graceful_restart() {
+    // Proves the dedup checkpoint: after retention deleted the first events, a restart
+    // still knows their keys (a resend is a duplicate with the original offset).
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = || StoreConfig {
+        admin_key: Some(ADMIN.into()),
+        segment_bytes: 64 * 1024,
+        clock: Arc::new(ManualClock::new(1_700_000_000_000)),
+        ..StoreConfig::new(dir.path())
+    };
+    let store = Store::open(config()).expect("open");
+    let retention = RetentionConfig {
+        max_age_seconds: None,
+        max_bytes: Some(1024 * 1024),
+    };
+    let (rec, _) = store
+        .create_flow(NewFlow {
+            name: "d".into(),
+            retention: Some(retention),
+            ..NewFlow::default()
+        })
+        .expect("flow");
+    let flow = store.flow(&rec.id).expect("flow");
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(1000));
+    rt.block_on(async {
+        for i in 0..3000 {
+            flow.ingest(&[event(&body, Some(&format!("key-{i}")))])
+                .await
+                .expect("ingest");
+        }
+    });
+    store.maintenance().expect("maintenance");
+    assert!(
+        flow.events().first_offset() > Offset(1000),
+        "retention deleted the first events"
+    );
+    store.sync_all().expect("graceful shutdown");
+    drop(flow);
+    drop(store);
+    let store = Store::open(config()).expect("reopen");
+    let flow = store.flow(&rec.id).expect("flow");
+    let again = rt
+        .block_on(flow.ingest(&[event(&body, Some("key-5"))]))
+        .expect("ingest");
+    assert_eq!(
+        again,
+        vec![eventmesh::store::IngestOutcome::Duplicate { offset: Offset(5) }]
+    );
+    assert_eq!(flow.dedup_stats().0, 3000);
+}

@@ -140,6 +140,11 @@ impl DedupIndex {
         }
     }
 
+    /// Every entry, oldest bucket first (for the checkpoint).
+    pub fn entries(&self) -> impl Iterator<Item = (&KeyHash, &DedupEntry)> {
+        self.buckets.iter().flat_map(|b| b.map.iter())
+    }
+
     /// Drops buckets entirely older than the window ending at `now_s`.
     pub fn expire(&mut self, now_s: i64) {
         let oldest = now_s - self.window_s;

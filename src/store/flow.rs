@@ -24,6 +24,15 @@ use crate::store::requests::{
 };
 
 const ANALYTICS_FILE: &str = "analytics.ckpt";
+const DEDUP_FILE: &str = "dedup.ckpt";
+
+/// The idempotency index as saved at a graceful shutdown: every key and the offset up
+/// to which the log had been read into it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DedupCheckpoint {
+    covered: u64,
+    entries: Vec<([u8; 16], u64, u32, u32)>,
+}
 
 /// What ingestion did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +100,13 @@ impl Flow {
         let requests = Log::open_with(dir.join("requests"), requests_config, Arc::clone(&storage))?;
         let consumers = Consumers::open(&dir.join("consumers"), Arc::clone(&storage), base)?;
         let clock = Arc::clone(&base.clock);
-        let index = rebuild_dedup(&events, record.dedup_window_seconds, clock.now_ms())?;
+        let index = rebuild_dedup(
+            &*storage,
+            &dir,
+            &events,
+            record.dedup_window_seconds,
+            clock.now_ms(),
+        )?;
         let analytics = load_analytics(&*storage, &dir, &events, &requests);
         Ok(Self {
             id: record.id.clone(),
@@ -124,7 +139,9 @@ impl Flow {
         if st.index.window_s() != i64::try_from(window_s).unwrap_or(i64::MAX) {
             let mut fresh = DedupIndex::new(window_s, DEDUP_KEYS_PER_FLOW_MAX);
             // Rebuild from the log rather than copy: the log is the truth.
-            if let Ok(ix) = rebuild_dedup_from(&*self.events, window_s, self.clock.now_ms()) {
+            if let Ok(ix) =
+                rebuild_dedup_from(&*self.events, window_s, self.clock.now_ms(), Offset(0))
+            {
                 fresh = ix;
             }
             st.index = fresh;
@@ -412,27 +429,114 @@ impl Flow {
         (st.index.len(), st.index.evicted_early)
     }
 
-    /// Syncs every log of the flow (for graceful shutdown under lazy policies).
+    /// Syncs every log of the flow and saves the idempotency index (graceful shutdown:
+    /// no append is in flight, so the index holds every key below the log's end).
     pub fn sync(&self) -> Result<(), StoreError> {
         self.events.sync()?;
         self.requests.sync()?;
-        Ok(())
+        self.checkpoint_dedup()
+    }
+
+    /// Saves the idempotency index with the offset it covers. Call it only when no
+    /// append is in flight (graceful shutdown).
+    fn checkpoint_dedup(&self) -> Result<(), StoreError> {
+        let checkpoint = {
+            let st = self.dedup.lock();
+            DedupCheckpoint {
+                covered: self.events.next_offset().0,
+                entries: st
+                    .index
+                    .entries()
+                    .map(|(k, e)| (*k, e.offset, e.body_hash, e.time_s))
+                    .collect(),
+            }
+        };
+        let body = bincode::serde::encode_to_vec(&checkpoint, bincode::config::standard())
+            .map_err(|e| StoreError::Invalid(format!("cannot encode the dedup index: {e}")))?;
+        let mut bytes = crc32fast::hash(&body).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        let path = self.dir.join(DEDUP_FILE);
+        write_atomic(&*self.storage, &path, &bytes).map_err(|e| StoreError::io("write", &path, e))
     }
 }
 
-fn rebuild_dedup(events: &Log, window_s: u64, now_ms: i64) -> Result<DedupIndex, StoreError> {
-    rebuild_dedup_from(events, window_s, now_ms)
+/// Rebuilds the idempotency index on open: from the checkpoint of the last graceful
+/// shutdown when there is a sound one (it keeps keys whose events retention has since
+/// deleted), then from the keys in the log after what it covers. The log is the truth:
+/// a checkpoint that claims more than the log holds is ignored.
+fn rebuild_dedup(
+    storage: &dyn Storage,
+    dir: &Path,
+    events: &Log,
+    window_s: u64,
+    now_ms: i64,
+) -> Result<DedupIndex, StoreError> {
+    let checkpoint = read_to_vec(storage, &dir.join(DEDUP_FILE))
+        .ok()
+        .and_then(|bytes| {
+            let (crc, body) = bytes.split_at_checked(4)?;
+            if crc32fast::hash(body).to_le_bytes() != crc {
+                return None;
+            }
+            bincode::serde::decode_from_slice::<DedupCheckpoint, _>(
+                body,
+                bincode::config::standard(),
+            )
+            .ok()
+            .map(|(c, _)| c)
+        });
+    let Some(checkpoint) = checkpoint.filter(|c| c.covered <= events.next_offset().0) else {
+        return rebuild_dedup_from(events, window_s, now_ms, Offset(0));
+    };
+    let mut entries = checkpoint.entries;
+    entries.sort_by_key(|e| (e.3, e.1));
+    let mut index = DedupIndex::new(window_s, DEDUP_KEYS_PER_FLOW_MAX);
+    for (key, offset, body_hash, time_s) in entries {
+        index.insert(
+            key,
+            DedupEntry {
+                offset,
+                body_hash,
+                time_s,
+            },
+        );
+    }
+    index.expire(now_s(now_ms));
+    add_keys_from(
+        &mut index,
+        events,
+        window_s,
+        now_ms,
+        Offset(checkpoint.covered),
+    )?;
+    Ok(index)
 }
 
-/// Rebuilds the idempotency index from the keys of the records in the window.
+/// Rebuilds the idempotency index from the keys of the records in the window (and at or
+/// after `not_before`).
 fn rebuild_dedup_from(
     events: &dyn Partition,
     window_s: u64,
     now_ms: i64,
+    not_before: Offset,
 ) -> Result<DedupIndex, StoreError> {
     let mut index = DedupIndex::new(window_s, DEDUP_KEYS_PER_FLOW_MAX);
+    add_keys_from(&mut index, events, window_s, now_ms, not_before)?;
+    Ok(index)
+}
+
+fn add_keys_from(
+    index: &mut DedupIndex,
+    events: &dyn Partition,
+    window_s: u64,
+    now_ms: i64,
+    not_before: Offset,
+) -> Result<(), StoreError> {
     let window_ms = i64::try_from(window_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let from = events.offset_for_timestamp(now_ms.saturating_sub(window_ms))?;
+    let from = events
+        .offset_for_timestamp(now_ms.saturating_sub(window_ms))?
+        .max(not_before)
+        .max(events.first_offset());
     for record in events.scan_from(from) {
         let record = record?;
         if let Some(key) = &record.key {
@@ -447,7 +551,7 @@ fn rebuild_dedup_from(
             );
         }
     }
-    Ok(index)
+    Ok(())
 }
 
 /// Loads the analytics checkpoint if it is whole and not ahead of the logs (a log
