@@ -572,3 +572,46 @@ async fn tail(flow: Arc<Flow>, mut from: Offset, tx: mpsc::Sender<Bytes>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_whose_buffer_is_full_gets_an_overflow_event_and_the_stream_ends() {
+        // The SSE producer never waits for a slow client: once its buffer is nearly
+        // full, the stream sends one overflow event and stops.
+        let (tx, mut rx) = mpsc::channel::<Bytes>(3);
+        assert!(offer(&tx, Bytes::from_static(b"one")));
+        assert!(offer(&tx, Bytes::from_static(b"two")));
+        assert!(
+            !offer(&tx, Bytes::from_static(b"three")),
+            "the buffer is nearly full"
+        );
+        assert_eq!(rx.try_recv().ok(), Some(Bytes::from_static(b"one")));
+        assert_eq!(rx.try_recv().ok(), Some(Bytes::from_static(b"two")));
+        let last = rx.try_recv().expect("the overflow notice");
+        assert!(
+            String::from_utf8_lossy(&last).contains("\nevent: overflow\n"),
+            "{last:?}"
+        );
+        assert!(rx.try_recv().is_err(), "nothing after the notice");
+    }
+
+    #[test]
+    fn an_sse_frame_carries_the_offset_the_type_and_the_event() {
+        let ev = StoredEvent {
+            offset: Offset(7),
+            event_id: "evt_x_7".into(),
+            event_type: "a\nb".into(),
+            received_at_ms: 0,
+            idempotency_key: None,
+            test: false,
+            verified: false,
+            payload: Bytes::from_static(b"{\"k\":1}"),
+        };
+        let frame = String::from_utf8(sse_frame(&ev).to_vec()).expect("utf-8");
+        assert!(frame.starts_with("id: 7\nevent: a b\ndata: {"), "{frame}");
+        assert!(frame.ends_with("\"payload\":{\"k\":1}}\n\n"), "{frame}");
+    }
+}
