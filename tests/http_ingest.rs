@@ -503,14 +503,7 @@ fn sigterm_drains_syncs_and_exits_zero_and_a_second_process_is_refused() {
     let status = s.terminate();
     assert!(status.success(), "{status:?}");
     let s = Server::start_in(&dir, &[]);
-    let page = s
-        .admin(
-            "GET",
-            &format!("/api/flows/{}/events", flow["id"].as_str().expect("id")),
-            "",
-        )
-        .json();
-    assert_eq!(page["endOffset"], 5);
+    assert_eq!(s.end_offset(&flow), 5);
 }
 
 #[test]

@@ -169,6 +169,15 @@ impl Server {
         )
     }
 
+    /// The flow's end offset (events stored), read through the events API.
+    pub fn end_offset(&self, flow: &Value) -> u64 {
+        let fid = flow["id"].as_str().expect("flow id");
+        let page = self
+            .admin("GET", &format!("/api/flows/{fid}/events"), "")
+            .json();
+        page["endOffset"].as_u64().expect("endOffset")
+    }
+
     pub fn send(&self, webhook_id: &str, headers: &[(&str, &str)], body: &str) -> Response {
         let mut h = vec![("content-type", "application/json")];
         h.extend_from_slice(headers);
