@@ -135,17 +135,33 @@ impl Flow {
 
     /// Changes the dedup window (a patch); the index keeps its entries.
     pub fn set_dedup_window(&self, window_s: u64) {
-        let mut st = self.dedup.lock();
-        if st.index.window_s() != i64::try_from(window_s).unwrap_or(i64::MAX) {
-            let mut fresh = DedupIndex::new(window_s, DEDUP_KEYS_PER_FLOW_MAX);
-            // Rebuild from the log rather than copy: the log is the truth.
-            if let Ok(ix) =
-                rebuild_dedup_from(&*self.events, window_s, self.clock.now_ms(), Offset(0))
-            {
-                fresh = ix;
-            }
-            st.index = fresh;
+        if self.dedup.lock().index.window_s() == i64::try_from(window_s).unwrap_or(i64::MAX) {
+            return;
         }
+        // Read the log's keys for the new window without holding the ingest lock (a
+        // full-window scan can take seconds), then merge in what memory holds now: keys
+        // stored during the scan, and keys whose events retention already deleted.
+        let now_ms = self.clock.now_ms();
+        let scanned = rebuild_dedup_from(&*self.events, window_s, now_ms, Offset(0));
+        let mut st = self.dedup.lock();
+        let mut all: HashMap<KeyHash, DedupEntry> = match &scanned {
+            Ok(ix) => ix.entries().map(|(k, e)| (*k, *e)).collect(),
+            Err(e) => {
+                tracing::warn!(flow = %self.id, error = %e, "dedup rebuild for a new window failed; keeping the keys in memory");
+                HashMap::new()
+            }
+        };
+        for (k, e) in st.index.entries() {
+            all.entry(*k).or_insert(*e);
+        }
+        let mut entries: Vec<(KeyHash, DedupEntry)> = all.into_iter().collect();
+        entries.sort_by_key(|(_, e)| (e.time_s, e.offset));
+        let mut fresh = DedupIndex::new(window_s, DEDUP_KEYS_PER_FLOW_MAX);
+        for (k, e) in entries {
+            fresh.insert(k, e);
+        }
+        fresh.expire(now_s(now_ms));
+        st.index = fresh;
     }
 
     /// Checks the events' keys against the index and appends the new ones as one
