@@ -120,8 +120,10 @@ async fn checked(
     check_credentials(app, &record, req)?;
     // 3. Signature.
     let verified = check_signature(&record, req, now_ms)?;
-    // 4. Rate limit (a batch counts its events; an unparsable or oversize one counts as one).
-    let parsed = match &req.body {
+    // 4. Rate limit (a batch counts its events; an unparsable or oversize one counts as
+    // one). Only a batch needs parsing to be counted: a single event is parsed after the
+    // limit, so a refused request costs no JSON work.
+    let parse = || match &req.body {
         BodyRead::Complete(b) => Some(parse_events(
             app,
             req,
@@ -130,8 +132,9 @@ async fn checked(
         )),
         BodyRead::TooLarge => None,
     };
-    let count = match &parsed {
-        Some(Ok(v)) => v.len().max(1),
+    let early = req.batch.then(parse);
+    let count = match &early {
+        Some(Some(Ok(v))) => v.len().max(1),
         _ => 1,
     };
     if let Some(limit) = record.rate_limit {
@@ -149,7 +152,7 @@ async fn checked(
         }
     }
     // 5. Body: size, type and JSON.
-    let Some(parsed) = parsed else {
+    let Some(parsed) = early.unwrap_or_else(parse) else {
         return Err(too_large(app));
     };
     check_content_type(req)?;
