@@ -37,5 +37,9 @@ pub const SEGMENT_BYTES_LIMIT: u64 = 1024 * 1024 * 1024;
 pub const INDEX_INTERVAL_BYTES: u64 = 4096;
 /// Most memory maps of sealed segments kept open by one partition's cache.
 pub const OPEN_MAPS_MAX: usize = 64;
+/// Most sealed segments' sparse indexes held in memory by one partition (a 128 MiB
+/// segment's index is at most 512 KiB). Others are read from their `.index` file when a
+/// read needs them, so memory does not grow with the log.
+pub const OPEN_INDEXES_MAX: usize = 16;
 /// Chunk read from the active segment per read call, in bytes.
 pub const ACTIVE_READ_CHUNK_BYTES: usize = 1024 * 1024;

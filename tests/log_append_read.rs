@@ -267,3 +267,47 @@ fn config_nonsense_is_rejected() {
     let err = Log::open(dir.path(), tiny(10)).expect_err("tiny segment");
     assert!(matches!(err, LogError::Config(_)), "{err}");
 }
+
+#[test]
+fn sealed_indexes_load_on_demand_and_fall_back_to_a_scan() {
+    // Proves sealed segments' sparse indexes are read from their files when a read needs
+    // them (not held in memory), and that a missing or damaged index file costs a scan,
+    // never a wrong answer.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(1_000));
+    let config = LogConfig {
+        clock: clock.clone(),
+        ..tiny(64 * 1024)
+    };
+    let log = open_dir(dir.path(), config);
+    for i in 0..3000u64 {
+        log.append(rec(i)).expect("append");
+        clock.advance(1);
+    }
+    assert!(log.stats().segments > 3, "several sealed segments");
+    let mut indexes: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "index"))
+        .collect();
+    indexes.sort();
+    assert!(indexes.len() >= 3, "sealed segments have index files");
+    std::fs::remove_file(&indexes[1]).expect("delete an index");
+    let mut damaged = std::fs::read(&indexes[2]).expect("read index");
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    std::fs::write(&indexes[2], damaged).expect("damage an index");
+    for start in (0..3000u64).step_by(37) {
+        let got = log
+            .read(Offset(start), 1, usize::MAX)
+            .expect("read mid-log");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].offset, Offset(start));
+        assert_same(&got[0], &rec(start));
+        assert_eq!(
+            log.offset_for_timestamp(1_000 + start as i64)
+                .expect("lookup"),
+            Offset(start)
+        );
+    }
+}

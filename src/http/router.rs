@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::http::api;
 use crate::http::app::App;
 use crate::http::auth::{api_caller, Caller};
+use crate::http::dashboard;
 use crate::http::ingest::{ingest, BodyRead, IngestRequest};
 use crate::http::reads;
 use crate::http::response::{bytes_response, not_found, Body, Reply};
@@ -135,6 +136,11 @@ where
     let method = parts.method.clone();
     let limits = app.limits.clone();
 
+    if method == Method::GET || method == Method::HEAD {
+        if let Some(response) = dashboard::serve(&path, method == Method::HEAD) {
+            return response;
+        }
+    }
     match (method.clone(), segments.as_slice()) {
         (Method::GET, ["healthz"]) => return Reply::ok(json!({"status": "ok"})).into_response(),
         (Method::GET, ["readyz"]) => return readyz(&app).into_response(),

@@ -38,7 +38,7 @@ pub use types::{
 };
 
 use crate::limits::{READ_RECORDS_MAX, WRITER_QUEUE_DEPTH_MAX};
-use shared::{ActiveSegment, Inner, MapCache, SealedSegment, View};
+use shared::{ActiveSegment, IndexCache, Inner, MapCache, SealedSegment, View};
 use storage::{StdStorage, Storage};
 use writer::{Writer, WriterMsg};
 
@@ -131,6 +131,7 @@ impl Log {
                 active: Arc::clone(&active),
             }),
             maps: Mutex::new(MapCache::default()),
+            indexes: Mutex::new(IndexCache::default()),
             poisoned: Mutex::new(None),
             next_tx,
             retention: Mutex::new(()),
@@ -282,7 +283,22 @@ impl Log {
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Offset, LogError> {
         let (sealed, active) = self.inner.snapshot();
         let start = match sealed.iter().find(|s| s.summary.last_ts >= timestamp_ms) {
-            Some(seg) => seg.summary.locate_time(timestamp_ms).1,
+            Some(seg) => {
+                let mapped = self.inner.maps.lock().get_or_map(seg, &*self.inner.storage);
+                match mapped {
+                    Ok(bytes) => {
+                        self.inner
+                            .sealed_index(seg, &bytes)?
+                            .locate_time(timestamp_ms)
+                            .1
+                    }
+                    // Retention deleted it since the snapshot: scan from what is left.
+                    Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
+                        self.first_offset()
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             None => {
                 let s = active.summary.read();
                 if s.is_empty() || s.last_ts < timestamp_ms {
@@ -359,6 +375,7 @@ impl Log {
             };
             let Some(seg) = victim else { break };
             self.inner.maps.lock().evict(seg.summary.base);
+            self.inner.indexes.lock().evict(seg.summary.base);
             let storage = &*self.inner.storage;
             if let Err(e) = storage.remove(&seg.path) {
                 // The file is still there: put it back, or a later run would delete the

@@ -94,7 +94,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path) -> Result<Recovered, Lo
             &mut report,
         )?;
         prev = Some((summary.next, summary.last_ts));
-        sealed.push(SealedSegment { path, summary });
+        sealed.push(SealedSegment::new(path, summary));
     }
     check_contiguous(dir, last_base, prev)?;
     let active_path = segment::segment_path(dir, last_base);

@@ -115,7 +115,7 @@ impl RecordIter {
                 }
                 Err(e) => return Err(e),
             };
-            let (pos, at) = seg.summary.locate(self.next);
+            let (pos, at) = self.inner.sealed_index(seg, &bytes)?.locate(self.next);
             self.buf = bytes;
             self.buf_file_pos = 0;
             self.whole_segment = true;

@@ -396,10 +396,10 @@ impl Writer {
         });
         {
             let mut view = inner.view.write();
-            view.sealed.push(Arc::new(SealedSegment {
-                path: self.active.path.clone(),
-                summary: sealed,
-            }));
+            view.sealed.push(Arc::new(SealedSegment::new(
+                self.active.path.clone(),
+                sealed,
+            )));
             view.active = Arc::clone(&active);
         }
         self.file = file;

@@ -65,6 +65,7 @@ pub fn open_dir(dir: &Path, config: LogConfig) -> Log {
 }
 
 pub mod model;
+pub mod webdriver;
 
 pub mod store {
     use std::sync::Arc;
