@@ -20,6 +20,8 @@ use crate::log::WriterStats;
 /// Every route the server answers, as (method, path template). `docs/openapi.yaml` must
 /// list each one; a test checks it.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/assets/{file}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

@@ -3,12 +3,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use crate::error::LogError;
+use crate::limits::INGEST_INFLIGHT_PER_FLOW_MAX;
 use crate::log::storage::{read_to_vec, write_atomic, Storage};
 use crate::log::{Clock, Log, LogConfig, Offset, RecordInput, Retention};
 use crate::store::analytics::{Aggregator, Report, Window};
@@ -66,6 +69,27 @@ pub struct Flow {
     pub consumers: Consumers,
     dedup: Arc<Mutex<DedupState>>,
     analytics: Mutex<Aggregator>,
+    /// Ingest calls waiting for their append (bounded by `INGEST_INFLIGHT_PER_FLOW_MAX`).
+    inflight_appends: Arc<AtomicUsize>,
+}
+
+/// One ingest call counted in `Flow::inflight_appends` until it is dropped.
+struct InflightGuard(Arc<AtomicUsize>);
+
+impl InflightGuard {
+    fn take(counter: &Arc<AtomicUsize>) -> Result<Self, StoreError> {
+        if counter.fetch_add(1, Ordering::AcqRel) >= INGEST_INFLIGHT_PER_FLOW_MAX {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Log(LogError::Overloaded));
+        }
+        Ok(Self(Arc::clone(counter)))
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 enum Plan {
@@ -122,6 +146,7 @@ impl Flow {
                 inflight: HashMap::new(),
             })),
             analytics: Mutex::new(analytics),
+            inflight_appends: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -228,13 +253,19 @@ impl Flow {
                 if wait.is_some() || new.is_empty() {
                     None
                 } else {
+                    let guard = InflightGuard::take(&self.inflight_appends)?;
                     let records: Vec<RecordInput> = new.iter().map(|e| e.to_record()).collect();
                     let pending = self.events.submit(records)?;
-                    let (done_tx, done_rx) = watch::channel(false);
-                    for (h, _, _) in &keys {
-                        st.inflight.insert(*h, done_rx.clone());
-                    }
-                    Some((pending, done_tx))
+                    // Without keys nothing waits on this append, and a cancelled request
+                    // leaves nothing behind: no settle task is needed.
+                    let done_tx = (!keys.is_empty()).then(|| {
+                        let (done_tx, done_rx) = watch::channel(false);
+                        for (h, _, _) in &keys {
+                            st.inflight.insert(*h, done_rx.clone());
+                        }
+                        done_tx
+                    });
+                    Some((pending, done_tx, guard))
                 }
             };
             if let Some(mut rx) = wait {
@@ -243,7 +274,10 @@ impl Flow {
             }
             let first = match submitted {
                 None => None,
-                Some((pending, done_tx)) => Some(self.settle(pending, done_tx, keys).await?),
+                Some((pending, None, _guard)) => Some(pending.await?.first),
+                Some((pending, Some(done_tx), guard)) => {
+                    Some(self.settle(pending, done_tx, keys, guard).await?)
+                }
             };
             let at = |j: usize| Offset(first.map_or(0, |f| f.0) + j as u64);
             return Ok(plan
@@ -269,10 +303,12 @@ impl Flow {
         pending: crate::log::PendingAppend,
         done_tx: watch::Sender<bool>,
         keys: Vec<(KeyHash, usize, u32)>,
+        guard: InflightGuard,
     ) -> Result<Offset, StoreError> {
         let dedup = Arc::clone(&self.dedup);
         let task = tokio::spawn(async move {
             let result = pending.await;
+            drop(guard);
             {
                 let mut st = dedup.lock();
                 for (h, _, _) in &keys {
@@ -591,5 +627,33 @@ fn load_analytics(storage: &dyn Storage, dir: &Path, events: &Log, requests: &Lo
             a
         }
         _ => Aggregator::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_calls_past_the_inflight_limit_are_refused_until_one_finishes() {
+        // Proves the per-flow bound on appends awaiting durability: the call past it is
+        // refused as Overloaded (503 + Retry-After), and a finished call frees a slot.
+        let counter = Arc::new(AtomicUsize::new(0));
+        let mut held: Vec<InflightGuard> = (0..INGEST_INFLIGHT_PER_FLOW_MAX)
+            .map(|_| InflightGuard::take(&counter).expect("under the limit"))
+            .collect();
+        assert!(matches!(
+            InflightGuard::take(&counter),
+            Err(StoreError::Log(LogError::Overloaded))
+        ));
+        assert_eq!(
+            counter.load(Ordering::Acquire),
+            INGEST_INFLIGHT_PER_FLOW_MAX
+        );
+        held.pop();
+        let again = InflightGuard::take(&counter).expect("a slot was freed");
+        drop(again);
+        drop(held);
+        assert_eq!(counter.load(Ordering::Acquire), 0);
     }
 }
