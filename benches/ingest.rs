@@ -1,7 +1,6 @@
 //! The ingest handler in process: `router::handle` for `POST /webhooks/{id}` with a
-//! 256-byte JSON body and a valid API key, without sockets. Three stores:
-//! - `sim`: the in-memory SimStorage (no disk: the handler's own CPU cost);
-//! - `disk_never`: a real directory, `--fsync never`;
+//! 256-byte JSON body and a valid API key, without sockets. Two stores:
+//! - `disk_never`: a real directory, `--fsync never` (the handler and the write path);
 //! - `disk_always`: a real directory, `--fsync always` (one request at a time, so every
 //!   request pays a whole fdatasync: the worst case group commit exists to avoid).
 
@@ -11,7 +10,6 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use eventmesh::http::router::handle;
 use eventmesh::http::{App, HttpLimits};
-use eventmesh::log::storage::SimStorage;
 use eventmesh::log::FsyncPolicy;
 use eventmesh::store::meta::Scope;
 use eventmesh::store::{NewFlow, NewKey, Store, StoreConfig};
@@ -21,37 +19,20 @@ struct Harness {
     app: Arc<App>,
     path: String,
     key: String,
-    _dir: Option<tempfile::TempDir>,
+    _dir: tempfile::TempDir,
 }
 
 fn harness(kind: &str) -> Harness {
-    let (config, dir) = match kind {
-        "sim" => (
-            StoreConfig {
-                storage: Arc::new(SimStorage::new()),
-                ..StoreConfig::new("/bench")
-            },
-            None,
-        ),
-        _ => {
-            let dir = tempfile::tempdir_in(".").expect("tempdir");
-            let fsync = if kind == "disk_always" {
-                FsyncPolicy::Always
-            } else {
-                FsyncPolicy::Never
-            };
-            (
-                StoreConfig {
-                    fsync,
-                    ..StoreConfig::new(dir.path().join("data"))
-                },
-                Some(dir),
-            )
-        }
+    let dir = tempfile::tempdir_in(".").expect("tempdir");
+    let fsync = if kind == "disk_always" {
+        FsyncPolicy::Always
+    } else {
+        FsyncPolicy::Never
     };
     let store = Store::open(StoreConfig {
         admin_key: Some("bench-admin-key-0123456789abcdef".into()),
-        ..config
+        fsync,
+        ..StoreConfig::new(dir.path().join("data"))
     })
     .expect("open store");
     let (flow, _) = store
@@ -84,7 +65,7 @@ fn harness(kind: &str) -> Harness {
 fn ingest(c: &mut Criterion) {
     let body = Bytes::from(format!(
         "{{\"event\":\"order.created\",\"pad\":\"{}\"}}",
-        "x".repeat(221)
+        "x".repeat(222)
     ));
     assert_eq!(body.len(), 256);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -94,7 +75,7 @@ fn ingest(c: &mut Criterion) {
         .expect("runtime");
     let mut group = c.benchmark_group("ingest_handler_256B");
     group.throughput(Throughput::Elements(1));
-    for kind in ["sim", "disk_never", "disk_always"] {
+    for kind in ["disk_never", "disk_always"] {
         let h = harness(kind);
         let request = || {
             http::Request::builder()

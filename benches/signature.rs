@@ -22,7 +22,7 @@ fn headers(pairs: Vec<(String, String)>) -> HeaderMap {
 fn signatures(c: &mut Criterion) {
     let body = format!(
         "{{\"event\":\"order.created\",\"pad\":\"{}\"}}",
-        "x".repeat(221)
+        "x".repeat(222)
     );
     assert_eq!(body.len(), 256);
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
