@@ -205,6 +205,12 @@ fn the_dashboard_runs_the_product_end_to_end() {
         "[data-testid=requests-table] tr[data-status='401']",
         "invalid_api_key",
     );
+    // The duplicate's row names the offset of the event it matched (offset 0).
+    let dup_row = b.wait_for(
+        "[data-testid=requests-table] tbody tr:nth-child(2)",
+        "duplicate",
+    );
+    assert!(dup_row.ends_with('0'), "{dup_row}");
     b.wait_for(
         "[data-testid=events-table] tr[data-offset='0']",
         "duplicate ×1",
@@ -233,7 +239,7 @@ fn the_dashboard_runs_the_product_end_to_end() {
     let latency = b.text("[data-testid=playground-latency]");
     assert!(latency.ends_with(" ms"), "{latency}");
     assert_accessible(&b, "playground");
-    shot(&b, "05-playground");
+    shot(&b, "05a-playground");
     // Back to Events: the playground event is there, flagged as a test.
     b.click("nav a[data-page=events]");
     let row = b.wait_for("tr[data-offset='1']", "order.refunded");
@@ -258,6 +264,18 @@ fn the_dashboard_runs_the_product_end_to_end() {
     );
     assert_eq!(third.json()["offset"], 2);
     b.wait_for("tr[data-offset='2']", "order.paid");
+    b.click("tr[data-offset='2']");
+    b.wait_for("[data-testid=payload]", "ord_3");
+    b.click("[data-testid=requests-refresh]");
+    b.wait_for(
+        "[data-testid=requests-table] tbody tr:first-child",
+        "stored",
+    );
+    // A taller window for a picture of the whole page (the README's screenshot).
+    b.set_size(1280, 1300);
+    b.js("window.scrollTo(0, 0)", json!([]));
+    shot(&b, "05-events-live");
+    b.set_size(1280, 800);
 
     // Consumers: one polls and commits through the API; the page shows offset and lag,
     // and its seek control moves it.

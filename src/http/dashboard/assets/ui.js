@@ -7,7 +7,9 @@ export function h(spec, attrs, ...children) {
   const el = document.createElement(tag || "div");
   if (id) el.id = id;
   if (classes.length) el.className = classes.join(" ");
-  if (attrs && (typeof attrs !== "object" || attrs instanceof Node || Array.isArray(attrs))) {
+  if (attrs !== undefined && attrs !== null
+    && (typeof attrs !== "object" || attrs instanceof Node || Array.isArray(attrs))) {
+    // Not attributes but the first child (text, a number such as 0, a node or a list).
     children.unshift(attrs);
     attrs = null;
   }
@@ -134,6 +136,7 @@ export function fmtPct(x) {
 
 export function fmtMs(x) {
   if (x === null || x === undefined) return "–";
+  if (x > 0 && x < 0.01) return "< 0.01 ms";
   return `${Number(x).toFixed(x < 10 ? 2 : 1)} ms`;
 }
 
