@@ -173,6 +173,28 @@ fn the_dashboard_runs_the_product_end_to_end() {
     b.wait_for("[data-testid=keys-table]", "sender");
     assert_accessible(&b, "keys");
     shot(&b, "03-keys");
+    // Rotate and revoke a second key through their dialogs.
+    b.type_into("input[name=name]", "old-sender");
+    b.click("form button[type=submit]");
+    let old_key = b
+        .wait_for("[data-testid=new-key]", "pk_live_")
+        .trim()
+        .to_owned();
+    b.click("button[aria-label='Rotate key old-sender']");
+    b.wait_for("dialog h2", "Rotate old-sender?");
+    b.click("dialog button.danger");
+    b.wait_for("[data-testid=key-created]", "New key for old-sender");
+    let rotated = b.text("[data-testid=new-key]").trim().to_owned();
+    assert!(rotated.starts_with("pk_live_") && rotated != old_key);
+    b.click("button[aria-label='Revoke key old-sender']");
+    b.wait_for("dialog h2", "Revoke old-sender?");
+    b.click("dialog button.danger");
+    b.wait_for("[data-testid=keys-table] tr", "revoked");
+    for k in [&old_key, &rotated] {
+        server
+            .send(&webhook_id, &[("x-api-key", k)], "{}")
+            .assert_error(401, "invalid_api_key");
+    }
 
     // Events: open the live list, then a real POST appears in it without a reload.
     b.click("nav a[data-page=events]");
@@ -254,6 +276,16 @@ fn the_dashboard_runs_the_product_end_to_end() {
         json!([]),
     );
     assert_eq!(rows, json!(1));
+    // Jump to a time: an hour ago, so history starts at the first event.
+    b.js(
+        "const d = new Date(Date.now() - 3600e3), p = (n) => String(n).padStart(2, '0');
+         const el = document.querySelector('input[name=since]');
+         el.value = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+         el.focus();",
+        json!([]),
+    );
+    b.press(ENTER);
+    b.wait_for("[data-testid=events-status]", "Offsets 0–1");
     // A live POST while the page is open appears again once we go back to live.
     b.click("main button[aria-pressed=false]");
     b.wait_for("[data-testid=events-status]", "Live");
@@ -307,27 +339,28 @@ fn the_dashboard_runs_the_product_end_to_end() {
     );
     assert_eq!(list[0]["committedOffset"], 0);
 
-    // Analytics: the numbers on the page are the API's numbers. So far: 4 webhook
-    // requests and 1 playground request; 3 stored, 1 duplicate, 1 refused with 401.
+    // Analytics: the numbers on the page are the API's numbers. So far: 6 webhook
+    // requests and 1 playground request; 3 stored, 1 duplicate, 3 refused with 401 (a
+    // wrong key, then the revoked key and its rotated successor).
     let report = api(
         &server,
         "GET",
         &format!("/api/flows/{flow_id}/analytics?window=1h"),
         "",
     );
-    assert_eq!(report["received"], 5);
+    assert_eq!(report["received"], 7);
     assert_eq!(report["accepted"], 3);
     assert_eq!(report["duplicates"], 1);
-    assert_eq!(report["rejected"]["401"], 1);
+    assert_eq!(report["rejected"]["401"], 3);
     b.click("nav a[data-page=analytics]");
     b.wait_for("main h1", "Analytics");
-    b.wait_for("[data-testid=stat-received]", "5");
-    assert_eq!(b.text("[data-testid=stat-received]"), "5");
+    b.wait_for("[data-testid=stat-received]", "7");
+    assert_eq!(b.text("[data-testid=stat-received]"), "7");
     assert_eq!(b.text("[data-testid=stat-accepted]"), "3");
     assert_eq!(b.text("[data-testid=stat-duplicates]"), "1");
-    assert_eq!(b.text("[data-testid=stat-rejected]"), "1");
-    assert_eq!(b.text("[data-testid=stat-success]"), "80.0%");
-    assert_eq!(b.text("[data-testid=stat-error]"), "20.0%");
+    assert_eq!(b.text("[data-testid=stat-rejected]"), "3");
+    assert_eq!(b.text("[data-testid=stat-success]"), "57.1%");
+    assert_eq!(b.text("[data-testid=stat-error]"), "42.9%");
     b.wait_for("main section", "order.created");
     b.wait_for("main section", "HTTP 401");
     b.wait_for("main section", "billing");
@@ -343,12 +376,12 @@ fn the_dashboard_runs_the_product_end_to_end() {
     shot(&b, "07-analytics");
     b.click("main .segmented button:nth-child(3)");
     b.wait_for("main .segmented button[aria-pressed=true]", "7 days");
-    b.wait_for("[data-testid=stat-received]", "5");
+    b.wait_for("[data-testid=stat-received]", "7");
 
     // Keyboard: from the top of a freshly loaded page, Tab reaches the skip link, then
     // the navigation. (The key survives the reload: session storage is per tab.)
     b.call("POST", "refresh", json!({}));
-    b.wait_for("[data-testid=stat-received]", "5");
+    b.wait_for("[data-testid=stat-received]", "7");
     b.press(TAB);
     let focused = b.js("return document.activeElement.textContent", json!([]));
     assert_eq!(focused, json!("Skip to content"));
