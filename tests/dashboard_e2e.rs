@@ -391,6 +391,16 @@ fn the_dashboard_runs_the_product_end_to_end() {
     assert_eq!(focused, json!("Events"), "the nav is reachable by keyboard");
     b.press(ENTER);
     b.wait_for("main h1", "Events");
+    // The skip link moves focus to the content, without leaving the page.
+    b.call("POST", "refresh", json!({}));
+    b.wait_for("[data-testid=events-status]", "Live");
+    b.press(TAB);
+    b.press(ENTER);
+    let at = b.js(
+        "return [document.activeElement.id, location.hash]",
+        json!([]),
+    );
+    assert_eq!(at, json!(["main", "#/events"]));
 
     // A narrow screen: nothing scrolls sideways, and the nav stays usable.
     b.set_size(390, 844);
@@ -441,8 +451,18 @@ fn a_read_key_sees_its_workspace_and_cannot_change_it() {
     }
     let server = Server::start(&[]);
     let base = format!("http://{}", server.addr);
-    server.flow(r#"{"name":"payments","rateLimit":null}"#);
+    let flow = server.flow(r#"{"name":"payments","rateLimit":null}"#);
     let (_, read_key) = server.key(r#"{"name":"viewer","scopes":["read"]}"#);
+    let (_, ingest_key) = server.key(r#"{"name":"sender","scopes":["ingest"]}"#);
+    // An event whose type is "error": the live list must show it like any other (the
+    // SSE frame says `event: error`, which is the sender's type, not a server notice).
+    let webhook_id = flow["webhookId"].as_str().expect("webhook id");
+    let sent = server.send(
+        webhook_id,
+        &[("x-api-key", &ingest_key)],
+        r#"{"type":"error"}"#,
+    );
+    assert_eq!(sent.status, 200, "{}", sent.text());
     let b = Browser::launch(1280, 800);
     b.goto(&format!("{base}/"));
     b.type_into("input[name=key]", &read_key);
@@ -451,6 +471,8 @@ fn a_read_key_sees_its_workspace_and_cannot_change_it() {
     b.wait_for("[data-testid=flows-table]", "payments");
     b.wait_for("main", "needs the admin key");
     b.wait_for("nav .who", "read key");
+    b.click("nav a[data-page=events]");
+    b.wait_for("[data-testid=events-table] tr[data-offset='0']", "error");
     b.click("nav a[data-page=keys]");
     b.wait_for("main .empty", "needs the admin key");
     // Signing out forgets the key.

@@ -313,6 +313,14 @@ fn analytics_and_commits_match_what_was_sent_and_survive_kill_9() {
             .sum::<u64>(),
         4
     );
+    // A volume point's minute is an RFC 3339 time at a whole minute, like every API time.
+    let minute = before["volume"][0]["minute"]
+        .as_str()
+        .expect("a time string");
+    assert!(
+        minute.ends_with(":00.000Z") && minute.len() == 24,
+        "{minute}"
+    );
     f.s.kill9();
     let f2 = Fixture {
         s: Server::start_in(&dir, &[]),

@@ -99,8 +99,9 @@ export function follow(flowId, from, onEvent, onState) {
         const block = buf.slice(0, cut);
         buf = buf.slice(cut + 2);
         const frame = parseFrame(block);
-        if (frame.event === "overflow" || frame.event === "error") continue;
-        if (frame.data === null) continue;
+        // Every event carries `id:` (its offset); the server's own notices (overflow,
+        // read error) do not. `event:` is the sender's type and may be any word.
+        if (frame.id === null || frame.data === null) continue;
         let event;
         try {
           event = JSON.parse(frame.data);
@@ -122,7 +123,7 @@ export function follow(flowId, from, onEvent, onState) {
       } catch (e) {
         if (stopped) break;
         if (e instanceof ApiError && e.status >= 400 && e.status < 500) {
-          onState("error", e.message);
+          onState("error", e.message, e.status);
           return;
         }
         onState("reconnecting", "The stream dropped; reconnecting.");

@@ -97,7 +97,7 @@ function layout() {
       h("span", session.role === "admin" ? "Signed in: admin" : "Signed in: read key"),
       h("button.secondary.small", {
         type: "button",
-        on: { click: () => { forgetKey(); location.hash = ""; signIn(); } },
+        on: { click: () => signOut() },
       }, "Sign out")));
   const main = h("main#main", { tabindex: "-1" });
   app.append(h("div.shell", nav, main));
@@ -105,20 +105,40 @@ function layout() {
 }
 
 let shell = null;
+let generation = 0;
 
-async function show() {
+function stopCurrentPage() {
   if (stopPage) {
     stopPage();
     stopPage = null;
   }
+}
+
+/** Forgets the key, stops the page's streams and timers, and shows the sign-in form. */
+function signOut(problem) {
+  window.onhashchange = null;
+  generation += 1;
+  stopCurrentPage();
+  forgetKey();
+  history.replaceState(null, "", location.pathname);
+  signIn(problem);
+}
+
+/** Draws the page the hash names. `moveFocus` after a navigation, not on first load. */
+async function show(moveFocus) {
+  stopCurrentPage();
+  const gen = ++generation;
   const { entry, params } = route();
   for (const a of shell.nav.querySelectorAll("a[data-page]")) {
     if (a.dataset.page === entry.path) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   document.title = `${entry.title} · EventMesh`;
-  const main = clear(shell.main);
-  main.dataset.page = entry.path;
+  // A fresh <main> per page: a slow page that finishes after the user moved on writes
+  // into a detached element, never into the next page.
+  const main = h("main#main", { tabindex: "-1", "data-page": entry.path });
+  shell.main.replaceWith(main);
+  shell.main = main;
   const ctx = {
     main,
     params,
@@ -126,12 +146,24 @@ async function show() {
     flows: session.flows,
     refreshFlows,
     navigate,
-    onSignedOut: () => { forgetKey(); signIn(new ApiError(401, "invalid_api_key", "The key stopped working; sign in again.")); },
+    onSignedOut: () => signOut(new ApiError(401, "invalid_api_key", "The key stopped working; sign in again.")),
   };
   try {
     const stop = await entry.page.render(ctx);
+    if (gen !== generation) {
+      if (typeof stop === "function") stop();
+      return;
+    }
     if (typeof stop === "function") stopPage = stop;
+    if (moveFocus) {
+      const heading = main.querySelector("h1");
+      if (heading) {
+        heading.tabIndex = -1;
+        heading.focus();
+      }
+    }
   } catch (e) {
+    if (gen !== generation) return;
     if (e instanceof ApiError && e.status === 401) {
       ctx.onSignedOut();
       return;
@@ -142,9 +174,19 @@ async function show() {
 
 function start() {
   shell = layout();
-  window.onhashchange = () => show();
-  show();
+  window.onhashchange = () => show(true);
+  show(false);
 }
+
+// The skip link jumps to the page's content; as a plain "#main" link it would go
+// through the hash router instead.
+document.addEventListener("click", (e) => {
+  const skip = e.target.closest && e.target.closest("a.skip");
+  if (!skip) return;
+  e.preventDefault();
+  const main = document.getElementById("main");
+  if (main) main.focus();
+});
 
 async function boot() {
   if (!storedKey()) {

@@ -26,7 +26,8 @@ export async function render(ctx) {
     flows.map((f) => h("option", { value: f.id, selected: f.id === flowId }, `${f.name} (${f.id})`)));
   const windows = h("div.segmented", { role: "group", "aria-label": "Time window" },
     WINDOWS.map((w) => h("button", { type: "button", "aria-pressed": String(w.id === windowId), on: { click: () => go({ window: w.id }) } }, w.label)));
-  const body = h("div", { "aria-live": "polite" });
+  // Not a live region: it is redrawn every 10 s, and a screen reader would read it all.
+  const body = h("div");
   main.append(
     h("div.page-head", h("h1", "Analytics"),
       h("div.toolbar", field("Flow", select), h("div", h("span.muted", { style: "display:block;font-size:.88rem;font-weight:550" }, "Window"), windows),
@@ -109,7 +110,10 @@ function volumeSeries(points, minutes) {
   const now = Math.floor(Date.now() / 60000);
   const start = now - minutes + 1;
   const counts = new Map();
-  for (const p of points) counts.set(Math.floor(Date.parse(p.minute) / 60000), p.count);
+  for (const p of points) {
+    const ms = typeof p.minute === "number" ? p.minute : Date.parse(p.minute);
+    counts.set(Math.floor(ms / 60000), p.count);
+  }
   const per = Math.max(1, Math.ceil(minutes / BARS_MAX));
   const out = [];
   for (let m = start; m <= now; m += per) {

@@ -88,7 +88,7 @@ export async function render(ctx) {
     const tr = h("tr.selectable", {
       tabindex: "0",
       "data-offset": ev.offset,
-      "aria-selected": String(selected === ev.offset),
+      "aria-current": selected === ev.offset ? "true" : null,
       on: {
         click: () => select(ev),
         keydown: (e) => {
@@ -115,7 +115,10 @@ export async function render(ctx) {
 
   function select(ev) {
     selected = ev.offset;
-    for (const tr of tbody.children) tr.setAttribute("aria-selected", String(tr.eventData && tr.eventData.offset === ev.offset));
+    for (const tr of tbody.children) {
+      if (tr.eventData && tr.eventData.offset === ev.offset) tr.setAttribute("aria-current", "true");
+      else tr.removeAttribute("aria-current");
+    }
     clear(detail).append(
       h("dl.kv",
         h("dt", "Offset"), h("dd.mono", String(ev.offset)),
@@ -126,7 +129,7 @@ export async function render(ctx) {
         h("dt", "Test"), h("dd", ev.test ? "yes (sent from the playground)" : "no"),
         h("dt", "Duplicates"), h("dd", String(duplicates.get(ev.offset) || 0))),
       h("h3", "Payload"),
-      h("pre.payload", { tabindex: "0", "aria-label": "Payload", "data-testid": "payload" }, pretty(ev.payload)));
+      h("pre.payload", { tabindex: "0", role: "region", "aria-label": "Payload", "data-testid": "payload" }, pretty(ev.payload)));
   }
 
   function redrawFlags() {
@@ -201,9 +204,10 @@ export async function render(ctx) {
       }
       status.textContent = `Live · ${rows.length} shown · newest offset ${ev.offset}`;
       if (!pendingRefresh) pendingRefresh = setTimeout(() => { pendingRefresh = null; loadRequests(); }, 300);
-    }, (state, detailText) => {
+    }, (state, detailText, httpStatus) => {
       liveDot.classList.toggle("on", state === "live");
       if (state === "live") status.textContent = rows.length ? `Live · ${rows.length} shown` : "Live · waiting for events";
+      else if (state === "error" && httpStatus === 401) ctx.onSignedOut();
       else if (state === "error") clear(listBox).append(errorBox(detailText));
       else if (state === "reconnecting") status.textContent = detailText;
     });
@@ -221,13 +225,38 @@ export async function render(ctx) {
         ? `Offsets ${page.events[0].offset}–${page.events[page.events.length - 1].offset} of ${page.endOffset} so far`
         : `Nothing here; the log ends at offset ${page.endOffset}.`;
       pager.append(
-        h("button.secondary.small", { type: "button", disabled: first <= 0, on: { click: () => go({ from: Math.max(0, first - PAGE) }) } }, "Older"),
+        h("button.secondary.small", { type: "button", disabled: first <= 0, on: { click: async () => go({ from: await olderStart(first) }) } }, "Older"),
         h("button.secondary.small", { type: "button", disabled: page.nextOffset >= page.endOffset, on: { click: () => go({ from: page.nextOffset }) } }, "Newer"));
     } catch (e) {
       listBox.append(errorBox(e));
     }
   }
   await loadRequests();
+
+  /**
+   * Where the page before `first` starts. Without a type filter: PAGE offsets back. With
+   * one: step back through the log until PAGE matching events lie before `first` (or
+   * the start is reached), so Older never shows the same events again.
+   */
+  async function olderStart(first) {
+    if (!type) return Math.max(0, first - PAGE);
+    const STEP = 1000;
+    const found = [];
+    let end = first;
+    for (let round = 0; round < 20 && end > 0 && found.length < PAGE; round += 1) {
+      const start = Math.max(0, end - STEP);
+      let next = start;
+      while (next < end) {
+        const page = await get(`${base}?from=${next}&limit=1000${typeQ}`);
+        for (const ev of page.events) if (ev.offset < end) found.push(ev.offset);
+        if (!page.events.length || page.nextOffset <= next) break;
+        next = page.nextOffset;
+      }
+      end = start;
+    }
+    found.sort((a, b) => a - b);
+    return found.length ? found[Math.max(0, found.length - PAGE)] : 0;
+  }
 
   return () => {
     if (stopStream) stopStream();

@@ -84,7 +84,7 @@ function createForm(ctx, notice, reload) {
   const perSecond = numberInput("perSecond", 100, 1);
   const burst = numberInput("burst", 100, 1);
   limited.addEventListener("change", () => { perSecond.disabled = burst.disabled = !limited.checked; });
-  const dedup = numberInput("dedupWindowSeconds", 86400, 0);
+  const dedup = numberInput("dedupWindowSeconds", 86400, 1);
   const maxAge = numberInput("maxAgeSeconds", "", 1);
   const maxBytes = numberInput("maxBytes", "", 1);
   const errors = h("div", { "aria-live": "assertive" });

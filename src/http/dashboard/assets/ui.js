@@ -87,7 +87,7 @@ export function confirmDialog(title, body, confirmLabel) {
       h("p", body),
       h("div.form-actions",
         h("button.danger", { type: "button", on: { click: () => done(true) } }, confirmLabel || "Confirm"),
-        h("button.secondary", { type: "button", on: { click: () => done(false) } }, "Cancel")),
+        h("button.secondary", { type: "button", autofocus: true, on: { click: () => done(false) } }, "Cancel")),
     );
     dlg.addEventListener("cancel", (e) => {
       e.preventDefault();
