@@ -90,10 +90,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .unwrap_or_else(|| format!("http://{addr}"));
     let app = Arc::new(App::new(store, config.limits.clone(), public_url));
     let maintenance = tokio::spawn(maintain(Arc::clone(&app)));
+    let flusher = tokio::spawn(flush_request_logs(Arc::clone(&app)));
     println!("listening on http://{addr}");
     tracing::info!(%addr, fsync = %config.fsync, data_dir = %config.data_dir.display(), "listening on http://{addr}");
     accept_loop(&app, listener, addr).await;
     maintenance.abort();
+    flusher.abort();
     let store = app.store.clone();
     match tokio::task::spawn_blocking(move || store.sync_all()).await {
         Ok(Ok(())) => tracing::info!("synced; bye"),
@@ -222,6 +224,16 @@ async fn refuse(mut stream: TcpStream) {
         let _ = stream.shutdown().await;
     })
     .await;
+}
+
+/// Hands buffered request-log entries to their writers every `REQUEST_LOG_FLUSH_PERIOD`.
+async fn flush_request_logs(app: Arc<App>) {
+    let mut tick = tokio::time::interval(crate::store::requests::REQUEST_LOG_FLUSH_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        app.store.flush_request_logs();
+    }
 }
 
 async fn maintain(app: Arc<App>) {

@@ -22,8 +22,8 @@ use crate::store::event::{body_hash, record_body_hash, record_type, EventInput, 
 use crate::store::meta::FlowRecord;
 use crate::store::partition::Partition;
 use crate::store::requests::{
-    RequestEntry, REQUEST_LOG_MAX_AGE_MS, REQUEST_LOG_MAX_BYTES, REQUEST_LOG_READ_MAX,
-    REQUEST_LOG_SEGMENT_BYTES,
+    RequestEntry, REQUEST_LOG_BATCH_MAX, REQUEST_LOG_MAX_AGE_MS, REQUEST_LOG_MAX_BYTES,
+    REQUEST_LOG_READ_MAX, REQUEST_LOG_SEGMENT_BYTES,
 };
 
 const ANALYTICS_FILE: &str = "analytics.ckpt";
@@ -71,6 +71,9 @@ pub struct Flow {
     analytics: Mutex<Aggregator>,
     /// Ingest calls waiting for their append (bounded by `INGEST_INFLIGHT_PER_FLOW_MAX`).
     inflight_appends: Arc<AtomicUsize>,
+    /// Request-log entries not yet handed to the request log's writer: handed over in
+    /// batches (`REQUEST_LOG_BATCH_MAX`, or by `flush_requests`), not one by one.
+    request_buf: Mutex<Vec<RecordInput>>,
 }
 
 /// One ingest call counted in `Flow::inflight_appends` until it is dropped.
@@ -147,6 +150,7 @@ impl Flow {
             })),
             analytics: Mutex::new(analytics),
             inflight_appends: Arc::new(AtomicUsize::new(0)),
+            request_buf: Mutex::new(Vec::new()),
         })
     }
 
@@ -342,8 +346,29 @@ impl Flow {
     /// `/metrics` counts them all.
     pub fn record_request(&self, entry: &RequestEntry) -> Result<(), StoreError> {
         let record = RecordInput::new(Bytes::from(entry.encode()?));
-        // The answer is not awaited: dropping it is fine, the writer still writes.
-        drop(self.requests.try_submit(vec![record])?);
+        let mut buf = self.request_buf.lock();
+        buf.push(record);
+        if buf.len() >= REQUEST_LOG_BATCH_MAX {
+            self.hand_over_requests(&mut buf)?;
+        }
+        Ok(())
+    }
+
+    /// Hands the buffered request-log entries to the writer. The server calls it every
+    /// `REQUEST_LOG_FLUSH_PERIOD`; every reader of the request log calls it first.
+    pub fn flush_requests(&self) -> Result<(), StoreError> {
+        let mut buf = self.request_buf.lock();
+        self.hand_over_requests(&mut buf)
+    }
+
+    fn hand_over_requests(&self, buf: &mut Vec<RecordInput>) -> Result<(), StoreError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(buf);
+        // Queued under the buffer's lock, so entries keep their order. The answer is
+        // not awaited: dropping it is fine, the writer still writes.
+        drop(self.requests.try_submit(batch)?);
         Ok(())
     }
 
@@ -352,6 +377,7 @@ impl Flow {
         &self,
         limit: usize,
     ) -> Result<Vec<(i64, RequestEntry)>, StoreError> {
+        self.flush_requests()?;
         self.requests.barrier_async().await?;
         let limit = limit.clamp(1, REQUEST_LOG_READ_MAX);
         let next = self.requests.next_offset().0;
@@ -419,7 +445,8 @@ impl Flow {
     }
 
     fn catch_up(&self, agg: &mut Aggregator) -> Result<(), StoreError> {
-        // Read-your-writes: every request-log entry queued before now is in the log.
+        // Read-your-writes: every request-log entry recorded before now is in the log.
+        self.flush_requests()?;
         self.requests.barrier()?;
         let from = Offset(agg.requests_next.max(self.requests.first_offset().0));
         for record in self.requests.scan_from(from) {
@@ -485,6 +512,7 @@ impl Flow {
     /// no append is in flight, so the index holds every key below the log's end).
     pub fn sync(&self) -> Result<(), StoreError> {
         self.events.sync()?;
+        self.flush_requests()?;
         self.requests.sync()?;
         self.checkpoint_dedup()
     }

@@ -865,6 +865,17 @@ impl Store {
         Ok(())
     }
 
+    /// Hands every flow's buffered request-log entries to its writer (see
+    /// `Flow::flush_requests`). Non-blocking.
+    pub fn flush_request_logs(&self) {
+        let flows: Vec<Arc<Flow>> = self.inner.flows.read().values().cloned().collect();
+        for flow in flows {
+            if let Err(e) = flow.flush_requests() {
+                tracing::warn!(flow = %flow.id, error = %e, "request log entries dropped");
+            }
+        }
+    }
+
     /// Syncs every flow and writes the analytics checkpoints (graceful shutdown).
     pub fn sync_all(&self) -> Result<(), StoreError> {
         let flows: Vec<Arc<Flow>> = self.inner.flows.read().values().cloned().collect();

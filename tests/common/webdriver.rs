@@ -171,7 +171,10 @@ impl Browser {
         )
     }
 
+    /// The element matching `css`, once there is one (pages render after their data
+    /// arrives, so an element may appear a moment after the page's heading).
     fn element(&self, css: &str) -> String {
+        self.wait_for(css, "");
         let v = self.call(
             "POST",
             "element",
