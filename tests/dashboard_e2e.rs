@@ -160,10 +160,9 @@ fn the_dashboard_runs_the_product_end_to_end() {
     b.wait_for("main h1", "API keys");
     b.type_into("input[name=name]", "sender");
     b.click("form button[type=submit]");
-    let key = b
-        .wait_for("[data-testid=new-key]", "pk_live_")
-        .trim()
-        .to_owned();
+    b.wait_for("[data-testid=key-created]", "Key sender created");
+    let key = b.text("[data-testid=new-key]").trim().to_owned();
+    assert!(key.starts_with("pk_live_"), "{key}");
     let keys = api(&server, "GET", "/api/keys", "");
     assert_eq!(keys["keys"][0]["name"], "sender");
     assert!(
@@ -176,10 +175,10 @@ fn the_dashboard_runs_the_product_end_to_end() {
     // Rotate and revoke a second key through their dialogs.
     b.type_into("input[name=name]", "old-sender");
     b.click("form button[type=submit]");
-    let old_key = b
-        .wait_for("[data-testid=new-key]", "pk_live_")
-        .trim()
-        .to_owned();
+    // The box of the first key is still shown until this one replaces it.
+    b.wait_for("[data-testid=key-created]", "Key old-sender created");
+    let old_key = b.text("[data-testid=new-key]").trim().to_owned();
+    assert!(old_key.starts_with("pk_live_") && old_key != key);
     b.click("button[aria-label='Rotate key old-sender']");
     b.wait_for("dialog h2", "Rotate old-sender?");
     b.click("dialog button.danger");

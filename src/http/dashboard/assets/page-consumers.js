@@ -30,7 +30,7 @@ export async function render(ctx) {
         return;
       }
       listBox.append(h("div.table-wrap", h("table", { "data-testid": "consumers-table" },
-        h("thead", h("tr", ["Name", "Committed offset", "Lag", "Updated", "Seek"].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", h("tr", ["Name", "Committed offset", "Lag", "Updated", "Seek"].map((t, i) => h(i === 1 || i === 2 ? "th.num" : "th", { scope: "col" }, t)))),
         h("tbody", list.map((c) => h("tr", { "data-consumer": c.name },
           h("td", h("strong", c.name)),
           h("td.num.mono", { "data-testid": "committed" }, String(c.committedOffset)),

@@ -73,7 +73,7 @@ export async function render(ctx) {
 
   const tbody = h("tbody");
   const table = h("table", { "data-testid": "events-table" },
-    h("thead", h("tr", ["Offset", "Type", "Received", "Flags"].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", h("tr", ["Offset", "Type", "Received", "Flags"].map((t, i) => h(i === 0 ? "th.num" : "th", { scope: "col" }, t)))),
     tbody);
 
   function flags(ev) {
@@ -168,7 +168,7 @@ export async function render(ctx) {
         return;
       }
       requestsBox.append(h("div.table-wrap", h("table", { "data-testid": "requests-table" },
-        h("thead", h("tr", ["Time", "Status", "Reason", "Latency", "Events", "Offset"].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", h("tr", ["Time", "Status", "Reason", "Latency", "Events", "Offset"].map((t, i) => h(i >= 3 ? "th.num" : "th", { scope: "col" }, t)))),
         h("tbody", r.requests.map((q) => h("tr", { "data-status": q.status },
           h("td", fmtTime(q.receivedAt)),
           h("td", statusBadge(q.status), q.test ? [" ", h("span.badge.info", "test")] : null),
