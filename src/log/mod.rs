@@ -37,8 +37,8 @@ pub use types::{
     RecordInput, Retention, SystemClock,
 };
 
-use crate::limits::{READ_RECORDS_MAX, WRITER_QUEUE_DEPTH_MAX};
-use shared::{ActiveSegment, IndexCache, Inner, MapCache, SealedSegment, View};
+use crate::limits::{OPEN_INDEXES_MAX, OPEN_MAPS_MAX, READ_RECORDS_MAX, WRITER_QUEUE_DEPTH_MAX};
+use shared::{ActiveSegment, Inner, SealedSegment, SegmentLru, View};
 use storage::{StdStorage, Storage};
 use writer::{Writer, WriterMsg};
 
@@ -130,8 +130,8 @@ impl Log {
                 sealed: recovered.sealed.into_iter().map(Arc::new).collect(),
                 active: Arc::clone(&active),
             }),
-            maps: Mutex::new(MapCache::default()),
-            indexes: Mutex::new(IndexCache::default()),
+            maps: Mutex::new(SegmentLru::new(OPEN_MAPS_MAX)),
+            indexes: Mutex::new(SegmentLru::new(OPEN_INDEXES_MAX)),
             poisoned: Mutex::new(None),
             next_tx,
             retention: Mutex::new(()),
@@ -284,7 +284,7 @@ impl Log {
         let (sealed, active) = self.inner.snapshot();
         let start = match sealed.iter().find(|s| s.summary.last_ts >= timestamp_ms) {
             Some(seg) => {
-                let mapped = self.inner.maps.lock().get_or_map(seg, &*self.inner.storage);
+                let mapped = self.inner.sealed_map(seg);
                 match mapped {
                     Ok(bytes) => {
                         self.inner

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::error::LogError;
 use crate::limits::ACTIVE_READ_CHUNK_BYTES;
 use crate::log::record::{self, FrameError, FRAME_HEADER_BYTES};
-use crate::log::shared::{ActiveSegment, Inner};
+use crate::log::shared::{map_sealed, ActiveSegment, Inner};
 use crate::log::types::{Offset, Record};
 
 /// Records from an offset onwards, in order, ending at the end published when it gets there.
@@ -99,13 +99,9 @@ impl RecordIter {
         let i = sealed.partition_point(|s| s.summary.next <= self.next);
         if let Some(seg) = sealed.get(i) {
             let mapped = if self.cache_maps {
-                self.inner.maps.lock().get_or_map(seg, &*self.inner.storage)
+                self.inner.sealed_map(seg)
             } else {
-                self.inner
-                    .storage
-                    .open_read(&seg.path)
-                    .and_then(|f| f.map(seg.summary.bytes))
-                    .map_err(|e| LogError::io("map", &seg.path, e))
+                map_sealed(&*self.inner.storage, seg)
             };
             let bytes = match mapped {
                 Ok(b) => b,

@@ -4,7 +4,7 @@
 //! Readers see only published state, and the writer publishes a group only after it
 //! is durable under the policy, so a reader never sees a record that could vanish.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,14 +12,13 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::error::LogError;
-use crate::limits::{OPEN_INDEXES_MAX, OPEN_MAPS_MAX};
 use crate::log::recovery;
-use crate::log::segment::{self, SegmentSummary, INDEX_SUFFIX};
+use crate::log::segment::{self, SegmentSummary};
 use crate::log::storage::{read_to_vec, DirLock, ReadableFile, Storage};
 use crate::log::types::{LogConfig, Offset};
 
 /// A segment that is never written again. Its sparse index is not held here: readers
-/// load it on demand through the [`IndexCache`], so memory does not grow with the log.
+/// load it on demand through `Inner::sealed_index`, so memory does not grow with the log.
 #[derive(Debug)]
 pub(crate) struct SealedSegment {
     pub path: PathBuf,
@@ -57,31 +56,39 @@ impl View {
     }
 }
 
-/// Maps of sealed segments, at most `OPEN_MAPS_MAX`, least recently used evicted.
-/// A reader keeps its own clone of a map, so eviction never pulls bytes from under it.
-#[derive(Debug, Default)]
-pub(crate) struct MapCache {
-    entries: Vec<(Offset, Bytes, u64)>,
+/// A small least-recently-used cache of per-segment values, keyed by base offset: the
+/// maps of sealed segments (`OPEN_MAPS_MAX`) and their sparse indexes
+/// (`OPEN_INDEXES_MAX`). Values are cheap clones (`Bytes`, `Arc`), so a reader keeps its
+/// own and eviction never pulls anything from under it.
+#[derive(Debug)]
+pub(crate) struct SegmentLru<T> {
+    entries: Vec<(Offset, T, u64)>,
     clock: u64,
+    capacity: usize,
 }
 
-impl MapCache {
-    pub fn get_or_map(
+impl<T: Clone> SegmentLru<T> {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Vec::new(),
+            clock: 0,
+            capacity,
+        }
+    }
+
+    /// The value for `base`, loading it with `load` when absent.
+    pub fn get_or_load(
         &mut self,
-        segment: &SealedSegment,
-        storage: &dyn Storage,
-    ) -> Result<Bytes, LogError> {
+        base: Offset,
+        load: impl FnOnce() -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
         self.clock += 1;
-        let base = segment.summary.base;
         if let Some(entry) = self.entries.iter_mut().find(|e| e.0 == base) {
             entry.2 = self.clock;
             return Ok(entry.1.clone());
         }
-        let bytes = storage
-            .open_read(&segment.path)
-            .and_then(|f| f.map(segment.summary.bytes))
-            .map_err(|e| LogError::io("map", &segment.path, e))?;
-        if self.entries.len() >= OPEN_MAPS_MAX {
+        let value = load()?;
+        if self.entries.len() >= self.capacity {
             if let Some(oldest) = self
                 .entries
                 .iter()
@@ -92,8 +99,8 @@ impl MapCache {
                 self.entries.swap_remove(oldest);
             }
         }
-        self.entries.push((base, bytes.clone(), self.clock));
-        Ok(bytes)
+        self.entries.push((base, value.clone(), self.clock));
+        Ok(value)
     }
 
     pub fn evict(&mut self, base: Offset) {
@@ -105,57 +112,27 @@ impl MapCache {
     }
 }
 
-/// Sparse indexes of sealed segments, at most `OPEN_INDEXES_MAX`, least recently used
-/// evicted. An index is read from its `.index` file and checked against the segment's
-/// bytes; when the file is missing or doubtful, the segment is scanned instead.
-#[derive(Debug, Default)]
-pub(crate) struct IndexCache {
-    entries: Vec<(Offset, Arc<SegmentSummary>, u64)>,
-    clock: u64,
+/// Maps a sealed segment up to its sealed length.
+pub(crate) fn map_sealed(
+    storage: &dyn Storage,
+    segment: &SealedSegment,
+) -> Result<Bytes, LogError> {
+    storage
+        .open_read(&segment.path)
+        .and_then(|f| f.map(segment.summary.bytes))
+        .map_err(|e| LogError::io("map", &segment.path, e))
 }
 
-impl IndexCache {
-    pub fn get_or_load(
-        &mut self,
-        segment: &SealedSegment,
-        bytes: &[u8],
-        storage: &dyn Storage,
-    ) -> Result<Arc<SegmentSummary>, LogError> {
-        self.clock += 1;
-        let base = segment.summary.base;
-        if let Some(entry) = self.entries.iter_mut().find(|e| e.0 == base) {
-            entry.2 = self.clock;
-            return Ok(Arc::clone(&entry.1));
-        }
-        let summary = Arc::new(load_index(segment, bytes, storage)?);
-        if self.entries.len() >= OPEN_INDEXES_MAX {
-            if let Some(oldest) = self
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, e)| e.2)
-                .map(|(i, _)| i)
-            {
-                self.entries.swap_remove(oldest);
-            }
-        }
-        self.entries.push((base, Arc::clone(&summary), self.clock));
-        Ok(summary)
-    }
-
-    pub fn evict(&mut self, base: Offset) {
-        self.entries.retain(|e| e.0 != base);
-    }
-}
-
+/// A sealed segment's sparse index: from its `.index` file when that agrees with the
+/// segment's `bytes`, else from a scan of them.
 fn load_index(
+    storage: &dyn Storage,
+    dir: &Path,
     segment: &SealedSegment,
     bytes: &[u8],
-    storage: &dyn Storage,
 ) -> Result<SegmentSummary, LogError> {
     let base = segment.summary.base;
-    let index_path = segment.path.with_extension(&INDEX_SUFFIX[1..]);
-    if let Ok(file) = read_to_vec(storage, &index_path) {
+    if let Ok(file) = read_to_vec(storage, &segment::index_path(dir, base)) {
         if let Some(summary) = segment::decode_index(&file, base, bytes) {
             if summary.next == segment.summary.next {
                 return Ok(summary);
@@ -175,8 +152,8 @@ pub(crate) struct Inner {
     pub storage: Arc<dyn Storage>,
     pub config: LogConfig,
     pub view: RwLock<View>,
-    pub maps: Mutex<MapCache>,
-    pub indexes: Mutex<IndexCache>,
+    pub maps: Mutex<SegmentLru<Bytes>>,
+    pub indexes: Mutex<SegmentLru<Arc<SegmentSummary>>>,
     /// Set by the writer when a write could not be undone or an fsync failed.
     pub poisoned: Mutex<Option<String>>,
     /// The next offset, published after each durable group (for tails and long polls).
@@ -201,15 +178,22 @@ impl Inner {
         self.view.read().first_offset()
     }
 
+    /// A sealed segment's map, through the map cache.
+    pub fn sealed_map(&self, segment: &SealedSegment) -> Result<Bytes, LogError> {
+        self.maps
+            .lock()
+            .get_or_load(segment.summary.base, || map_sealed(&*self.storage, segment))
+    }
+
     /// A sealed segment's sparse index, for a reader that holds its mapped `bytes`.
     pub fn sealed_index(
         &self,
         segment: &SealedSegment,
         bytes: &[u8],
     ) -> Result<Arc<SegmentSummary>, LogError> {
-        self.indexes
-            .lock()
-            .get_or_load(segment, bytes, &*self.storage)
+        self.indexes.lock().get_or_load(segment.summary.base, || {
+            load_index(&*self.storage, &self.dir, segment, bytes).map(Arc::new)
+        })
     }
 
     pub fn poison(&self, reason: String) {
