@@ -73,6 +73,19 @@ fn assert_accessible(b: &Browser, page: &str) {
     assert!(problems.is_empty(), "{page}: {problems:#?}");
 }
 
+/// The page is no wider than the window: nothing scrolls sideways.
+#[track_caller]
+fn assert_no_sideways_scroll(b: &Browser) {
+    let overflow = b.js(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+        json!([]),
+    );
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "page scrolls sideways by {overflow}"
+    );
+}
+
 /// Every resource the page loaded, and every API call it made, came from `base`.
 fn assert_same_origin_only(b: &Browser, base: &str) {
     let urls = b.js(
@@ -405,25 +418,11 @@ fn the_dashboard_runs_the_product_end_to_end() {
     b.set_size(390, 844);
     b.click("nav a[data-page=flows]");
     b.wait_for("[data-testid=flows-table]", "orders");
-    let overflow = b.js(
-        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-        json!([]),
-    );
-    assert!(
-        overflow.as_i64().unwrap_or(1) <= 0,
-        "page scrolls sideways by {overflow}"
-    );
+    assert_no_sideways_scroll(&b);
     shot(&b, "08-flows-narrow");
     b.click("nav a[data-page=events]");
     b.wait_for("tr[data-offset='2']", "order.paid");
-    let overflow = b.js(
-        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-        json!([]),
-    );
-    assert!(
-        overflow.as_i64().unwrap_or(1) <= 0,
-        "page scrolls sideways by {overflow}"
-    );
+    assert_no_sideways_scroll(&b);
     shot(&b, "09-events-narrow");
     b.set_size(1280, 800);
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::server::{Server, ADMIN};
+use common::server::{serve_command, Server};
 
 fn setup() -> (
     tempfile::TempDir,
@@ -76,18 +76,7 @@ fn mid_log_corruption_is_refused_with_file_and_byte_and_nothing_is_deleted() {
     let mut bytes = std::fs::read(&seg).expect("read");
     bytes[60] ^= 0x20;
     std::fs::write(&seg, &bytes).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_eventmesh"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-key",
-            ADMIN,
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .output()
-        .expect("run serve");
+    let out = serve_command(&dir).output().expect("run serve");
     assert!(!out.status.success(), "the server refuses corrupt data");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::server::{Client, Server, ADMIN};
+use common::server::{await_listening, serve_args, Client, Server};
 
 fn have(tool: &str) -> bool {
     Command::new(tool)
@@ -41,28 +40,13 @@ fn start_under_strace(
         .arg("-e")
         .arg(format!("inject=fdatasync:error=EIO:when={nth}"))
         .arg(env!("CARGO_BIN_EXE_eventmesh"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-key",
-            ADMIN,
-            "--data-dir",
-        ])
-        .arg(dir)
+        .args(serve_args(dir))
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn strace");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines.next().expect("address line").expect("read");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim().parse().expect("addr");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let addr = await_listening(&mut child);
     (child, addr)
 }
 

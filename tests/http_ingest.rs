@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::server::{Server, ADMIN};
+use common::server::{serve_command, Server, ADMIN};
 use serde_json::{json, Value};
 
 fn wh(flow: &Value) -> String {
@@ -482,18 +482,7 @@ fn sigterm_drains_syncs_and_exits_zero_and_a_second_process_is_refused() {
     for _ in 0..5 {
         assert_eq!(s.send(&wh(&flow), &[("x-api-key", &key)], "{}").status, 200);
     }
-    let second = std::process::Command::new(env!("CARGO_BIN_EXE_eventmesh"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-key",
-            ADMIN,
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .output()
-        .expect("run a second server");
+    let second = serve_command(&dir).output().expect("run a second server");
     assert!(!second.status.success());
     assert!(
         String::from_utf8_lossy(&second.stderr).contains("lock"),

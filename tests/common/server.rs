@@ -1,6 +1,7 @@
 //! Starts the real `eventmesh serve` binary on 127.0.0.1:0 with a temporary data
 //! directory, and speaks plain HTTP/1.1 to it over a TCP socket.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -61,35 +62,14 @@ impl Server {
 
     /// Starts on `dir` (kept by the caller), waiting for the "listening on" line.
     pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eventmesh"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-key",
-                ADMIN,
-                "--data-dir",
-            ])
-            .arg(dir)
+        let mut child = serve_command(dir)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn eventmesh serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the server printed its address before exiting")
-                .expect("read stdout");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.trim().parse().expect("address");
-            }
-        };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let addr = await_listening(&mut child);
         Self {
             child,
             addr,
@@ -200,6 +180,43 @@ impl Server {
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         self.child.wait().expect("wait")
     }
+}
+
+/// The arguments of `eventmesh serve` on an ephemeral port of 127.0.0.1, with the test
+/// admin key and `dir` as data directory.
+pub fn serve_args(dir: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["serve", "--listen", "127.0.0.1:0", "--admin-key", ADMIN]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    args.push("--data-dir".into());
+    args.push(dir.into());
+    args
+}
+
+/// `eventmesh serve` with `serve_args(dir)`.
+pub fn serve_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eventmesh"));
+    command.args(serve_args(dir));
+    command
+}
+
+/// Reads a started server's stdout (piped) until its "listening on" line and returns the
+/// address; then keeps draining stdout so the child never blocks on a full pipe.
+pub fn await_listening(child: &mut Child) -> SocketAddr {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address before exiting")
+            .expect("read stdout");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().parse().expect("address");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    addr
 }
 
 impl Drop for Server {

@@ -38,7 +38,7 @@ export async function render(ctx) {
     try {
       if (flowId === "all") {
         const data = await get(`/analytics?window=${windowId}`);
-        clear(body).append(...workspaceView(data, flows));
+        clear(body).append(...workspaceView(data));
       } else {
         const data = await get(`/flows/${encodeURIComponent(flowId)}/analytics?window=${windowId}`);
         clear(body).append(...flowView(data, win));
@@ -56,19 +56,22 @@ function card(label, value, testid) {
   return h("div.card", h("div.label", label), h("div.value", { "data-testid": testid }, value));
 }
 
-function rejectedTotal(rejected) {
-  return Object.values(rejected || {}).reduce((a, b) => a + b, 0);
-}
-
-function flowView(d, win) {
-  const rejected = rejectedTotal(d.rejected);
-  const cards = h("div.cards",
+/** The cards a flow's and a workspace's summary share: counts and rates. */
+function countCards(d) {
+  const rejected = Object.values(d.rejected || {}).reduce((a, b) => a + b, 0);
+  return [
     card("Received", fmtNum(d.received), "stat-received"),
     card("Accepted", fmtNum(d.accepted), "stat-accepted"),
     card("Duplicates", fmtNum(d.duplicates), "stat-duplicates"),
     card("Rejected", fmtNum(rejected), "stat-rejected"),
     card("Success rate", fmtPct(d.successRate), "stat-success"),
     card("Error rate", fmtPct(d.errorRate), "stat-error"),
+  ];
+}
+
+function flowView(d, win) {
+  const cards = h("div.cards",
+    countCards(d),
     card("Latency p50", fmtMs(d.latencyMs && d.latencyMs.p50), "stat-p50"),
     card("Latency p99", fmtMs(d.latencyMs && d.latencyMs.p99), "stat-p99"));
 
@@ -128,19 +131,11 @@ function volumeSeries(points, minutes) {
   return out;
 }
 
-function workspaceView(d, flows) {
-  const rejected = rejectedTotal(d.rejected);
-  const cards = h("div.cards",
-    card("Received", fmtNum(d.received), "stat-received"),
-    card("Accepted", fmtNum(d.accepted), "stat-accepted"),
-    card("Duplicates", fmtNum(d.duplicates), "stat-duplicates"),
-    card("Rejected", fmtNum(rejected), "stat-rejected"),
-    card("Success rate", fmtPct(d.successRate), "stat-success"),
-    card("Error rate", fmtPct(d.errorRate), "stat-error"));
+function workspaceView(d) {
+  const cards = h("div.cards", countCards(d));
   const rows = (d.flows || []).map((f) => {
-    const name = f.name || (flows.find((x) => x.id === f.flowId || x.id === f.id) || {}).name || f.flowId || f.id;
     return h("tr",
-      h("td", name),
+      h("td", f.name),
       h("td.num", fmtNum(f.received)),
       h("td.num", fmtNum(f.accepted)),
       h("td.num", fmtNum(f.duplicates)),

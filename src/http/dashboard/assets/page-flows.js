@@ -2,7 +2,7 @@
 // webhook URL, delete.
 
 import { del, get, post } from "./api.js";
-import { clear, confirmDialog, copyButton, emptyState, errorBox, field, fmtBytes, fmtSeconds, h, toast } from "./ui.js";
+import { clear, confirmDialog, copyButton, emptyState, field, fmtBytes, fmtSeconds, h, toast, whileBusy } from "./ui.js";
 
 const SCHEMES = ["none", "eventmesh", "github", "stripe", "standard", "shopify", "slack"];
 
@@ -105,18 +105,13 @@ function createForm(ctx, notice, reload) {
         if (maxAge.value) retention.maxAgeSeconds = Number(maxAge.value);
         if (maxBytes.value) retention.maxBytes = Number(maxBytes.value);
         if (Object.keys(retention).length) body.retention = retention;
-        submit.disabled = true;
-        try {
+        await whileBusy(submit, errors, async () => {
           const flow = await post("/flows", body);
           form.reset();
           perSecond.disabled = burst.disabled = false;
           clear(notice).append(created(flow));
           await reload();
-        } catch (err) {
-          errors.append(errorBox(err));
-        } finally {
-          submit.disabled = false;
-        }
+        });
       },
     },
   },

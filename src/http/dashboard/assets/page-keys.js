@@ -1,7 +1,7 @@
 // API keys: create, rotate and revoke. A key's plaintext is shown once, when it is made.
 
 import { del, get, post } from "./api.js";
-import { clear, confirmDialog, copyButton, emptyState, errorBox, field, fmtTime, h, toast } from "./ui.js";
+import { clear, confirmDialog, copyButton, emptyState, errorBox, field, fmtTime, h, toast, whileBusy } from "./ui.js";
 
 export async function render(ctx) {
   const { main } = ctx;
@@ -96,17 +96,12 @@ function createForm(workspaces, notice, reload) {
         const body = { name: name.value.trim(), scopes, env: env.value };
         if (workspace.value) body.workspaceId = workspace.value;
         if (expires.value) body.expiresAt = new Date(expires.value).toISOString();
-        submit.disabled = true;
-        try {
+        await whileBusy(submit, errors, async () => {
           const k = await post("/keys", body);
           form.reset();
           clear(notice).append(shownOnce(`Key ${body.name} created`, k.key));
           await reload();
-        } catch (err) {
-          errors.append(errorBox(err));
-        } finally {
-          submit.disabled = false;
-        }
+        });
       },
     },
   },

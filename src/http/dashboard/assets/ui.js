@@ -69,6 +69,18 @@ export function errorBox(e) {
   return h("div.error-box", { role: "alert" }, `${(e && e.message) || e}${code}`);
 }
 
+/** Runs `work` with `button` disabled; a failure lands in `errors` as an alert. */
+export async function whileBusy(button, errors, work) {
+  button.disabled = true;
+  try {
+    await work();
+  } catch (err) {
+    errors.append(errorBox(err));
+  } finally {
+    button.disabled = false;
+  }
+}
+
 export function emptyState(text) {
   return h("p.empty", text);
 }
