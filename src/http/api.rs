@@ -232,7 +232,9 @@ pub fn create_flow(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Re
     Ok(Reply::json(StatusCode::CREATED, v))
 }
 
-pub fn list_flows(app: &App, caller: &Caller, query: Option<&str>) -> Result<Reply, Reply> {
+/// The workspace a listing covers: a key's own, or the one the admin names with
+/// `workspaceId` (none: all). A workspace key may not read another one.
+pub fn readable_workspace(caller: &Caller, query: Option<&str>) -> Result<Option<String>, Reply> {
     let ws = caller
         .workspace()
         .map(str::to_owned)
@@ -240,6 +242,11 @@ pub fn list_flows(app: &App, caller: &Caller, query: Option<&str>) -> Result<Rep
     if let Some(w) = &ws {
         caller.may_read(w, "workspace")?;
     }
+    Ok(ws)
+}
+
+pub fn list_flows(app: &App, caller: &Caller, query: Option<&str>) -> Result<Reply, Reply> {
+    let ws = readable_workspace(caller, query)?;
     let flows: Vec<Value> = app
         .store
         .flow_records(ws.as_deref())

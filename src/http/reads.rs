@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::http::api::{parse_body, readable_flow, store_reply};
+use crate::http::api::{parse_body, readable_flow, readable_workspace, store_reply};
 use crate::http::app::App;
 use crate::http::auth::{query_param, Caller};
 use crate::http::response::{bad_request, bytes_response, not_found, Body, Reply};
@@ -397,13 +397,7 @@ async fn workspace_analytics(
     query: Option<&str>,
 ) -> Result<Response<Body>, Reply> {
     let window = window_param(query)?;
-    let ws = caller
-        .workspace()
-        .map(str::to_owned)
-        .or_else(|| query_param(query, "workspaceId"));
-    if let Some(w) = &ws {
-        caller.may_read(w, "workspace")?;
-    }
+    let ws = readable_workspace(caller, query)?;
     let flows: Vec<Arc<Flow>> = app
         .store
         .flow_records(ws.as_deref())
