@@ -72,10 +72,11 @@ fn a_cut_at_every_byte_of_the_last_records_recovers_the_whole_prefix() {
         assert_eq!(verdict(dir.path()), expected_verdict, "check at cut {cut}");
         let log = open_dir(dir.path(), LogConfig::default());
         assert_prefix(&log, whole_records);
-        assert_eq!(
-            log.recovery_report().truncated_bytes,
-            (cut - bounds[whole_records as usize]) as u64
-        );
+        // The cut bytes, less trailing zeros (zeros are never a write's last bytes here:
+        // they read as reserved space).
+        let torn = &full[bounds[whole_records as usize]..cut];
+        let written = torn.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        assert_eq!(log.recovery_report().truncated_bytes, written as u64);
         // The log keeps working after the cut: the next append takes the next offset.
         assert_eq!(
             log.append(rec(whole_records)).expect("append").first,
@@ -91,11 +92,34 @@ fn a_cut_at_every_byte_of_the_last_records_recovers_the_whole_prefix() {
 }
 
 #[test]
-fn garbage_or_zero_pages_after_the_last_record_are_cut() {
-    // Proves appended random garbage and zero pages count as a torn tail, and that the
-    // cut bytes are kept in a side file.
+fn zero_pages_after_the_last_record_are_reserved_space_and_dropped() {
+    // Proves zeros after the last record (space the writer reserves ahead) open as a
+    // clean end: nothing reported torn, no side file, the file cut back to its data.
+    let dir = build(20, LogConfig::default());
+    let seg = segments(dir.path()).pop().expect("segment");
+    let mut bytes = fs::read(&seg).expect("read");
+    let clean_len = bytes.len();
+    bytes.resize(clean_len + 8192, 0);
+    fs::write(&seg, &bytes).expect("write");
+    assert_eq!(verdict(dir.path()), Verdict::Clean);
+    let log = open_dir(dir.path(), LogConfig::default());
+    assert_prefix(&log, 20);
+    assert_eq!(log.recovery_report().truncated_bytes, 0);
+    assert_eq!(fs::metadata(&seg).expect("stat").len(), clean_len as u64);
+    let mut side = seg.clone().into_os_string();
+    side.push(".torn");
+    assert!(
+        !Path::new(&side).exists(),
+        "no side file for reserved zeros"
+    );
+    assert_eq!(log.append(rec(20)).expect("append").first, Offset(20));
+}
+
+#[test]
+fn garbage_after_the_last_record_is_cut() {
+    // Proves appended random garbage counts as a torn tail (reserved zeros after it are
+    // not kept), and that the cut bytes are kept in a side file.
     for (name, tail) in [
-        ("zeros", vec![0u8; 8192]),
         (
             "garbage",
             (0..3000u32)

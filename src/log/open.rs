@@ -109,12 +109,20 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path) -> Result<Recovered, Lo
             return Err(corruption_error(&active_path, damage));
         }
         let cut = &bytes[out.summary.bytes as usize..];
-        keep_torn_bytes(storage, &active_path, cut)?;
-        report.truncated_bytes = cut.len() as u64;
+        // Reserved zeros after the torn write are not part of it.
+        let written = cut.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        keep_torn_bytes(storage, &active_path, &cut[..written])?;
+        report.truncated_bytes = written as u64;
         drop(bytes);
         file.truncate(out.summary.bytes)
             .and_then(|()| file.sync_data())
             .map_err(io("truncate torn tail of", &active_path))?;
+    } else if out.summary.bytes < bytes.len() as u64 {
+        // Zeros reserved by the writer: drop them so the file ends at its data again
+        // (the writer reserves afresh). Made durable by the fdatasync below.
+        drop(bytes);
+        file.truncate(out.summary.bytes)
+            .map_err(io("truncate reserved space of", &active_path))?;
     }
     // What the scan read may be only in the page cache (say, after a failed fdatasync and
     // a restart): make it durable before anything new is acknowledged after it.

@@ -7,6 +7,10 @@
 //! - corruption: anything else (a valid frame after the damage, a misplaced frame,
 //!   damage in a sealed segment); recovery refuses it and names file and byte.
 //!
+//! Zeros from the first bad byte to the end of the file are space the writer reserved
+//! ahead of its appends (so that fdatasync need not write the file's new length): the
+//! data ends there, cleanly, in any segment.
+//!
 //! A batch is all or nothing: if the last valid frame says "batch continues", the
 //! scan treats the whole unfinished batch as part of the torn tail.
 
@@ -80,6 +84,11 @@ pub fn scan(bytes: &[u8], base: Offset, is_last: bool, min_ts: i64) -> ScanOutco
                         summary.index.len(),
                     );
                 }
+            }
+            (_, Some(_)) if bytes[pos..].iter().all(|&b| b == 0) => {
+                // Zeros the writer reserved ahead of its appends (see `preallocate`):
+                // the end of the data, not damage.
+                break;
             }
             (found, Some(reason)) => {
                 let misplaced = found.is_ok();
@@ -216,6 +225,26 @@ mod tests {
         assert_eq!(d.kind, DamageKind::TornTail);
         assert_eq!(d.position, first as u64);
         assert_eq!(out.summary.next, Offset(11));
+    }
+
+    #[test]
+    fn reserved_zeros_after_the_last_record_are_a_clean_end() {
+        let mut bytes = segment(3);
+        let len = bytes.len();
+        bytes.resize(len + 4096, 0);
+        for is_last in [true, false] {
+            let out = scan(&bytes, Offset(10), is_last, i64::MIN);
+            assert_eq!(out.damage, None);
+            assert_eq!(out.summary.bytes, len as u64);
+            assert_eq!(out.summary.next, Offset(13));
+        }
+        // A torn record in the reserved space is still a torn tail, cut at its start.
+        bytes[len + 100] = 1;
+        let out = scan(&bytes, Offset(10), true, i64::MIN);
+        assert_eq!(
+            out.damage.map(|d| (d.kind, d.position)),
+            Some((DamageKind::TornTail, len as u64))
+        );
     }
 
     #[test]

@@ -17,16 +17,22 @@ use bytes::Bytes;
 pub use sim::{CrashMode, FaultKind, OpKind, SimStorage};
 pub use std_fs::StdStorage;
 
-/// A file opened for appending. Writes go to its end.
+/// A file opened for appending. Writes go to its logical end, `len()`, which may lie
+/// before the physical end when zeroed space was reserved with `preallocate`.
 pub trait WritableFile: Send + Debug {
-    /// Writes all of `buf` at the end of the file.
+    /// Writes all of `buf` at the logical end of the file.
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Writes zeros from the physical end up to `upto` bytes (no-op if the file is
+    /// already that long). The logical end does not move. Not durable until `sync_data`.
+    fn preallocate(&mut self, upto: u64) -> io::Result<()>;
     /// fdatasync: the data and the length are durable once this returns Ok.
     fn sync_data(&mut self) -> io::Result<()>;
-    /// Cuts the file to `len` bytes; later appends start there.
+    /// Cuts the file to `len` bytes (logical and physical); later appends start there.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
-    /// The length the file has as seen by this handle.
+    /// The logical length: where the next append lands.
     fn len(&self) -> u64;
+    /// The physical length: the logical one plus any zeroed space reserved after it.
+    fn allocated(&self) -> u64;
     /// Whether the file is empty.
     fn is_empty(&self) -> bool {
         self.len() == 0

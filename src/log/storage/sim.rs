@@ -20,6 +20,7 @@ use super::{DirLock, ReadableFile, Storage, WritableFile};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpKind {
     Append,
+    Preallocate,
     SyncData,
     SyncDir,
     Create,
@@ -179,21 +180,25 @@ impl SimStorage {
             let mut data = inode.synced.clone();
             if let CrashMode::Torn { seed } = mode {
                 let mut rng = seed ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d);
-                let unsynced = inode
+                // Unsynced writes run from the first byte where the two differ (past the
+                // synced length for appends, inside reserved zeros for overwrites).
+                let start = inode
                     .data
-                    .get(inode.synced.len()..)
-                    .filter(|_| inode.data.starts_with(&inode.synced))
-                    .unwrap_or(&[]);
+                    .iter()
+                    .zip(&inode.synced)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                let unsynced = inode.data.get(start..).unwrap_or(&[]);
                 if !unsynced.is_empty() {
                     let keep = (splitmix(&mut rng) % (unsynced.len() as u64 + 1)) as usize;
-                    let start = data.len();
-                    data.extend_from_slice(&unsynced[..keep]);
+                    write_at(&mut data, start, &unsynced[..keep]);
+                    let end = start + keep;
                     // Sometimes the last sector of the kept part is zeroed or garbled.
                     let tail = (splitmix(&mut rng) % 512) as usize;
-                    let from = data.len().saturating_sub(tail).max(start);
+                    let from = end.saturating_sub(tail).max(start);
                     match splitmix(&mut rng) % 3 {
-                        0 => data[from..].iter_mut().for_each(|b| *b = 0),
-                        1 => data[from..]
+                        0 => data[from..end].iter_mut().for_each(|b| *b = 0),
+                        1 => data[from..end]
                             .iter_mut()
                             .for_each(|b| *b = splitmix(&mut rng) as u8),
                         _ => {}
@@ -251,38 +256,68 @@ impl SimHandle {
 #[derive(Debug)]
 struct SimWritable {
     handle: SimHandle,
+    /// Logical end: where the next append is written.
     len: u64,
+}
+
+/// Writes `buf` into `data` at `pos`, overwriting and extending as a `pwrite` would.
+fn write_at(data: &mut Vec<u8>, pos: usize, buf: &[u8]) {
+    let end = pos + buf.len();
+    if data.len() < end {
+        data.resize(end, 0);
+    }
+    data[pos..end].copy_from_slice(buf);
+}
+
+impl SimWritable {
+    fn physical(&self) -> u64 {
+        self.handle
+            .with(|st, id| Ok(st.inodes.get(&id).map_or(0, |i| i.data.len() as u64)))
+            .unwrap_or(self.len)
+    }
 }
 
 impl WritableFile for SimWritable {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        let len = self.handle.with(|st, id| {
+        let pos = usize::try_from(self.len).unwrap_or(usize::MAX);
+        self.handle.with(|st, id| {
             let fault = st.op(OpKind::Append);
             let inode = st.inodes.entry(id).or_default();
             match fault {
                 Some(kind) => {
-                    inode.data.extend_from_slice(&buf[..buf.len() / 2]);
+                    write_at(&mut inode.data, pos, &buf[..buf.len() / 2]);
                     Err(kind.error())
                 }
                 None => {
-                    inode.data.extend_from_slice(buf);
-                    Ok(inode.data.len() as u64)
+                    write_at(&mut inode.data, pos, buf);
+                    Ok(())
                 }
             }
-        });
-        match len {
-            Ok(len) => {
-                self.len = len;
-                Ok(())
+        })?;
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    fn preallocate(&mut self, upto: u64) -> io::Result<()> {
+        let upto = usize::try_from(upto).unwrap_or(usize::MAX);
+        self.handle.with(|st, id| {
+            let fault = st.op(OpKind::Preallocate);
+            let inode = st.inodes.entry(id).or_default();
+            if inode.data.len() >= upto {
+                return fault.map_or(Ok(()), |k| Err(k.error()));
             }
-            Err(e) => {
-                self.len = self
-                    .handle
-                    .with(|st, id| Ok(st.inodes.get(&id).map_or(0, |i| i.data.len() as u64)))
-                    .unwrap_or(self.len);
-                Err(e)
+            match fault {
+                Some(kind) => {
+                    let half = inode.data.len() + (upto - inode.data.len()) / 2;
+                    inode.data.resize(half, 0);
+                    Err(kind.error())
+                }
+                None => {
+                    inode.data.resize(upto, 0);
+                    Ok(())
+                }
             }
-        }
+        })
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
@@ -312,6 +347,10 @@ impl WritableFile for SimWritable {
 
     fn len(&self) -> u64 {
         self.len
+    }
+
+    fn allocated(&self) -> u64 {
+        self.physical()
     }
 }
 

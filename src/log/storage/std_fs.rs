@@ -2,7 +2,7 @@
 #![allow(unsafe_code)]
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,20 +18,43 @@ pub struct StdStorage;
 #[derive(Debug)]
 struct StdWritable {
     file: File,
+    /// Logical end: where the next append is written.
     len: u64,
+    /// Physical end: `len` plus reserved zeros.
+    allocated: u64,
 }
+
+/// Zeros written by `preallocate`, a block at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 impl WritableFile for StdWritable {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        // The file is opened in append mode, so the write lands at the end even after truncate.
-        let result = self.file.write_all(buf);
-        if result.is_ok() {
-            self.len += buf.len() as u64;
-        } else {
+        // Positional: the file may hold reserved zeros past the logical end.
+        let result = self.file.write_all_at(buf, self.len);
+        match &result {
+            Ok(()) => {
+                self.len += buf.len() as u64;
+                self.allocated = self.allocated.max(self.len);
+            }
             // A short write may have extended the file; learn its real length.
-            self.len = self.file.metadata().map_or(self.len, |m| m.len());
+            Err(_) => {
+                self.allocated = self.file.metadata().map_or(self.allocated, |m| m.len());
+            }
         }
         result
+    }
+    fn preallocate(&mut self, upto: u64) -> io::Result<()> {
+        while self.allocated < upto {
+            let n = usize::try_from(upto - self.allocated)
+                .unwrap_or(usize::MAX)
+                .min(ZEROS.len());
+            if let Err(e) = self.file.write_all_at(&ZEROS[..n], self.allocated) {
+                self.allocated = self.file.metadata().map_or(self.allocated, |m| m.len());
+                return Err(e);
+            }
+            self.allocated += n as u64;
+        }
+        Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
         self.file.sync_data()
@@ -39,10 +62,14 @@ impl WritableFile for StdWritable {
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len)?;
         self.len = len;
+        self.allocated = len;
         Ok(())
     }
     fn len(&self) -> u64 {
         self.len
+    }
+    fn allocated(&self) -> u64 {
+        self.allocated
     }
 }
 
@@ -115,9 +142,13 @@ impl Storage for StdStorage {
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let file = OpenOptions::new().append(true).open(path)?;
+        let file = OpenOptions::new().write(true).open(path)?;
         let len = file.metadata()?.len();
-        Ok(Box::new(StdWritable { file, len }))
+        Ok(Box::new(StdWritable {
+            file,
+            len,
+            allocated: len,
+        }))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
