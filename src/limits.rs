@@ -30,10 +30,14 @@ pub const WRITER_QUEUE_DEPTH_MAX: usize = 8192;
 pub const INGEST_INFLIGHT_PER_FLOW_MAX: usize = 1024;
 /// Most bytes the writer gathers into one group before it writes and syncs.
 pub const GROUP_COMMIT_BYTES_MAX: usize = 4 * 1024 * 1024;
-/// Zeroed space the writer reserves ahead of the active segment's data, in bytes (capped
-/// at the segment size). Appends then overwrite zeros, so an fdatasync need not also
-/// write the file's new length; one sync per this many bytes pays for the zeros.
+/// Most zeroed space the writer reserves ahead of the active segment's data, in bytes
+/// (capped at the segment size). Appends then overwrite zeros, so an fdatasync need not
+/// also write the file's new length; one sync per this many bytes pays for the zeros.
+/// A small segment reserves as much as it holds (at least `SEGMENT_RESERVE_MIN_BYTES`),
+/// so a quiet partition's reserved space never exceeds its data by much.
 pub const SEGMENT_RESERVE_BYTES: u64 = 1024 * 1024;
+/// Least zeroed space the writer reserves at a time, in bytes (one page).
+pub const SEGMENT_RESERVE_MIN_BYTES: u64 = 4096;
 /// Most records returned by one bounded read.
 pub const READ_RECORDS_MAX: usize = 100_000;
 /// Default segment size at which the active segment is sealed, in bytes.

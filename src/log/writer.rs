@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 
 use crate::error::LogError;
 use crate::limits::{
-    APPEND_BATCH_BYTES_MAX, APPEND_BATCH_RECORDS_MAX, GROUP_COMMIT_BYTES_MAX, SEGMENT_RESERVE_BYTES,
+    APPEND_BATCH_BYTES_MAX, APPEND_BATCH_RECORDS_MAX, GROUP_COMMIT_BYTES_MAX,
+    SEGMENT_RESERVE_BYTES, SEGMENT_RESERVE_MIN_BYTES,
 };
 use crate::log::record::{self, LimitError};
 use crate::log::segment::{self, SegmentSummary};
@@ -319,16 +320,17 @@ impl Writer {
     }
 
     /// Keeps zeroed space reserved after the data: when an append reaches the end of the
-    /// file, writes `SEGMENT_RESERVE_BYTES` of zeros past it (synced with the group).
-    /// Later appends overwrite those zeros without changing the file's length, so their
+    /// file, writes zeros past it (synced with the group): as many bytes as the segment
+    /// holds, between `SEGMENT_RESERVE_MIN_BYTES` and `SEGMENT_RESERVE_BYTES`. Later
+    /// appends overwrite those zeros without changing the file's length, so their
     /// fdatasync writes no inode: about 40% less time and CPU per sync on ext4.
     fn reserve(&mut self) -> std::io::Result<()> {
         let end = self.file.len();
         if end < self.file.allocated() {
             return Ok(());
         }
-        let segment = self.inner.config.segment_bytes;
-        let upto = (end + SEGMENT_RESERVE_BYTES).min(segment.max(end));
+        let ahead = end.clamp(SEGMENT_RESERVE_MIN_BYTES, SEGMENT_RESERVE_BYTES);
+        let upto = (end + ahead).min(self.inner.config.segment_bytes.max(end));
         self.file.preallocate(upto)
     }
 
