@@ -428,7 +428,7 @@ pub async fn playground(app: &App, caller: &Caller, body: &Bytes) -> Result<Repl
     .await;
     Ok(Reply::ok(json!({
         "statusCode": reply.status.as_u16(),
-        "response": reply.body,
+        "response": reply.body_value(),
         "latencyMs": started.elapsed().as_secs_f64() * 1000.0,
     })))
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
@@ -404,7 +404,25 @@ fn slack_challenge(value: &Value) -> Option<String> {
         .flatten()
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+// Header names parsed once: a lookup by `&str` parses the name on every call.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Delivery ids of common senders, in the order they are tried.
+const DELIVERY_ID_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("webhook-id"),
+    HeaderName::from_static("svix-id"),
+    HeaderName::from_static("x-github-delivery"),
+    HeaderName::from_static("x-shopify-webhook-id"),
+];
+const CE_SOURCE: HeaderName = HeaderName::from_static("ce-source");
+const CE_ID: HeaderName = HeaderName::from_static("ce-id");
+/// Event type headers of common senders, in the order they are tried.
+const EVENT_TYPE_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-github-event"),
+    HeaderName::from_static("x-shopify-topic"),
+    HeaderName::from_static("ce-type"),
+];
+
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -433,21 +451,14 @@ fn idempotency_key(
         Some(i) => format!("{k}#{i}"),
         None => k.to_owned(),
     };
-    if let Some(k) = header(headers, "idempotency-key") {
+    if let Some(k) = header(headers, &IDEMPOTENCY_KEY) {
         return (Some(per_element(k)), true);
     }
-    let from_headers = [
-        "webhook-id",
-        "svix-id",
-        "x-github-delivery",
-        "x-shopify-webhook-id",
-    ]
-    .iter()
-    .find_map(|h| header(headers, h));
+    let from_headers = DELIVERY_ID_HEADERS.iter().find_map(|h| header(headers, h));
     if let Some(k) = from_headers {
         return (Some(per_element(k)), false);
     }
-    if let (Some(source), Some(id)) = (header(headers, "ce-source"), header(headers, "ce-id")) {
+    if let (Some(source), Some(id)) = (header(headers, &CE_SOURCE), header(headers, &CE_ID)) {
         return (Some(per_element(&format!("{source} {id}"))), false);
     }
     if let Some(pointer) = &record.dedup_key_pointer {
@@ -476,7 +487,7 @@ fn event_type(value: &Value, headers: &HeaderMap, max: usize) -> String {
                 .map(str::to_owned)
         })
         .or_else(|| {
-            ["x-github-event", "x-shopify-topic", "ce-type"]
+            EVENT_TYPE_HEADERS
                 .iter()
                 .find_map(|h| header(headers, h).map(str::to_owned))
         })
@@ -521,6 +532,22 @@ fn store_error(e: StoreError) -> Reply {
     }
 }
 
+/// One event's answer. Fields in the order `json!` would give (alphabetical), so the
+/// bytes are the same as before this was typed.
+#[derive(serde::Serialize)]
+struct Accepted {
+    duplicate: bool,
+    #[serde(rename = "eventId")]
+    event_id: String,
+    offset: u64,
+    status: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct BatchAccepted {
+    results: Vec<Accepted>,
+}
+
 fn answer(
     app: &App,
     flow: &Flow,
@@ -528,7 +555,7 @@ fn answer(
     batch: bool,
     tally: &mut Tally,
 ) -> Reply {
-    let results: Vec<Value> = outcomes
+    let mut results: Vec<Accepted> = outcomes
         .iter()
         .map(|o| {
             let (offset, duplicate) = match *o {
@@ -546,12 +573,12 @@ fn answer(
                 tally.first_offset = Some(offset.0);
                 tally.event_id = Some(id.clone());
             }
-            json!({
-                "status": if duplicate { "duplicate" } else { "queued" },
-                "eventId": id,
-                "offset": offset.0,
-                "duplicate": duplicate,
-            })
+            Accepted {
+                duplicate,
+                event_id: id,
+                offset: offset.0,
+                status: if duplicate { "duplicate" } else { "queued" },
+            }
         })
         .collect();
     app.metrics.dedup_hits.fetch_add(
@@ -562,9 +589,40 @@ fn answer(
         u64::from(tally.stored),
         std::sync::atomic::Ordering::Relaxed,
     );
-    if batch {
-        Reply::ok(json!({ "results": results }))
-    } else {
-        Reply::ok(results.into_iter().next().unwrap_or(Value::Null))
+    match (batch, results.pop()) {
+        (false, Some(one)) => Reply::ok_serialize(&one),
+        (false, None) => Reply::ok(Value::Null),
+        (true, last) => {
+            results.extend(last);
+            Reply::ok_serialize(&BatchAccepted { results })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_answers_serialise_as_the_value_answers_did() {
+        // The typed hot path must send the same bytes `json!` built, and the playground
+        // must read the same value back.
+        let one = Accepted {
+            duplicate: false,
+            event_id: "evt_ab_5".into(),
+            offset: 5,
+            status: "queued",
+        };
+        let reply = Reply::ok_serialize(&one);
+        let expected =
+            json!({"status": "queued", "eventId": "evt_ab_5", "offset": 5, "duplicate": false});
+        assert_eq!(
+            reply.serialized.as_deref(),
+            Some(serde_json::to_vec(&expected).expect("json").as_slice())
+        );
+        assert_eq!(reply.body_value(), expected);
+        assert_eq!(reply.error_code(), None);
+        let batch = Reply::ok_serialize(&BatchAccepted { results: vec![one] });
+        assert_eq!(batch.body_value(), json!({ "results": [expected] }));
     }
 }

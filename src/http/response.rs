@@ -17,6 +17,9 @@ pub type Body = BoxBody<Bytes, Infallible>;
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    /// The body already serialised, for hot paths that skip building a `Value`; when
+    /// set, `body` is `Null` and this is what is sent.
+    pub serialized: Option<Bytes>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -25,12 +28,36 @@ impl Reply {
         Self {
             status,
             body,
+            serialized: None,
             headers: Vec::new(),
         }
     }
 
     pub fn ok(body: Value) -> Self {
         Self::json(StatusCode::OK, body)
+    }
+
+    /// 200 with a body serialised straight from a typed value (no `Value` tree).
+    pub fn ok_serialize(body: &impl serde::Serialize) -> Self {
+        match serde_json::to_vec(body) {
+            Ok(bytes) => Self {
+                serialized: Some(Bytes::from(bytes)),
+                ..Self::json(StatusCode::OK, Value::Null)
+            },
+            Err(e) => Self::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("cannot serialise the answer: {e}"),
+            ),
+        }
+    }
+
+    /// The body as a JSON value, whichever way it is held.
+    pub fn body_value(&self) -> Value {
+        match &self.serialized {
+            Some(bytes) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
+            None => self.body.clone(),
+        }
     }
 
     /// The contract's error body: `{"error": code, "message": message}`.
@@ -56,14 +83,12 @@ impl Reply {
         if self.status == StatusCode::NO_CONTENT {
             return bytes_response(self.status, "application/json", Bytes::new(), self.headers);
         }
-        // Serialising a Value cannot fail.
-        let bytes = serde_json::to_vec(&self.body).unwrap_or_default();
-        bytes_response(
-            self.status,
-            "application/json",
-            Bytes::from(bytes),
-            self.headers,
-        )
+        let bytes = match self.serialized {
+            Some(bytes) => bytes,
+            // Serialising a Value cannot fail.
+            None => Bytes::from(serde_json::to_vec(&self.body).unwrap_or_default()),
+        };
+        bytes_response(self.status, "application/json", bytes, self.headers)
     }
 }
 
