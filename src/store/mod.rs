@@ -188,6 +188,8 @@ pub struct ConsumerView {
 struct Inner {
     config: StoreConfig,
     secret: Vec<u8>,
+    /// `secret` keyed into HMAC once, for the per-request key checks.
+    hasher: keys::KeyHasher,
     meta: Mutex<Metadata>,
     flows: RwLock<HashMap<String, Arc<Flow>>>,
     webhooks: RwLock<HashMap<String, String>>,
@@ -352,6 +354,7 @@ impl Store {
         let store = Self {
             inner: Arc::new(Inner {
                 config,
+                hasher: keys::KeyHasher::new(&secret),
                 secret,
                 meta: Mutex::new(meta),
                 flows: RwLock::new(flows),
@@ -405,14 +408,14 @@ impl Store {
         if presented.len() > keys::KEY_TEXT_MAX_CHARS {
             return false;
         }
-        let hash = keys::hash_key(&self.inner.secret, presented);
+        let hash = self.inner.hasher.hash(presented);
         keys::hashes_match(&hash, &self.inner.meta.lock().admin_key_hash)
     }
 
     /// Checks a presented API key.
     pub fn authenticate(&self, presented: &str) -> Result<KeyAuth, KeyRefusal> {
         let id = keys::key_id_of(presented).ok_or(KeyRefusal::Unknown)?;
-        let hash = keys::hash_key(&self.inner.secret, presented);
+        let hash = self.inner.hasher.hash(presented);
         let now = self.now_ms();
         let meta = self.inner.meta.lock();
         let record = meta
