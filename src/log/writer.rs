@@ -113,11 +113,8 @@ impl Writer {
         }
         if self.inner.poisoned().is_none() {
             // A clean close leaves the file ending at its data, as a sealed one does.
-            if self.file.allocated() > self.file.len() {
-                let len = self.file.len();
-                if self.file.truncate(len).is_ok() {
-                    self.dirty = true;
-                }
+            if self.cut_reserved().unwrap_or(false) {
+                self.dirty = true;
             }
             if self.dirty {
                 if let Err(e) = self.sync() {
@@ -334,6 +331,16 @@ impl Writer {
         self.file.preallocate(upto)
     }
 
+    /// Cuts the reserved zeros so the file ends at its data (a roll, a clean close).
+    /// Durable only after the next fdatasync; true if there was anything to cut.
+    fn cut_reserved(&mut self) -> std::io::Result<bool> {
+        let len = self.file.len();
+        if self.file.allocated() <= len {
+            return Ok(false);
+        }
+        self.file.truncate(len).map(|()| true)
+    }
+
     fn sync(&mut self) -> Result<(), LogError> {
         let started = Instant::now();
         let result = self
@@ -396,13 +403,13 @@ impl Writer {
         let sealed = self.active.summary.read().clone();
         // A sealed segment ends at its last record: cut the reserved zeros, durably,
         // before the next segment exists.
-        if self.file.allocated() > self.file.len() {
-            let len = self.file.len();
-            if let Err(e) = self.file.truncate(len).and_then(|()| self.file.sync_data()) {
-                let err = LogError::io("truncate reserved space of", &self.active.path, e);
-                inner.poison(err.to_string());
-                return Err(err);
-            }
+        let cut = self
+            .cut_reserved()
+            .and_then(|cut| if cut { self.file.sync_data() } else { Ok(()) });
+        if let Err(e) = cut {
+            let err = LogError::io("truncate reserved space of", &self.active.path, e);
+            inner.poison(err.to_string());
+            return Err(err);
         }
         // The index is derived: if writing it fails, open rebuilds it from the log.
         let _ = write_atomic(

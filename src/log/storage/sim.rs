@@ -269,14 +269,6 @@ fn write_at(data: &mut Vec<u8>, pos: usize, buf: &[u8]) {
     data[pos..end].copy_from_slice(buf);
 }
 
-impl SimWritable {
-    fn physical(&self) -> u64 {
-        self.handle
-            .with(|st, id| Ok(st.inodes.get(&id).map_or(0, |i| i.data.len() as u64)))
-            .unwrap_or(self.len)
-    }
-}
-
 impl WritableFile for SimWritable {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
         let pos = usize::try_from(self.len).unwrap_or(usize::MAX);
@@ -350,7 +342,9 @@ impl WritableFile for SimWritable {
     }
 
     fn allocated(&self) -> u64 {
-        self.physical()
+        self.handle
+            .with(|st, id| Ok(st.inodes.get(&id).map_or(0, |i| i.data.len() as u64)))
+            .unwrap_or(self.len)
     }
 }
 
