@@ -187,8 +187,7 @@ pub struct ConsumerView {
 #[derive(Debug)]
 struct Inner {
     config: StoreConfig,
-    secret: Vec<u8>,
-    /// `secret` keyed into HMAC once, for the per-request key checks.
+    /// The installation secret (`<data>/secret`) keyed into HMAC, for key hashes.
     hasher: keys::KeyHasher,
     meta: Mutex<Metadata>,
     flows: RwLock<HashMap<String, Arc<Flow>>>,
@@ -297,7 +296,7 @@ impl Store {
         let lock = storage
             .lock_dir(&dir)
             .map_err(|e| StoreError::io("lock", &dir, e))?;
-        let secret = load_or_create_secret(&*storage, &dir)?;
+        let hasher = keys::KeyHasher::new(&load_or_create_secret(&*storage, &dir)?);
         let now = config.clock.now_ms();
         let mut generated_admin_key = None;
         let mut meta = match meta::load(&*storage, &dir)? {
@@ -313,7 +312,7 @@ impl Store {
                 };
                 Metadata {
                     version: meta::META_VERSION,
-                    admin_key_hash: keys::hash_key(&secret, &admin),
+                    admin_key_hash: hasher.hash(&admin),
                     workspaces: vec![Workspace {
                         id: ids::DEFAULT_WORKSPACE_ID.into(),
                         name: "default".into(),
@@ -332,7 +331,7 @@ impl Store {
                     keys::ADMIN_KEY_MIN_CHARS
                 )));
             }
-            meta.admin_key_hash = keys::hash_key(&secret, k);
+            meta.admin_key_hash = hasher.hash(k);
         }
         meta::save(&*storage, &dir, &meta)?;
         let flows_dir = dir.join(FLOWS_DIR);
@@ -354,8 +353,7 @@ impl Store {
         let store = Self {
             inner: Arc::new(Inner {
                 config,
-                hasher: keys::KeyHasher::new(&secret),
-                secret,
+                hasher,
                 meta: Mutex::new(meta),
                 flows: RwLock::new(flows),
                 webhooks: RwLock::new(webhooks),
@@ -491,7 +489,7 @@ impl Store {
             name: new.name,
             env,
             scopes,
-            hash: keys::hash_key(&self.inner.secret, &plaintext),
+            hash: self.inner.hasher.hash(&plaintext),
             previous: None,
             expires_at_ms: new.expires_at_ms,
             revoked_at_ms: None,
@@ -521,7 +519,7 @@ impl Store {
         grace_seconds: u64,
     ) -> Result<(ApiKeyRecord, String), StoreError> {
         let now = self.now_ms();
-        let secret = self.inner.secret.clone();
+        let hasher = &self.inner.hasher;
         self.mutate(|m| {
             let record = m
                 .keys
@@ -531,7 +529,7 @@ impl Store {
             let plaintext = keys::rotated_key(record)?;
             let grace_ms = i64::try_from(grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
             record.previous = Some(PreviousKey {
-                hash: std::mem::replace(&mut record.hash, keys::hash_key(&secret, &plaintext)),
+                hash: std::mem::replace(&mut record.hash, hasher.hash(&plaintext)),
                 valid_until_ms: now.saturating_add(grace_ms),
             });
             Ok((record.clone(), plaintext))
