@@ -555,7 +555,7 @@ fn answer(
     batch: bool,
     tally: &mut Tally,
 ) -> Reply {
-    let mut results: Vec<Accepted> = outcomes
+    let results: Vec<Accepted> = outcomes
         .iter()
         .map(|o| {
             let (offset, duplicate) = match *o {
@@ -589,19 +589,19 @@ fn answer(
         u64::from(tally.stored),
         std::sync::atomic::Ordering::Relaxed,
     );
-    match (batch, results.pop()) {
-        (false, Some(one)) => Reply::ok_serialize(&one),
-        (false, None) => Reply::ok(Value::Null),
-        (true, last) => {
-            results.extend(last);
-            Reply::ok_serialize(&BatchAccepted { results })
-        }
+    if batch {
+        return Reply::ok_serialize(&BatchAccepted { results });
+    }
+    match results.into_iter().next() {
+        Some(one) => Reply::ok_serialize(&one),
+        None => Reply::ok(Value::Null),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::response::ReplyBody;
 
     #[test]
     fn typed_answers_serialise_as_the_value_answers_did() {
@@ -617,8 +617,8 @@ mod tests {
         let expected =
             json!({"status": "queued", "eventId": "evt_ab_5", "offset": 5, "duplicate": false});
         assert_eq!(
-            reply.serialized.as_deref(),
-            Some(serde_json::to_vec(&expected).expect("json").as_slice())
+            reply.body,
+            ReplyBody::Serialized(serde_json::to_vec(&expected).expect("json").into())
         );
         assert_eq!(reply.body_value(), expected);
         assert_eq!(reply.error_code(), None);

@@ -16,19 +16,23 @@ pub type Body = BoxBody<Bytes, Infallible>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: StatusCode,
-    pub body: Value,
-    /// The body already serialised, for hot paths that skip building a `Value`; when
-    /// set, `body` is `Null` and this is what is sent.
-    pub serialized: Option<Bytes>,
+    pub body: ReplyBody,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A reply's JSON body: a value, or bytes already serialised from a typed struct (hot
+/// paths that skip building a `Value` tree).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyBody {
+    Value(Value),
+    Serialized(Bytes),
 }
 
 impl Reply {
     pub fn json(status: StatusCode, body: Value) -> Self {
         Self {
             status,
-            body,
-            serialized: None,
+            body: ReplyBody::Value(body),
             headers: Vec::new(),
         }
     }
@@ -41,8 +45,9 @@ impl Reply {
     pub fn ok_serialize(body: &impl serde::Serialize) -> Self {
         match serde_json::to_vec(body) {
             Ok(bytes) => Self {
-                serialized: Some(Bytes::from(bytes)),
-                ..Self::json(StatusCode::OK, Value::Null)
+                status: StatusCode::OK,
+                body: ReplyBody::Serialized(Bytes::from(bytes)),
+                headers: Vec::new(),
             },
             Err(e) => Self::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -54,9 +59,9 @@ impl Reply {
 
     /// The body as a JSON value, whichever way it is held.
     pub fn body_value(&self) -> Value {
-        match &self.serialized {
-            Some(bytes) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
-            None => self.body.clone(),
+        match &self.body {
+            ReplyBody::Value(v) => v.clone(),
+            ReplyBody::Serialized(bytes) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
         }
     }
 
@@ -70,23 +75,31 @@ impl Reply {
         self
     }
 
+    /// The body when held as a value (error bodies always are).
+    fn value(&self) -> Option<&Value> {
+        match &self.body {
+            ReplyBody::Value(v) => Some(v),
+            ReplyBody::Serialized(_) => None,
+        }
+    }
+
     /// The error code, for a non-2xx reply.
     pub fn error_code(&self) -> Option<&str> {
-        self.body.get("error").and_then(Value::as_str)
+        self.value()?.get("error").and_then(Value::as_str)
     }
 
     pub fn message(&self) -> Option<&str> {
-        self.body.get("message").and_then(Value::as_str)
+        self.value()?.get("message").and_then(Value::as_str)
     }
 
     pub fn into_response(self) -> Response<Body> {
         if self.status == StatusCode::NO_CONTENT {
             return bytes_response(self.status, "application/json", Bytes::new(), self.headers);
         }
-        let bytes = match self.serialized {
-            Some(bytes) => bytes,
+        let bytes = match self.body {
+            ReplyBody::Serialized(bytes) => bytes,
             // Serialising a Value cannot fail.
-            None => Bytes::from(serde_json::to_vec(&self.body).unwrap_or_default()),
+            ReplyBody::Value(v) => Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
         };
         bytes_response(self.status, "application/json", bytes, self.headers)
     }
