@@ -8,6 +8,7 @@ use std::sync::Arc;
 use common::store::{event, runtime, ADMIN};
 use eventmesh::log::ManualClock;
 use eventmesh::store::analytics::Window;
+use eventmesh::store::flow::Flow;
 use eventmesh::store::requests::RequestEntry;
 use eventmesh::store::{IngestOutcome, NewFlow, Store, StoreConfig};
 
@@ -35,14 +36,9 @@ fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Store {
     Store::open(config).expect("open")
 }
 
-#[test]
-fn numbers_match_the_sequence_sent_and_survive_restarts() {
-    // Proves received/accepted/duplicates/rejected, rates, types and volume for a known
-    // sequence, and identical numbers after a graceful restart and after an unclean one.
-    let rt = runtime();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let store = open(dir.path(), &clock);
+/// A new store with one flow in it.
+fn open_with_flow(dir: &std::path::Path, clock: &Arc<ManualClock>) -> (Store, Arc<Flow>) {
+    let store = open(dir, clock);
     let (rec, _) = store
         .create_flow(NewFlow {
             name: "a".into(),
@@ -50,6 +46,18 @@ fn numbers_match_the_sequence_sent_and_survive_restarts() {
         })
         .expect("flow");
     let flow = store.flow(&rec.id).expect("flow");
+    (store, flow)
+}
+
+#[test]
+fn numbers_match_the_sequence_sent_and_survive_restarts() {
+    // Proves received/accepted/duplicates/rejected, rates, types and volume for a known
+    // sequence, and identical numbers after a graceful restart and after an unclean one.
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let (store, flow) = open_with_flow(dir.path(), &clock);
+    let flow_id = flow.id.clone();
     rt.block_on(async {
         for i in 0..6u32 {
             let mut ev = event(
@@ -98,7 +106,7 @@ fn numbers_match_the_sequence_sent_and_survive_restarts() {
     drop(flow);
     drop(store);
     let store = open(dir.path(), &clock);
-    let flow = store.flow(&rec.id).expect("flow");
+    let flow = store.flow(&flow_id).expect("flow");
     assert_eq!(
         store.analytics(&flow, Window::Hour).expect("analytics"),
         report
@@ -117,7 +125,7 @@ fn numbers_match_the_sequence_sent_and_survive_restarts() {
     let copy = tempfile::tempdir().expect("tempdir");
     copy_tree(dir.path(), copy.path());
     let store = open(copy.path(), &clock);
-    let flow = store.flow(&rec.id).expect("flow");
+    let flow = store.flow(&flow_id).expect("flow");
     assert_eq!(
         store.analytics(&flow, Window::Hour).expect("analytics"),
         after
@@ -151,14 +159,7 @@ fn request_log_entries_are_read_in_order_across_batches() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let store = open(dir.path(), &clock);
-    let (rec, _) = store
-        .create_flow(NewFlow {
-            name: "r".into(),
-            ..NewFlow::default()
-        })
-        .expect("flow");
-    let flow = store.flow(&rec.id).expect("flow");
+    let (store, flow) = open_with_flow(dir.path(), &clock);
     let total = eventmesh::store::requests::REQUEST_LOG_BATCH_MAX as u32 * 2 + 7;
     for i in 0..total {
         flow.record_request(&entry(200, 1, 0, i)).expect("log");

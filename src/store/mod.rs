@@ -844,11 +844,15 @@ impl Store {
 
     // ---- upkeep ------------------------------------------------------------------
 
+    /// Every open flow, copied out so no lock is held while each one works.
+    fn open_flows(&self) -> Vec<Arc<Flow>> {
+        self.inner.flows.read().values().cloned().collect()
+    }
+
     /// Periodic work: retention, consumer-log compaction, analytics checkpoints, and
     /// deleting the files of deleted flows. Blocking: run it off the async executor.
     pub fn maintenance(&self) -> Result<(), StoreError> {
-        let flows: Vec<Arc<Flow>> = self.inner.flows.read().values().cloned().collect();
-        for flow in flows {
+        for flow in self.open_flows() {
             flow.apply_retention()?;
             flow.consumers.compact_if_large()?;
             flow.checkpoint_analytics()?;
@@ -859,8 +863,7 @@ impl Store {
     /// Brings every flow's analytics up to date. Run it often (every second): each run
     /// then reads only the last moments' records, instead of one long burst of CPU.
     pub fn catch_up_analytics(&self) -> Result<(), StoreError> {
-        let flows: Vec<Arc<Flow>> = self.inner.flows.read().values().cloned().collect();
-        for flow in flows {
+        for flow in self.open_flows() {
             flow.catch_up_analytics()?;
         }
         Ok(())
@@ -869,8 +872,7 @@ impl Store {
     /// Hands every flow's buffered request-log entries to its writer (see
     /// `Flow::flush_requests`). Non-blocking.
     pub fn flush_request_logs(&self) {
-        let flows: Vec<Arc<Flow>> = self.inner.flows.read().values().cloned().collect();
-        for flow in flows {
+        for flow in self.open_flows() {
             if let Err(e) = flow.flush_requests() {
                 tracing::warn!(flow = %flow.id, error = %e, "request log entries dropped");
             }
@@ -879,8 +881,7 @@ impl Store {
 
     /// Syncs every flow and writes the analytics checkpoints (graceful shutdown).
     pub fn sync_all(&self) -> Result<(), StoreError> {
-        let flows: Vec<Arc<Flow>> = self.inner.flows.read().values().cloned().collect();
-        for flow in flows {
+        for flow in self.open_flows() {
             flow.sync()?;
             flow.checkpoint_analytics()?;
         }
