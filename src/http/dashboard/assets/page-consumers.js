@@ -1,17 +1,13 @@
 // Consumers: committed offset and lag per consumer of a flow, and a seek control.
 
 import { get, post } from "./api.js";
-import { clear, emptyState, errorBox, field, flowSelect, fmtNum, fmtTime, h, toast } from "./ui.js";
+import { clear, emptyState, errorBox, field, flowPage, flowSelect, fmtNum, fmtTime, h, toast } from "./ui.js";
 
 export async function render(ctx) {
-  const { main, params } = ctx;
-  const flows = await ctx.refreshFlows();
-  main.append(h("div.page-head", h("h1", "Consumers")));
-  if (!flows.length) {
-    main.append(h("div.panel", emptyState("No flows yet. Consumers read a flow's events; create a flow first.")));
-    return null;
-  }
-  const flow = flows.find((f) => f.id === params.get("flow")) || flows[0];
+  const { main } = ctx;
+  const page = await flowPage(ctx, "Consumers", "No flows yet. Consumers read a flow's events; create a flow first.");
+  if (!page) return null;
+  const { flows, flow } = page;
   const listBox = h("div", { "aria-live": "polite" });
   main.append(
     h("div.panel", h("div.toolbar",

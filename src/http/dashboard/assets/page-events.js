@@ -3,7 +3,7 @@
 // with rejected attempts and their reasons.
 
 import { follow, get } from "./api.js";
-import { clear, emptyState, errorBox, field, flowSelect, fmtMs, fmtTime, h, pretty, statusBadge } from "./ui.js";
+import { clear, emptyState, errorBox, field, flowPage, flowSelect, fmtMs, fmtTime, h, pretty, statusBadge } from "./ui.js";
 
 const PAGE = 50;
 const LIVE_ROWS_MAX = 200;
@@ -11,13 +11,9 @@ const REQUESTS_REFRESH_MS = 3000;
 
 export async function render(ctx) {
   const { main, params } = ctx;
-  const flows = await ctx.refreshFlows();
-  main.append(h("div.page-head", h("h1", "Events")));
-  if (!flows.length) {
-    main.append(h("div.panel", emptyState("No flows yet. Create a flow first; its events show up here.")));
-    return null;
-  }
-  const flow = flows.find((f) => f.id === params.get("flow")) || flows[0];
+  const page = await flowPage(ctx, "Events", "No flows yet. Create a flow first; its events show up here.");
+  if (!page) return null;
+  const { flows, flow } = page;
   const type = params.get("type") || "";
   const from = params.get("from");
   const since = params.get("since");

@@ -2,7 +2,7 @@
 // the status, the response and the latency. The server signs for flows with a scheme.
 
 import { post } from "./api.js";
-import { clear, emptyState, errorBox, field, flowSelect, fmtMs, h, pretty, statusBadge } from "./ui.js";
+import { clear, emptyState, errorBox, field, flowPage, flowSelect, fmtMs, h, pretty, statusBadge } from "./ui.js";
 
 const SAMPLE = {
   event: "order.created",
@@ -10,14 +10,11 @@ const SAMPLE = {
 };
 
 export async function render(ctx) {
-  const { main, params } = ctx;
-  const flows = await ctx.refreshFlows();
-  main.append(h("div.page-head", h("h1", "Playground")));
-  if (!flows.length) {
-    main.append(h("div.panel", emptyState("No flows yet. Create a flow first, then try a webhook here.")));
-    return null;
-  }
-  let flow = flows.find((f) => f.id === params.get("flow")) || flows[0];
+  const { main } = ctx;
+  const page = await flowPage(ctx, "Playground", "No flows yet. Create a flow first, then try a webhook here.");
+  if (!page) return null;
+  const { flows } = page;
+  let { flow } = page;
   const select = flowSelect(flows, flow.id, (id) => {
     flow = flows.find((f) => f.id === id) || flow;
     urlText.textContent = flow.webhookUrl;

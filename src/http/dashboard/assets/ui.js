@@ -177,6 +177,20 @@ export function statusBadge(status) {
   return h(`span.badge.${cls}`, String(status));
 }
 
+/**
+ * The start of a page about one flow: its heading, then either an empty state (no flows
+ * yet: returns null) or `{ flows, flow }`, the flow the URL names or else the first.
+ */
+export async function flowPage(ctx, title, emptyText) {
+  const flows = await ctx.refreshFlows();
+  ctx.main.append(h("div.page-head", h("h1", title)));
+  if (!flows.length) {
+    ctx.main.append(h("div.panel", emptyState(emptyText)));
+    return null;
+  }
+  return { flows, flow: flows.find((f) => f.id === ctx.params.get("flow")) || flows[0] };
+}
+
 /** A <select> of flows; `selected` is a flow id. */
 export function flowSelect(flows, selected, onChange) {
   const sel = h("select", { on: { change: () => onChange(sel.value) } },
