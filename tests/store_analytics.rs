@@ -159,7 +159,7 @@ fn request_log_entries_are_read_in_order_across_batches() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let (store, flow) = open_with_flow(dir.path(), &clock);
+    let (_store, flow) = open_with_flow(dir.path(), &clock);
     let total = eventmesh::store::requests::REQUEST_LOG_BATCH_MAX as u32 * 2 + 7;
     for i in 0..total {
         flow.record_request(&entry(200, 1, 0, i)).expect("log");
