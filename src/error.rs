@@ -24,6 +24,14 @@ pub enum LogError {
         position: u64,
         reason: String,
     },
+    /// A read failed (EIO on a bad sector, say): the file and the byte it failed at.
+    #[error("cannot read {file} at byte {position}: {source}")]
+    Unreadable {
+        file: PathBuf,
+        position: u64,
+        #[source]
+        source: Arc<io::Error>,
+    },
     #[error(transparent)]
     Limit(#[from] LimitError),
     #[error(transparent)]

@@ -3,6 +3,7 @@
 
 mod common;
 
+use eventmesh::log::framing::{GROUP_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use std::path::Path;
 
 use common::{assert_same, open_sim, read_all, rec, tiny};
@@ -127,12 +128,12 @@ fn reserved_zeros_survive_a_crash_and_open_as_a_clean_end() {
     drop(log);
     let seg = Path::new("/p/00000000000000000000.log");
     let bytes = sim.file_bytes(seg).expect("segment");
-    let data: usize = (0..10)
-        .map(|i| eventmesh::log::record::encoded_len(&rec(i)))
-        .sum();
+    // Format v2: a segment header, then one commit group (header + frame) per append.
+    let group = |i| GROUP_HEADER_BYTES + eventmesh::log::record::encoded_len(&rec(i));
+    let data: usize = SEGMENT_HEADER_BYTES + (0..10).map(group).sum::<usize>();
     // The first append found no room and reserved the zeros after itself; the other
     // nine were written into them.
-    let first = eventmesh::log::record::encoded_len(&rec(0)) as u64;
+    let first = (SEGMENT_HEADER_BYTES + group(0)) as u64;
     assert_eq!(
         bytes.len() as u64,
         first + eventmesh::limits::SEGMENT_RESERVE_MIN_BYTES,
@@ -164,10 +165,11 @@ fn a_failed_reservation_is_undone_like_a_failed_write() {
     let err = log.append(rec(0)).expect_err("disk full while reserving");
     assert!(err.to_string().contains("No space left"), "{err}");
     assert!(log.poisoned().is_none());
-    assert_eq!(
-        sim.file_bytes(Path::new("/p/00000000000000000000.log")),
-        Some(Vec::new())
-    );
+    let left = sim
+        .file_bytes(Path::new("/p/00000000000000000000.log"))
+        .expect("segment");
+    assert_eq!(left.len(), SEGMENT_HEADER_BYTES, "only the segment header");
+    assert_eq!(&left[4..8], b"EMS2");
     assert_eq!(log.append(rec(1)).expect("append").first, Offset(0));
     drop(log);
     let report = check_partition(&sim, Path::new("/p")).expect("check");

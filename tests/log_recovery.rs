@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_same, open_dir, read_all, rec, tiny};
 use eventmesh::log::check::{check_partition, Verdict};
+use eventmesh::log::framing::{GROUP_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use eventmesh::log::storage::StdStorage;
 use eventmesh::log::{Log, LogConfig, LogError, Offset};
 
@@ -52,11 +53,13 @@ fn a_cut_at_every_byte_of_the_last_records_recovers_the_whole_prefix() {
     let seg = segments(dir.path()).pop().expect("segment");
     let full = fs::read(&seg).expect("read");
     let bounds: Vec<usize> = {
+        // Format v2: the segment header, then one commit group (its header and the
+        // record's frame) per append.
         let log = open_dir(dir.path(), LogConfig::default());
-        let mut pos = 0;
-        let mut v = vec![0];
+        let mut pos = SEGMENT_HEADER_BYTES;
+        let mut v = vec![pos];
         for r in read_all(&log, Offset(0)) {
-            pos += eventmesh::log::record::encoded_len(&rec(r.offset.0));
+            pos += GROUP_HEADER_BYTES + eventmesh::log::record::encoded_len(&rec(r.offset.0));
             v.push(pos);
         }
         v
@@ -160,7 +163,7 @@ fn a_flipped_byte_in_a_sealed_segment_is_refused_and_nothing_is_deleted() {
     assert!(segs.len() > 3);
     let victim = &segs[1];
     let mut bytes = fs::read(victim).expect("read");
-    bytes[50] ^= 0x01; // inside the first record
+    bytes[100] ^= 0x01; // inside the first record (after the segment and group headers)
     fs::write(victim, &bytes).expect("write");
     // The index still agrees with the file length, so open trusts it; make open scan.
     fs::remove_file(victim.with_extension("index")).expect("remove index");
@@ -172,7 +175,10 @@ fn a_flipped_byte_in_a_sealed_segment_is_refused_and_nothing_is_deleted() {
     match &err {
         LogError::Corruption { file, position, .. } => {
             assert_eq!(file, victim);
-            assert_eq!(*position, 0, "the damaged record starts at byte 0");
+            assert_eq!(
+                *position, SEGMENT_HEADER_BYTES as u64,
+                "the damaged group starts right after the segment header"
+            );
         }
         other => panic!("expected corruption, got {other}"),
     }
@@ -196,7 +202,10 @@ fn corruption_in_a_sealed_segment_is_caught_on_read_when_its_index_is_trusted() 
     assert!(segs.len() >= 2);
     let victim = &segs[0];
     let mut bytes = fs::read(victim).expect("read");
-    bytes[60] ^= 0x80;
+    // 64 bytes in the middle: more than a group header, so a record frame is hit; open
+    // checks the frames at the first and last index entries only.
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 64].iter_mut().for_each(|b| *b ^= 0x80);
     fs::write(victim, &bytes).expect("write");
     let log = open_dir(dir.path(), tiny(16384));
     let err = log

@@ -69,7 +69,44 @@ fn print_partition(p: &PartitionCheck) {
     }
 }
 
+/// For a data directory: each flow in `meta.json` whose directory or logs are missing
+/// (the server quarantines such a flow), as lines to print.
+fn missing_flow_logs(dir: &Path) -> Vec<String> {
+    let Ok(Some(meta)) = crate::store::meta::load(&StdStorage, dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for flow in &meta.flows {
+        for log in ["events", "requests", "consumers"] {
+            let part = dir.join("flows").join(&flow.id).join(log);
+            let has_segment = std::fs::read_dir(&part).is_ok_and(|entries| {
+                entries.filter_map(Result::ok).any(|e| {
+                    segment::parse_name(&e.file_name().to_string_lossy(), SEGMENT_SUFFIX).is_some()
+                })
+            });
+            if !has_segment {
+                out.push(format!(
+                    "flow {} ({:?}) is unavailable: its {log} log {} is missing",
+                    flow.id,
+                    flow.name,
+                    part.display()
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The flow a partition belongs to, from its path (`…/flows/<flowId>/<log>`).
+fn flow_of(part: &Path) -> Option<String> {
+    let flow = part.parent()?;
+    (flow.parent()?.file_name()? == "flows")
+        .then(|| flow.file_name()?.to_str().map(str::to_owned))
+        .flatten()
+}
+
 pub fn run(dir: &Path) -> ExitCode {
+    let missing = missing_flow_logs(dir);
     let partitions = match find_partitions(dir) {
         Ok(p) => p,
         Err(e) => {
@@ -77,7 +114,7 @@ pub fn run(dir: &Path) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    if partitions.is_empty() {
+    if partitions.is_empty() && missing.is_empty() {
         eprintln!(
             "eventmesh check: no partitions found under {}",
             dir.display()
@@ -85,11 +122,22 @@ pub fn run(dir: &Path) -> ExitCode {
         return ExitCode::from(3);
     }
     let mut worst = Verdict::Clean;
+    for line in &missing {
+        println!("CORRUPTION: {line}");
+        worst = Verdict::Corrupt;
+    }
     for part in &partitions {
         match check_partition(&StdStorage, part) {
             Ok(report) => {
                 print_partition(&report);
-                worst = worst.max(report.verdict());
+                let verdict = report.verdict();
+                if let (Verdict::Corrupt, Some(flow)) = (verdict, flow_of(part)) {
+                    println!(
+                        "  flow {flow} is unavailable: the server quarantines it (503 flow_unavailable) until `eventmesh repair {}`",
+                        part.display()
+                    );
+                }
+                worst = worst.max(verdict);
             }
             Err(e) => {
                 eprintln!("eventmesh check: {e}");

@@ -5,6 +5,7 @@ mod bench_http;
 mod check;
 mod client;
 mod ops;
+mod repair;
 mod serve;
 
 use std::path::PathBuf;
@@ -36,6 +37,18 @@ enum Command {
     Check {
         /// A data directory, or one partition's directory.
         dir: PathBuf,
+    },
+    /// Make a damaged partition open again: keep every record before the first damage
+    /// and move everything from there on into side files (`*.aside`) for inspection.
+    ///
+    /// Run it while the server is stopped (it takes the partition's lock), then restart.
+    /// Exit 0: repaired, or nothing to repair. Exit 3: the partition could not be read.
+    Repair {
+        /// One partition's directory, such as <data>/flows/<flowId>/events.
+        dir: PathBuf,
+        /// Report what would be kept and set aside, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Manage flows on a running server.
     Flow {
@@ -121,6 +134,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check { dir } => check::run(&dir),
+        Command::Repair { dir, dry_run } => repair::run(&dir, dry_run),
         Command::Flow { server, cmd } => client_command(ops::flow(&server, cmd)),
         Command::Key { server, cmd } => client_command(ops::key(&server, cmd)),
         Command::Send(args) => client_command(ops::send(args)),

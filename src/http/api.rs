@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::http::app::App;
 use crate::http::auth::{query_param, Caller};
 use crate::http::ingest::{ingest, BodyRead, IngestRequest};
-use crate::http::response::{bad_request, no_content, not_found, Reply};
+use crate::http::response::{bad_request, flow_unavailable, no_content, not_found, Reply};
 use crate::http::signature;
 use crate::rfc3339;
 use crate::store::meta::{
@@ -43,6 +43,7 @@ pub fn store_reply(e: StoreError) -> Reply {
         StoreError::Unavailable(m) => {
             Reply::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
         }
+        StoreError::FlowUnavailable { id, reason } => flow_unavailable(&id, &reason),
         other => {
             tracing::error!(error = %other, "store call failed");
             Reply::error(
@@ -62,6 +63,7 @@ fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 }
 
 pub fn flow_json(app: &App, f: &FlowRecord) -> Value {
+    let unavailable = app.store.flow_unavailable(&f.id);
     json!({
         "id": f.id,
         "workspaceId": f.workspace_id,
@@ -74,6 +76,8 @@ pub fn flow_json(app: &App, f: &FlowRecord) -> Value {
         "retention": f.retention,
         "dedupKeyPointer": f.dedup_key_pointer,
         "createdAt": rfc3339::format_ms(f.created_at_ms),
+        "status": if unavailable.is_some() { "unavailable" } else { "ok" },
+        "unavailableReason": unavailable,
     })
 }
 
@@ -262,7 +266,22 @@ pub fn readable_flow(
     caller: &Caller,
     id: &str,
 ) -> Result<std::sync::Arc<crate::store::Flow>, Reply> {
-    let flow = app.store.flow(id).ok_or_else(|| not_found("flow"))?;
+    let Some(flow) = app.store.flow(id) else {
+        // A quarantined flow answers 503 to whoever may read it, 404 to anyone else.
+        let record = app
+            .store
+            .flow_records(None)
+            .into_iter()
+            .find(|f| f.id == id);
+        let reason = app.store.flow_unavailable(id);
+        return Err(match (record, reason) {
+            (Some(record), Some(reason)) => match caller.may_read(&record.workspace_id, "flow") {
+                Ok(()) => flow_unavailable(id, &reason),
+                Err(reply) => reply,
+            },
+            _ => not_found("flow"),
+        });
+    };
     let ws = flow.record.read().workspace_id.clone();
     caller.may_read(&ws, "flow")?;
     Ok(flow)
@@ -369,11 +388,14 @@ pub async fn playground(app: &App, caller: &Caller, body: &Bytes) -> Result<Repl
     let webhook_id = webhook_id_of(&b.webhook_url)
         .ok_or_else(|| bad_request("webhookUrl must contain /webhooks/<id>"))?;
     let flow = app.store.flow_by_webhook(webhook_id).ok_or_else(|| {
-        Reply::error(
-            StatusCode::NOT_FOUND,
-            "webhook_not_found",
-            "no flow has this webhook",
-        )
+        match app.store.unavailable_by_webhook(webhook_id) {
+            Some((id, reason)) => flow_unavailable(&id, &reason),
+            None => Reply::error(
+                StatusCode::NOT_FOUND,
+                "webhook_not_found",
+                "no flow has this webhook",
+            ),
+        }
     })?;
     let record = flow.record.read().clone();
     caller.may_test(&record.workspace_id)?;

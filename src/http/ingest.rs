@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::error::LogError;
 use crate::http::app::App;
 use crate::http::auth::presented_key;
-use crate::http::response::Reply;
+use crate::http::response::{flow_unavailable, Reply};
 use crate::http::signature;
 use crate::limits::RECORD_KEY_BYTES_MAX;
 use crate::store::event::event_id;
@@ -68,11 +68,15 @@ pub async fn ingest(app: &App, req: IngestRequest<'_>) -> Reply {
         .then(|| app.store.flow_by_webhook(req.webhook_id))
         .flatten();
     let Some(flow) = flow else {
-        let reply = reject(
-            StatusCode::NOT_FOUND,
-            "webhook_not_found",
-            "no flow has this webhook",
-        );
+        let reply = match app.store.unavailable_by_webhook(req.webhook_id) {
+            // Quarantined: nothing is stored, and the sender should retry later.
+            Some((id, reason)) => flow_unavailable(&id, &reason),
+            None => reject(
+                StatusCode::NOT_FOUND,
+                "webhook_not_found",
+                "no flow has this webhook",
+            ),
+        };
         note(app, &reply, &req);
         return reply;
     };
@@ -174,9 +178,17 @@ async fn checked(
                 format!("the idempotency key is longer than {RECORD_KEY_BYTES_MAX} bytes"),
             ));
         }
+        let event_type = event_type(&value, req.headers, app.limits.event_type_bytes_max);
+        // Hygiene only (the log's format is safe against any bytes): no control
+        // characters in the two strings that name an event.
+        if key.as_deref().is_some_and(has_control) || has_control(&event_type) {
+            return Err(invalid_payload(
+                "event types and idempotency keys may not hold control characters (U+0000-U+001F, U+007F)",
+            ));
+        }
         events.push(EventInput {
             payload: raw,
-            event_type: event_type(&value, req.headers, app.limits.event_type_bytes_max),
+            event_type,
             idempotency_key: key,
             strict_key: strict,
             verified,
@@ -474,6 +486,11 @@ fn idempotency_key(
     (None, false)
 }
 
+/// Whether `s` holds a C0 control character or DEL.
+fn has_control(s: &str) -> bool {
+    s.chars().any(|c| c <= '\u{1f}' || c == '\u{7f}')
+}
+
 /// The event type: body `event`, body `type`, `X-GitHub-Event`, `X-Shopify-Topic`,
 /// `ce-type`, else `unknown`; cut to `max` bytes.
 fn event_type(value: &Value, headers: &HeaderMap, max: usize) -> String {
@@ -515,6 +532,7 @@ fn store_error(e: StoreError) -> Reply {
             "the flow's write queue is full; retry shortly",
         )
         .with_header(RETRY_AFTER, HeaderValue::from_static("1")),
+        StoreError::FlowUnavailable { id, reason } => flow_unavailable(&id, &reason),
         StoreError::Log(LogError::Poisoned { .. } | LogError::Closed)
         | StoreError::Unavailable(_) => reject(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -15,6 +15,16 @@ pub const LATENCY_BUCKETS_S: [f64; 12] = [
 #[derive(Debug)]
 struct StatusCounts([AtomicU64; 500]);
 
+/// The store's gauges for one `/metrics` answer.
+#[derive(Debug, Clone, Default)]
+pub struct StoreGauges {
+    pub flows: usize,
+    pub dedup_keys: u64,
+    pub flows_unavailable: usize,
+    /// Poisoned logs of open flows, by kind (`events`, `requests`, `consumers`).
+    pub logs_poisoned: Vec<(&'static str, usize)>,
+}
+
 impl Default for StatusCounts {
     fn default() -> Self {
         Self(std::array::from_fn(|_| AtomicU64::new(0)))
@@ -55,7 +65,13 @@ impl Metrics {
     }
 
     /// The exposition text, with the engine's counters summed over every flow.
-    pub fn render(&self, engine: &WriterStats, flows: usize, dedup_keys: u64) -> String {
+    pub fn render(&self, engine: &WriterStats, store: &StoreGauges) -> String {
+        let StoreGauges {
+            flows,
+            dedup_keys,
+            flows_unavailable,
+            ref logs_poisoned,
+        } = *store;
         let mut out = String::new();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -183,6 +199,20 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE eventmesh_dedup_keys gauge");
         let _ = writeln!(out, "eventmesh_dedup_keys {dedup_keys}");
+        let _ = writeln!(
+            out,
+            "# HELP eventmesh_flows_unavailable Flows quarantined because their logs could not be opened."
+        );
+        let _ = writeln!(out, "# TYPE eventmesh_flows_unavailable gauge");
+        let _ = writeln!(out, "eventmesh_flows_unavailable {flows_unavailable}");
+        let _ = writeln!(
+            out,
+            "# HELP eventmesh_logs_poisoned Logs of open flows that refuse appends until restart, by kind."
+        );
+        let _ = writeln!(out, "# TYPE eventmesh_logs_poisoned gauge");
+        for (log, n) in logs_poisoned {
+            let _ = writeln!(out, "eventmesh_logs_poisoned{{log=\"{log}\"}} {n}");
+        }
         out
     }
 }

@@ -137,6 +137,18 @@ pub fn not_found(what: &str) -> Reply {
     )
 }
 
+/// 503 for a quarantined flow: its logs could not be opened. `reason` names the file
+/// and the byte position.
+pub fn flow_unavailable(id: &str, reason: &str) -> Reply {
+    Reply::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "flow_unavailable",
+        format!(
+            "flow {id} is unavailable: {reason}. Every other flow serves; see `eventmesh check` and `eventmesh repair`"
+        ),
+    )
+}
+
 pub fn bad_request(message: impl Into<String>) -> Reply {
     Reply::error(StatusCode::BAD_REQUEST, "invalid_request", message)
 }

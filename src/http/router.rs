@@ -13,6 +13,7 @@ use crate::http::app::App;
 use crate::http::auth::{api_caller, Caller};
 use crate::http::dashboard;
 use crate::http::ingest::{ingest, BodyRead, IngestRequest};
+use crate::http::metrics::StoreGauges;
 use crate::http::reads;
 use crate::http::response::{bytes_response, not_found, Body, Reply};
 use crate::log::WriterStats;
@@ -273,33 +274,65 @@ fn readyz(app: &App) -> Reply {
             "shutting down",
         );
     }
-    let poisoned = app
-        .store
-        .flow_records(None)
-        .iter()
-        .filter_map(|f| app.store.flow(&f.id))
-        .any(|f| f.events().poisoned().is_some());
-    if poisoned {
-        return Reply::error(
+    // One damaged flow never makes the node unready: it is listed, and /readyz stays
+    // 200 while any flow can take events. Only when none can is the node unready.
+    let flows = app.store.flow_records(None);
+    let unavailable = app.store.unavailable_flows();
+    let poisoned = app.store.poisoned_logs();
+    let writable = flows.iter().any(|f| {
+        app.store
+            .flow(&f.id)
+            .is_some_and(|flow| flow.events().poisoned().is_none())
+    });
+    let listed = json!({
+        "unavailableFlows": unavailable
+            .iter()
+            .map(|(id, reason)| json!({"id": id, "reason": reason}))
+            .collect::<Vec<_>>(),
+        "poisonedLogs": poisoned
+            .iter()
+            .map(|(id, log, reason)| json!({"flowId": id, "log": log, "reason": reason}))
+            .collect::<Vec<_>>(),
+    });
+    let (status, mut body) = if !flows.is_empty() && !writable {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "read-only: a flow's storage failed; restart to recover",
-        );
+            json!({
+                "error": "unavailable",
+                "message": "read-only: no flow can take events (storage failed or damaged); restart to recover",
+            }),
+        )
+    } else if unavailable.is_empty() && poisoned.is_empty() {
+        (StatusCode::OK, json!({"status": "ready"}))
+    } else {
+        (StatusCode::OK, json!({"status": "degraded"}))
+    };
+    if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), listed) {
+        obj.extend(more);
     }
-    Reply::ok(json!({"status": "ready"}))
+    Reply::json(status, body)
 }
 
 fn metrics(app: &App) -> Response<Body> {
     let mut engine = WriterStats::default();
-    let mut dedup_keys = 0u64;
     let records = app.store.flow_records(None);
+    let mut gauges = StoreGauges {
+        flows: records.len(),
+        flows_unavailable: app.store.unavailable_flows().len(),
+        ..StoreGauges::default()
+    };
     for f in &records {
         if let Some(flow) = app.store.flow(&f.id) {
             engine.add(&flow.events().writer_stats());
-            dedup_keys += flow.dedup_stats().0 as u64;
+            gauges.dedup_keys += flow.dedup_stats().0 as u64;
         }
     }
-    let text = app.metrics.render(&engine, records.len(), dedup_keys);
+    let poisoned = app.store.poisoned_logs();
+    gauges.logs_poisoned = ["events", "requests", "consumers"]
+        .into_iter()
+        .map(|kind| (kind, poisoned.iter().filter(|p| p.1 == kind).count()))
+        .collect();
+    let text = app.metrics.render(&engine, &gauges);
     bytes_response(
         StatusCode::OK,
         "text/plain; version=0.0.4",

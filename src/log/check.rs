@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::LogError;
-use crate::log::open::segment_bases;
+use crate::log::open::{read_whole, segment_bases};
 use crate::log::recovery::{self, Damage, DamageKind};
 use crate::log::segment;
 use crate::log::storage::{read_to_vec, Storage};
@@ -96,14 +96,19 @@ pub fn check_partition(storage: &dyn Storage, dir: &Path) -> Result<PartitionChe
                 ));
             }
         }
-        let bytes = read_to_vec(storage, &file).map_err(|e| LogError::io("read", &file, e))?;
-        let scan = recovery::scan(&bytes, base, is_last, prev.map_or(i64::MIN, |p| p.1));
+        let bytes = read_whole(storage, &file)?;
+        let scan = recovery::scan(&bytes, base, is_last);
         let index = if is_last {
             IndexState::Active
         } else {
             match read_to_vec(storage, &segment::index_path(dir, base)) {
                 Err(_) => IndexState::Missing,
-                Ok(ix) => match segment::decode_index(&ix, base, &bytes) {
+                Ok(ix) => match segment::decode_index(
+                    &ix,
+                    base,
+                    bytes.len() as u64,
+                    &segment::frame_in(&bytes),
+                ) {
                     Some(summary) if summary == scan.summary => IndexState::Valid,
                     _ => IndexState::Doubtful,
                 },

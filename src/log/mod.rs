@@ -6,10 +6,12 @@
 //! access goes through `storage::Storage`.
 
 pub mod check;
+pub mod framing;
 mod open;
 mod reader;
 pub mod record;
 pub mod recovery;
+pub mod repair;
 pub mod segment;
 mod shared;
 pub mod stats;
@@ -97,21 +99,57 @@ impl Log {
         Self::open_with(dir, config, Arc::new(StdStorage))
     }
 
-    /// Opens (or creates) the partition in `dir` on `storage`, running recovery.
+    /// Opens (or creates) the partition in `dir` on `storage`, running recovery. A new
+    /// directory is made durable in its parent before anything is written in it.
     pub fn open_with(
         dir: impl Into<PathBuf>,
         config: LogConfig,
         storage: Arc<dyn Storage>,
     ) -> Result<Self, LogError> {
+        Self::open_inner(dir.into(), config, storage, false)
+    }
+
+    /// Opens a partition that must already exist: a missing directory, or one with no
+    /// segment file, is reported as damage (`Corruption`), never created afresh.
+    pub fn open_existing_with(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Self, LogError> {
+        Self::open_inner(dir.into(), config, storage, true)
+    }
+
+    fn open_inner(
+        dir: PathBuf,
+        config: LogConfig,
+        storage: Arc<dyn Storage>,
+        must_exist: bool,
+    ) -> Result<Self, LogError> {
         config.validate()?;
-        let dir = dir.into();
-        storage
-            .create_dir_all(&dir)
-            .map_err(|e| LogError::io("create directory", &dir, e))?;
+        if must_exist {
+            if !storage.exists(&dir) {
+                return Err(LogError::Corruption {
+                    file: dir,
+                    position: 0,
+                    reason: "the partition directory is missing".into(),
+                });
+            }
+        } else if !storage.exists(&dir) {
+            storage
+                .create_dir_all(&dir)
+                .map_err(|e| LogError::io("create directory", &dir, e))?;
+            let parent = match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            storage
+                .sync_dir(parent)
+                .map_err(|e| LogError::io("fsync directory", parent, e))?;
+        }
         let lock = storage
             .lock_dir(&dir)
             .map_err(|e| LogError::io("lock", &dir, e))?;
-        let recovered = open::recover(&*storage, &dir)?;
+        let recovered = open::recover(&*storage, &dir, &config, must_exist)?;
         let reader = storage
             .open_read(&recovered.active_path)
             .map_err(|e| LogError::io("open", &recovered.active_path, e))?;
@@ -134,12 +172,20 @@ impl Log {
             indexes: Mutex::new(SegmentLru::new(OPEN_INDEXES_MAX)),
             poisoned: Mutex::new(None),
             next_tx,
+            durable_next: std::sync::atomic::AtomicU64::new(recovered.active.next.0),
+            torn: Mutex::new(recovered.torn),
             retention: Mutex::new(()),
             counters: stats::WriterCounters::default(),
             _lock: lock,
         });
         let (tx, rx) = crossbeam_channel::bounded(WRITER_QUEUE_DEPTH_MAX);
-        let writer = Writer::new(Arc::clone(&inner), rx, recovered.file, active);
+        let writer = Writer::new(
+            Arc::clone(&inner),
+            rx,
+            recovered.file,
+            active,
+            recovered.start,
+        );
         let handle = std::thread::Builder::new()
             .name("eventmesh-log-writer".into())
             .spawn(move || writer.run())
@@ -326,6 +372,16 @@ impl Log {
         self.inner.next_offset()
     }
 
+    /// One past the last record known durable: `next_offset` under `--fsync always`,
+    /// possibly behind it under `interval` and `never` until the next fdatasync.
+    pub fn durable_next_offset(&self) -> Offset {
+        Offset(
+            self.inner
+                .durable_next
+                .load(std::sync::atomic::Ordering::Acquire),
+        )
+    }
+
     /// Watches the next offset: changes after each durable group (for tails and long polls).
     pub fn subscribe(&self) -> watch::Receiver<Offset> {
         self.inner.next_tx.subscribe()
@@ -357,20 +413,39 @@ impl Log {
     /// The active segment is never deleted. Readers already holding a deleted segment
     /// keep reading it; new reads below the new first offset get `OffsetOutOfRange`.
     pub fn apply_retention(&self, retention: Retention) -> Result<RetentionReport, LogError> {
+        let now = self.inner.config.clock.now_ms();
+        self.delete_front_while(|total, oldest| {
+            retention.max_bytes.is_some_and(|max| total > max)
+                || retention
+                    .max_age_ms
+                    .is_some_and(|age| oldest.last_ts < now.saturating_sub(age))
+        })
+    }
+
+    /// Deletes the sealed segments that hold only records before `offset`, oldest
+    /// first, as retention does (a compaction that superseded them).
+    pub fn delete_before(&self, offset: Offset) -> Result<RetentionReport, LogError> {
+        self.delete_front_while(|_, oldest| oldest.next <= offset)
+    }
+
+    /// Deletes the oldest sealed segment while `due(total bytes, its summary)` says so.
+    fn delete_front_while(
+        &self,
+        due: impl Fn(u64, &segment::SegmentSummary) -> bool,
+    ) -> Result<RetentionReport, LogError> {
         let _serial = self.inner.retention.lock();
         let mut report = RetentionReport::default();
-        let now = self.inner.config.clock.now_ms();
         loop {
             let victim: Option<Arc<SealedSegment>> = {
                 let mut view = self.inner.view.write();
+                let side: u64 = self.inner.torn.lock().values().sum();
                 let total: u64 = view.sealed.iter().map(|s| s.summary.bytes).sum::<u64>()
-                    + view.active.summary.read().bytes;
-                let due = view.sealed.first().is_some_and(|oldest| {
-                    retention.max_bytes.is_some_and(|max| total > max)
-                        || retention
-                            .max_age_ms
-                            .is_some_and(|age| oldest.summary.last_ts < now.saturating_sub(age))
-                });
+                    + view.active.summary.read().bytes
+                    + side;
+                let due = view
+                    .sealed
+                    .first()
+                    .is_some_and(|oldest| due(total, &oldest.summary));
                 due.then(|| view.sealed.remove(0))
             };
             let Some(seg) = victim else { break };
@@ -389,6 +464,16 @@ impl Log {
                 storage
                     .remove(&index)
                     .map_err(|e| LogError::io("remove", &index, e))?;
+            }
+            // What recovery once cut from this segment goes with it.
+            if self.inner.torn.lock().remove(&seg.summary.base).is_some() {
+                let side = segment::torn_path(&self.inner.dir, seg.summary.base);
+                match storage.remove(&side) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(LogError::io("remove", &side, e));
+                    }
+                    _ => {}
+                }
             }
             storage
                 .sync_dir(&self.inner.dir)

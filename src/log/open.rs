@@ -1,14 +1,24 @@
 //! Opening a partition directory: find the segments, trust or rebuild each sealed
-//! segment's index, scan the last segment, cut a torn tail, refuse corruption.
+//! segment's index, scan the last segment, cut a torn tail, refuse corruption. Also
+//! the one way a segment file comes to exist (`create_segment`).
+//!
+//! Recovery reads with `pread`, never through a map, so an unreadable sector is an
+//! error naming the file and byte (`LogError::Unreadable`), not a SIGBUS.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::LogError;
-use crate::log::recovery::{self, corruption_error, DamageKind};
+use crate::log::framing::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::log::record::{self, FRAME_HEADER_BYTES};
+use crate::log::recovery::{self, corruption_error, DamageKind, SegmentFormat};
 use crate::log::segment::{self, SegmentSummary, INDEX_SUFFIX, SEGMENT_SUFFIX};
 use crate::log::shared::SealedSegment;
-use crate::log::storage::{read_to_vec, write_atomic, Storage, WritableFile};
-use crate::log::types::Offset;
+use crate::log::storage::{
+    read_full, read_to_vec, write_atomic, ReadableFile, Storage, WritableFile,
+};
+use crate::log::types::{LogConfig, Offset};
+use crate::log::writer::WriterStart;
 
 /// What opening found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,6 +30,9 @@ pub struct RecoveryReport {
     pub indexes_rebuilt: usize,
     /// Bytes read by scans (the last segment, plus any rebuilt segment).
     pub scanned_bytes: u64,
+    /// Segments whose first record is older than the segment before's last: accepted
+    /// (a clock stepped back before times were carried across rolls), and logged.
+    pub time_regressions: usize,
 }
 
 pub(crate) struct Recovered {
@@ -27,6 +40,9 @@ pub(crate) struct Recovered {
     pub active_path: PathBuf,
     pub active: SegmentSummary,
     pub file: Box<dyn WritableFile>,
+    pub start: WriterStart,
+    /// Sizes of the `.torn` side files, by segment base.
+    pub torn: std::collections::BTreeMap<Offset, u64>,
     pub report: RecoveryReport,
 }
 
@@ -65,42 +81,171 @@ pub(crate) fn segment_bases(
     Ok(bases)
 }
 
-pub(crate) fn recover(storage: &dyn Storage, dir: &Path) -> Result<Recovered, LogError> {
+/// A segment just created with its header, durably.
+pub(crate) struct NewSegment {
+    pub path: PathBuf,
+    pub file: Box<dyn WritableFile>,
+    pub reader: Arc<dyn ReadableFile>,
+    pub header: SegmentHeader,
+}
+
+/// Creates segment `base` (format v2) durably: create, write its header, fdatasync,
+/// fsync the directory (unless `sync_dir` is false: a deliberate bug for the tests),
+/// open it for reading. If anything fails once the file exists, the file is removed
+/// and the directory fsynced, so no stray segment can block a later open. The error's
+/// flag says that even that failed: the caller must poison the log.
+pub(crate) fn create_segment(
+    storage: &dyn Storage,
+    dir: &Path,
+    base: Offset,
+    ts_floor: i64,
+    config: &LogConfig,
+    sync_dir: bool,
+) -> Result<NewSegment, (LogError, bool)> {
+    let path = segment::segment_path(dir, base);
+    let salt = framing::new_salt(config.salt_seed, base)
+        .map_err(|e| (LogError::io("make a salt for", &path, e), false))?;
+    let header = SegmentHeader {
+        base,
+        salt,
+        ts_floor,
+    };
+    let mut file = storage
+        .create(&path)
+        .map_err(|e| (LogError::io("create", &path, e), false))?;
+    let made = file
+        .append(&header.encode())
+        .and_then(|()| file.sync_data())
+        .map_err(|e| LogError::io("write header of", &path, e))
+        .and_then(|()| match sync_dir {
+            true => storage
+                .sync_dir(dir)
+                .map_err(|e| LogError::io("fsync directory", dir, e)),
+            false => Ok(()),
+        })
+        .and_then(|()| {
+            storage
+                .open_read(&path)
+                .map_err(|e| LogError::io("open", &path, e))
+        });
+    match made {
+        Ok(reader) => Ok(NewSegment {
+            path,
+            file,
+            reader,
+            header,
+        }),
+        Err(err) => {
+            drop(file);
+            let cleaned = storage
+                .remove(&path)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                })
+                .and_then(|()| storage.sync_dir(dir));
+            Err((err, cleaned.is_err()))
+        }
+    }
+}
+
+/// Reads a whole file with positioned reads (never a map), so that an unreadable
+/// sector is an error naming the file and the byte, not a SIGBUS.
+pub(crate) fn read_whole(storage: &dyn Storage, path: &Path) -> Result<Vec<u8>, LogError> {
+    let file = storage.open_read(path).map_err(io("open", path))?;
+    let len = file.len().map_err(io("stat", path))?;
+    let len = usize::try_from(len).map_err(|_| LogError::Corruption {
+        file: path.to_path_buf(),
+        position: 0,
+        reason: format!("file of {len} bytes is too large"),
+    })?;
+    let mut buf = vec![0u8; len];
+    let mut done = 0usize;
+    while done < len {
+        let end = (done + READ_CHUNK).min(len);
+        let n = file
+            .read_at(done as u64, &mut buf[done..end])
+            .map_err(|e| LogError::Unreadable {
+                file: path.to_path_buf(),
+                position: done as u64,
+                source: Arc::new(e),
+            })?;
+        if n == 0 {
+            buf.truncate(done);
+            break;
+        }
+        done += n;
+    }
+    Ok(buf)
+}
+
+const READ_CHUNK: usize = 1 << 20;
+
+/// The offset and time of the frame at `pos` of `file`, read with `pread`.
+fn frame_at_file(file: &dyn ReadableFile, pos: u64) -> Option<(Offset, i64)> {
+    let mut head = [0u8; FRAME_HEADER_BYTES];
+    if read_full(file, pos, &mut head).ok()? < FRAME_HEADER_BYTES {
+        return None;
+    }
+    let len = record::peek_frame_len(&head).ok()?;
+    let mut frame = vec![0u8; len];
+    if read_full(file, pos, &mut frame).ok()? < len {
+        return None;
+    }
+    let (view, _) = record::decode(&frame).ok()?;
+    Some((view.offset, view.timestamp_ms))
+}
+
+/// Recovers the partition in `dir`. With `must_exist`, a partition with no segment
+/// file at all is damage (its files went missing), never a new, empty partition.
+pub(crate) fn recover(
+    storage: &dyn Storage,
+    dir: &Path,
+    config: &LogConfig,
+    must_exist: bool,
+) -> Result<Recovered, LogError> {
     let bases = segment_bases(storage, dir, true)?;
     let mut report = RecoveryReport::default();
     let Some((&last_base, sealed_bases)) = bases.split_last() else {
-        let path = segment::segment_path(dir, Offset(0));
-        let file = storage.create(&path).map_err(io("create", &path))?;
-        storage.sync_dir(dir).map_err(io("fsync directory", dir))?;
+        if must_exist {
+            return Err(LogError::Corruption {
+                file: dir.to_path_buf(),
+                position: 0,
+                reason: "the partition has no segment files: they went missing".into(),
+            });
+        }
+        let seg =
+            create_segment(storage, dir, Offset(0), i64::MIN, config, true).map_err(|(e, _)| e)?;
         report.segments = 1;
         return Ok(Recovered {
             sealed: Vec::new(),
-            active_path: path,
-            active: SegmentSummary::empty(Offset(0)),
-            file,
+            active_path: seg.path,
+            active: SegmentSummary::fresh(Offset(0)),
+            file: seg.file,
+            start: WriterStart {
+                salt: seg.header.salt,
+                synced_len: SEGMENT_HEADER_BYTES as u64,
+                last_ts: i64::MIN,
+            },
+            torn: Default::default(),
             report,
         });
     };
-    let mut sealed: Vec<SealedSegment> = Vec::with_capacity(sealed_bases.len());
+    let mut sealed: Vec<SealedSegment> = Vec::with_capacity(sealed_bases.len() + 1);
     let mut prev: Option<(Offset, i64)> = None;
     for &base in sealed_bases {
         check_contiguous(dir, base, prev)?;
         let path = segment::segment_path(dir, base);
-        let summary = load_sealed(
-            storage,
-            dir,
-            base,
-            prev.map_or(i64::MIN, |p| p.1),
-            &mut report,
-        )?;
+        let summary = load_sealed(storage, dir, base, &mut report)?;
+        note_time_order(&path, prev, &summary, &mut report);
         prev = Some((summary.next, summary.last_ts));
         sealed.push(SealedSegment::new(path, summary));
     }
     check_contiguous(dir, last_base, prev)?;
-    let active_path = segment::segment_path(dir, last_base);
-    let bytes = map_whole(storage, &active_path)?;
+    let mut active_path = segment::segment_path(dir, last_base);
+    let bytes = read_whole(storage, &active_path)?;
     report.scanned_bytes += bytes.len() as u64;
-    let out = recovery::scan(&bytes, last_base, true, prev.map_or(i64::MIN, |p| p.1));
+    let out = recovery::scan(&bytes, last_base, true);
     let mut file = storage
         .open_append(&active_path)
         .map_err(io("open", &active_path))?;
@@ -113,21 +258,16 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path) -> Result<Recovered, Lo
         let written = cut.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
         keep_torn_bytes(storage, &active_path, &cut[..written])?;
         report.truncated_bytes = written as u64;
-        drop(bytes);
         file.truncate(out.summary.bytes)
             .and_then(|()| file.sync_data())
             .map_err(io("truncate torn tail of", &active_path))?;
     } else if out.summary.bytes < bytes.len() as u64 {
         // Zeros reserved by the writer: drop them so the file ends at its data again
         // (the writer reserves afresh). Made durable by the fdatasync below.
-        drop(bytes);
         file.truncate(out.summary.bytes)
             .map_err(io("truncate reserved space of", &active_path))?;
     }
-    // What the scan read may be only in the page cache (say, after a failed fdatasync and
-    // a restart): make it durable before anything new is acknowledged after it.
-    file.sync_data()
-        .map_err(io("fdatasync recovered tail of", &active_path))?;
+    drop(bytes);
     // The last segment's index is rebuilt by the scan above; an old file would be stale.
     let stale_index = segment::index_path(dir, last_base);
     if storage.exists(&stale_index) {
@@ -135,17 +275,121 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path) -> Result<Recovered, Lo
             .remove(&stale_index)
             .map_err(io("remove", &stale_index))?;
     }
+    let floor = prev.map_or(i64::MIN, |p| p.1);
+    let mut active = out.summary;
+    note_time_order(&active_path, prev, &active, &mut report);
+    let header = match out.format {
+        SegmentFormat::V2(h) => h,
+        SegmentFormat::Fresh => {
+            // An empty file, or a header a crash tore: the roll that made it never
+            // finished. Give it its header now.
+            let h = SegmentHeader {
+                base: last_base,
+                salt: framing::new_salt(config.salt_seed, last_base)
+                    .map_err(io("make a salt for", &active_path))?,
+                ts_floor: floor,
+            };
+            file.truncate(0)
+                .and_then(|()| file.append(&h.encode()))
+                .map_err(io("write header of", &active_path))?;
+            active = SegmentSummary::fresh(last_base);
+            h
+        }
+        SegmentFormat::V1 => {
+            // Format v1 is read, never written: seal it and start a v2 segment. Its
+            // bytes are whole (cut above) and made durable before the new name exists.
+            file.sync_data()
+                .map_err(io("fdatasync recovered tail of", &active_path))?;
+            let index = segment::index_path(dir, last_base);
+            let _ = write_atomic(storage, &index, &segment::encode_index(&active));
+            let last_ts = active.last_ts.max(floor);
+            let seg = create_segment(storage, dir, active.next, last_ts, config, true)
+                .map_err(|(e, _)| e)?;
+            sealed.push(SealedSegment::new(active_path, active));
+            active_path = seg.path;
+            active = SegmentSummary::fresh(seg.header.base);
+            file = seg.file;
+            report.segments = sealed.len() + 1;
+            return Ok(Recovered {
+                sealed,
+                active_path,
+                active,
+                file,
+                start: WriterStart {
+                    salt: seg.header.salt,
+                    synced_len: SEGMENT_HEADER_BYTES as u64,
+                    last_ts,
+                },
+                torn: torn_sizes(storage, dir)?,
+                report,
+            });
+        }
+    };
+    // What the scan read may be only in the page cache (say, after a failed fdatasync and
+    // a restart): make it durable before anything new is acknowledged after it.
+    file.sync_data()
+        .map_err(io("fdatasync recovered tail of", &active_path))?;
     // A name created before a failed directory fsync may still be only in memory: make
     // every name we now rely on durable before anything is acknowledged in it.
     storage.sync_dir(dir).map_err(io("fsync directory", dir))?;
     report.segments = sealed.len() + 1;
+    let synced_len = active.bytes;
+    let last_ts = active.last_ts.max(floor).max(header.ts_floor);
     Ok(Recovered {
         sealed,
         active_path,
-        active: out.summary,
+        active,
         file,
+        start: WriterStart {
+            salt: header.salt,
+            synced_len,
+            last_ts,
+        },
+        torn: torn_sizes(storage, dir)?,
         report,
     })
+}
+
+/// The `.torn` side files in `dir` and their sizes, by the base of their segment.
+fn torn_sizes(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<std::collections::BTreeMap<Offset, u64>, LogError> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in storage.list(dir).map_err(io("list", dir))? {
+        if let Some(base) = segment::parse_name(&name, segment::TORN_SUFFIX) {
+            let path = dir.join(&name);
+            let len = storage
+                .open_read(&path)
+                .and_then(|f| f.len())
+                .map_err(io("stat", &path))?;
+            out.insert(base, len);
+        }
+    }
+    Ok(out)
+}
+
+/// Times never go back inside a segment (the scan checks that). Across segments, a
+/// partition written before the writer carried its time over a roll may step back:
+/// accepted, counted and logged, never refused.
+fn note_time_order(
+    path: &Path,
+    prev: Option<(Offset, i64)>,
+    summary: &SegmentSummary,
+    report: &mut RecoveryReport,
+) {
+    let (Some((_, before)), Some(first)) = (prev, summary.first_ts()) else {
+        return;
+    };
+    if first < before {
+        report.time_regressions += 1;
+        tracing::warn!(
+            segment = %path.display(),
+            first_ms = first,
+            previous_last_ms = before,
+            "segment starts earlier than the one before it (a clock stepped back); accepted"
+        );
+    }
 }
 
 fn check_contiguous(dir: &Path, base: Offset, prev: Option<(Offset, i64)>) -> Result<(), LogError> {
@@ -159,34 +403,29 @@ fn check_contiguous(dir: &Path, base: Offset, prev: Option<(Offset, i64)>) -> Re
     }
 }
 
-fn map_whole(storage: &dyn Storage, path: &Path) -> Result<bytes::Bytes, LogError> {
-    let file = storage.open_read(path).map_err(io("open", path))?;
-    let len = file.len().map_err(io("stat", path))?;
-    file.map(len).map_err(io("map", path))
-}
-
-/// A sealed segment's summary: from its index file when that agrees with the segment,
-/// else from a full scan (which must find no damage at all), rewriting the index.
+/// A sealed segment's summary: from its index file when that agrees with the segment
+/// (checked with a few positioned reads), else from a full scan (which must find no
+/// damage at all), rewriting the index.
 fn load_sealed(
     storage: &dyn Storage,
     dir: &Path,
     base: Offset,
-    min_ts: i64,
     report: &mut RecoveryReport,
 ) -> Result<SegmentSummary, LogError> {
     let path = segment::segment_path(dir, base);
-    let bytes = map_whole(storage, &path)?;
     let index_path = segment::index_path(dir, base);
     if let Ok(index) = read_to_vec(storage, &index_path) {
-        if let Some(summary) = segment::decode_index(&index, base, &bytes) {
-            if summary.first_ts().is_some_and(|t| t >= min_ts) {
-                return Ok(summary);
-            }
+        let file = storage.open_read(&path).map_err(io("open", &path))?;
+        let len = file.len().map_err(io("stat", &path))?;
+        let frame_at = |pos| frame_at_file(&*file, pos);
+        if let Some(summary) = segment::decode_index(&index, base, len, &frame_at) {
+            return Ok(summary);
         }
     }
+    let bytes = read_whole(storage, &path)?;
     report.indexes_rebuilt += 1;
     report.scanned_bytes += bytes.len() as u64;
-    let out = recovery::scan(&bytes, base, false, min_ts);
+    let out = recovery::scan(&bytes, base, false);
     if let Some(damage) = &out.damage {
         return Err(corruption_error(&path, damage));
     }

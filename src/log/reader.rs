@@ -3,7 +3,8 @@
 //! Sealed segments are read from their memory map (zero copy: a record's bytes share the
 //! map). The active segment is read with positioned reads in chunks, and only up to the
 //! published length, so a reader never sees a record that is not yet acknowledged.
-//! Every frame's checksum is verified on every read.
+//! Every frame's checksum is verified on every read. Container framing (v2 segment and
+//! group headers) is stepped over: it sits only at frame boundaries.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,8 +13,12 @@ use bytes::Bytes;
 
 use crate::error::LogError;
 use crate::limits::ACTIVE_READ_CHUNK_BYTES;
+use crate::log::framing::{
+    self, GROUP_HEADER_BYTES, GROUP_MAGIC, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
+};
 use crate::log::record::{self, FrameError, FRAME_HEADER_BYTES};
 use crate::log::shared::{map_sealed, ActiveSegment, Inner};
+use crate::log::storage::read_full;
 use crate::log::types::{Offset, Record};
 
 /// Records from an offset onwards, in order, ending at the end published when it gets there.
@@ -62,8 +67,33 @@ impl RecordIter {
         }
     }
 
+    /// Steps over container framing at `pos` (a v2 segment or group header; records
+    /// are never framing, as bytes 4-7 tell). `Ok(false)`: the chunk ends inside it.
+    fn skip_framing(&mut self) -> Result<bool, LogError> {
+        loop {
+            let here = self.buf_file_pos + self.pos as u64;
+            let rest = &self.buf[self.pos..];
+            let len = match framing::magic_at(rest) {
+                Some(SEGMENT_MAGIC) if here == 0 => SEGMENT_HEADER_BYTES,
+                Some(GROUP_MAGIC) => GROUP_HEADER_BYTES,
+                None if !self.whole_segment => return Ok(false),
+                _ => return Ok(true),
+            };
+            if rest.len() < len {
+                if self.whole_segment {
+                    return Err(self.corruption(here, "header cut short".into()));
+                }
+                return Ok(false);
+            }
+            self.pos += len;
+        }
+    }
+
     /// Decodes the frame at `pos` in `buf`. `Ok(None)`: the chunk ends mid-frame.
-    fn decode_here(&self) -> Result<Option<(Record, usize)>, LogError> {
+    fn decode_here(&mut self) -> Result<Option<(Record, usize)>, LogError> {
+        if !self.skip_framing()? || self.pos >= self.buf.len() {
+            return Ok(None);
+        }
         let here = self.buf_file_pos + self.pos as u64;
         match record::decode(&self.buf[self.pos..]) {
             Ok((frame, len)) => {
@@ -165,6 +195,10 @@ impl RecordIter {
     /// Walks frames from offset `at` (at `pos`) up to `next`.
     fn skip_to_next(&mut self, mut at: Offset) -> Result<(), LogError> {
         while at < self.next {
+            if !self.skip_framing()? {
+                let here = self.buf_file_pos + self.pos as u64;
+                return Err(self.corruption(here, "header cut short".into()));
+            }
             let here = self.buf_file_pos + self.pos as u64;
             let (frame, len) = record::decode(&self.buf[self.pos..])
                 .map_err(|e| self.corruption(here, e.to_string()))?;
@@ -187,22 +221,6 @@ impl RecordIter {
             next: self.inner.next_offset(),
         }
     }
-}
-
-fn read_full(
-    file: &dyn crate::log::storage::ReadableFile,
-    pos: u64,
-    buf: &mut [u8],
-) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let n = file.read_at(pos + done as u64, &mut buf[done..])?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    Ok(done)
 }
 
 impl Iterator for RecordIter {

@@ -51,6 +51,14 @@ impl SegmentSummary {
         }
     }
 
+    /// A new v2 segment: no records yet, only its segment header.
+    pub fn fresh(base: Offset) -> Self {
+        Self {
+            bytes: crate::log::framing::SEGMENT_HEADER_BYTES as u64,
+            ..Self::empty(base)
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.next == self.base
     }
@@ -133,6 +141,17 @@ pub fn index_path(dir: &Path, base: Offset) -> PathBuf {
     dir.join(index_file_name(base))
 }
 
+/// Suffix of the side file that keeps what a torn-tail recovery cut from a segment.
+pub const TORN_SUFFIX: &str = ".log.torn";
+
+pub fn torn_path(dir: &Path, base: Offset) -> PathBuf {
+    dir.join(format!(
+        "{:0width$}{TORN_SUFFIX}",
+        base.0,
+        width = SEGMENT_NAME_DIGITS
+    ))
+}
+
 /// The base offset a file name of `suffix` names, if it is one of ours.
 pub fn parse_name(name: &str, suffix: &str) -> Option<Offset> {
     let digits = name.strip_suffix(suffix)?;
@@ -171,10 +190,29 @@ fn le_u64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
+/// What the frame at a byte position of a segment says: its offset and time, if a
+/// frame that passes its checksum starts there.
+pub type FrameAt<'a> = dyn Fn(u64) -> Option<(Offset, i64)> + 'a;
+
+/// `FrameAt` over a segment's bytes held in memory.
+pub fn frame_in(segment: &[u8]) -> impl Fn(u64) -> Option<(Offset, i64)> + '_ {
+    move |pos| {
+        let at = usize::try_from(pos).ok()?;
+        let (frame, _) = record::decode(segment.get(at..)?).ok()?;
+        Some((frame.offset, frame.timestamp_ms))
+    }
+}
+
 /// Decodes an index file and checks it against the segment it claims to describe:
-/// its base, the segment file's length, monotonic entries inside the file, and the
-/// frame at the last entry. `None` means "doubtful: rebuild from the log".
-pub fn decode_index(bytes: &[u8], base: Offset, segment: &[u8]) -> Option<SegmentSummary> {
+/// its base, the segment file's length `segment_len`, monotonic entries inside the
+/// file, and the frames at the first and last entries (read through `frame_at`).
+/// `None` means "doubtful: rebuild from the log".
+pub fn decode_index(
+    bytes: &[u8],
+    base: Offset,
+    segment_len: u64,
+    frame_at: &FrameAt<'_>,
+) -> Option<SegmentSummary> {
     if le_u32(bytes, 0)? != INDEX_MAGIC || le_u32(bytes, 4)? != crc32fast::hash(bytes.get(8..)?) {
         return None;
     }
@@ -184,7 +222,7 @@ pub fn decode_index(bytes: &[u8], base: Offset, segment: &[u8]) -> Option<Segmen
     let last_ts = le_u64(bytes, 32)? as i64;
     let count = le_u32(bytes, 40)? as usize;
     if summary_base != base
-        || seg_bytes != segment.len() as u64
+        || seg_bytes != segment_len
         || next <= base
         || bytes.len() != INDEX_HEADER_BYTES + count * INDEX_ENTRY_BYTES
     {
@@ -204,21 +242,19 @@ pub fn decode_index(bytes: &[u8], base: Offset, segment: &[u8]) -> Option<Segmen
             && w[0].position < w[1].position
             && w[0].timestamp_ms <= w[1].timestamp_ms
     });
-    let first_ok = index
-        .first()
-        .is_some_and(|e| e.rel_offset == 0 && e.position == 0);
+    let first = index.first()?;
     let last = index.last()?;
     let inside = u64::from(last.rel_offset) < next.0 - base.0
         && u64::from(last.position) < seg_bytes
         && last.timestamp_ms <= last_ts;
-    if !(ordered && first_ok && inside) {
+    if !(ordered && first.rel_offset == 0 && inside) {
         return None;
     }
-    let (frame, _) = record::decode(segment.get(last.position as usize..)?).ok()?;
-    if frame.offset.0 != base.0 + u64::from(last.rel_offset)
-        || frame.timestamp_ms != last.timestamp_ms
-    {
-        return None;
+    for e in [first, last] {
+        let (offset, ts) = frame_at(u64::from(e.position))?;
+        if offset.0 != base.0 + u64::from(e.rel_offset) || ts != e.timestamp_ms {
+            return None;
+        }
     }
     Some(SegmentSummary {
         base,

@@ -133,13 +133,15 @@ fn load_index(
 ) -> Result<SegmentSummary, LogError> {
     let base = segment.summary.base;
     if let Ok(file) = read_to_vec(storage, &segment::index_path(dir, base)) {
-        if let Some(summary) = segment::decode_index(&file, base, bytes) {
+        if let Some(summary) =
+            segment::decode_index(&file, base, bytes.len() as u64, &segment::frame_in(bytes))
+        {
             if summary.next == segment.summary.next {
                 return Ok(summary);
             }
         }
     }
-    let out = recovery::scan(bytes, base, false, i64::MIN);
+    let out = recovery::scan(bytes, base, false);
     match &out.damage {
         Some(damage) => Err(recovery::corruption_error(&segment.path, damage)),
         None => Ok(out.summary),
@@ -158,6 +160,12 @@ pub(crate) struct Inner {
     pub poisoned: Mutex<Option<String>>,
     /// The next offset, published after each durable group (for tails and long polls).
     pub next_tx: watch::Sender<Offset>,
+    /// One past the last record known durable (fdatasync returned OK). Equal to the
+    /// published end under `Always`; behind it under `Interval` and `Never`.
+    pub durable_next: std::sync::atomic::AtomicU64,
+    /// Bytes of `.torn` side files by segment base: they count against retention and
+    /// go with their segment.
+    pub torn: Mutex<std::collections::BTreeMap<Offset, u64>>,
     /// Serialises retention runs.
     pub retention: Mutex<()>,
     pub counters: crate::log::stats::WriterCounters,

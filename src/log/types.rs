@@ -197,6 +197,11 @@ pub struct LogConfig {
     pub fsync: FsyncPolicy,
     /// Source of append times. Default the system clock.
     pub clock: Arc<dyn Clock>,
+    /// Derive segment salts from this seed instead of the OS's randomness, so the same
+    /// appends write the same bytes (the golden fixture). Default none: never set it in
+    /// production, since a predictable salt lets a sender forge group headers.
+    #[doc(hidden)]
+    pub salt_seed: Option<u64>,
     #[doc(hidden)]
     pub mutation: Mutation,
 }
@@ -208,6 +213,7 @@ impl Default for LogConfig {
             segment_age: None,
             fsync: FsyncPolicy::Always,
             clock: Arc::new(SystemClock),
+            salt_seed: None,
             mutation: Mutation::None,
         }
     }

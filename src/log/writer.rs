@@ -1,8 +1,10 @@
 //! Group commit: the one thread per partition that writes and fsyncs.
 //!
 //! It takes every append waiting in its queue (up to `GROUP_COMMIT_BYTES_MAX`),
-//! encodes them into one buffer, writes it with one call, fdatasyncs once (policy
-//! `Always`), publishes the new end to readers, and only then answers every waiter.
+//! encodes them into one buffer behind one group header (format v2: the group's
+//! extent, checksum and how much of the segment was already durable), writes it with
+//! one call, fdatasyncs once (policy `Always`), publishes the new end to readers, and
+//! only then answers every waiter.
 //! A failed write is undone (truncate + fdatasync) and answered with the error; a
 //! failed fdatasync is never retried: every waiter of the group gets the error and
 //! the log refuses appends until it is reopened.
@@ -18,6 +20,8 @@ use crate::limits::{
     APPEND_BATCH_BYTES_MAX, APPEND_BATCH_RECORDS_MAX, GROUP_COMMIT_BYTES_MAX,
     SEGMENT_RESERVE_BYTES, SEGMENT_RESERVE_MIN_BYTES,
 };
+use crate::log::framing::{GroupHeader, GROUP_HEADER_BYTES};
+use crate::log::open::{create_segment, NewSegment};
 use crate::log::record::{self, LimitError};
 use crate::log::segment::{self, SegmentSummary};
 use crate::log::shared::{ActiveSegment, Inner, SealedSegment};
@@ -68,6 +72,22 @@ pub(crate) struct Writer {
     /// Written since the last fdatasync.
     dirty: bool,
     last_sync: Instant,
+    /// The active segment's salt (inside every group header checksum).
+    salt: u64,
+    /// Bytes of the active segment known durable: the last fdatasync's length.
+    synced_len: u64,
+    /// The partition's latest append time, across rolls and reopens: no record is
+    /// stamped earlier, whatever the clock says.
+    last_ts: i64,
+    /// First offset of the group being encoded into `buf`.
+    group_first: crate::log::types::Offset,
+}
+
+/// The active segment's state as recovery left it.
+pub(crate) struct WriterStart {
+    pub salt: u64,
+    pub synced_len: u64,
+    pub last_ts: i64,
 }
 
 impl Writer {
@@ -76,10 +96,15 @@ impl Writer {
         rx: Receiver<WriterMsg>,
         file: Box<dyn WritableFile>,
         active: Arc<ActiveSegment>,
+        start: WriterStart,
     ) -> Self {
         let pending = active.summary.read().clone();
         let published_index_len = pending.index.len();
         Self {
+            salt: start.salt,
+            synced_len: start.synced_len,
+            last_ts: start.last_ts.max(pending.last_ts),
+            group_first: pending.next,
             inner,
             rx,
             file,
@@ -231,8 +256,16 @@ impl Writer {
             }
             .into());
         }
-        // Times never go back along a partition, even if the clock does.
-        let ts = now_ms.max(self.pending.last_ts);
+        // Times never go back along a partition, even if the clock does: not within a
+        // segment, not across a roll, not across a reopen (`last_ts` comes from recovery).
+        let ts = now_ms.max(self.last_ts);
+        self.last_ts = ts;
+        if self.buf.is_empty() {
+            // A new group: room for its header, filled in when the group is written.
+            self.group_first = self.pending.next;
+            self.buf.extend_from_slice(&[0u8; GROUP_HEADER_BYTES]);
+            self.pending.bytes += GROUP_HEADER_BYTES as u64;
+        }
         let first = self.pending.next;
         let last = records.len() - 1;
         for (i, r) in records.iter().enumerate() {
@@ -280,6 +313,7 @@ impl Writer {
         }
         if !self.buf.is_empty() {
             let records = self.pending.next.0 - self.active.summary.read().next.0;
+            self.seal_group_header();
             if let Err(e) = self.file.append(&self.buf).and_then(|()| self.reserve()) {
                 let err = LogError::io("write", &self.active.path, e);
                 self.rewind(&err);
@@ -316,6 +350,22 @@ impl Writer {
         Ok(())
     }
 
+    /// Fills in the header at the front of `buf` for the records encoded behind it.
+    fn seal_group_header(&mut self) {
+        let body = &self.buf[GROUP_HEADER_BYTES..];
+        // Bounded: a group is at most GROUP_COMMIT_BYTES_MAX plus one call of at most
+        // APPEND_BATCH_BYTES_MAX, and at most that many records: both fit in u32.
+        let header = GroupHeader {
+            salt: self.salt,
+            first_offset: self.group_first,
+            records: (self.pending.next.0 - self.group_first.0) as u32,
+            body_len: body.len() as u32,
+            synced: self.synced_len,
+            body_crc: crc32fast::hash(body),
+        };
+        self.buf[..GROUP_HEADER_BYTES].copy_from_slice(&header.encode());
+    }
+
     /// Keeps zeroed space reserved after the data: when an append reaches the end of the
     /// file, writes zeros past it (synced with the group): as many bytes as the segment
     /// holds, between `SEGMENT_RESERVE_MIN_BYTES` and `SEGMENT_RESERVE_BYTES`. Later
@@ -349,6 +399,13 @@ impl Writer {
             .map_err(|e| LogError::io("fdatasync", &self.active.path, e));
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.inner.counters.note_fsync(us);
+        if result.is_ok() {
+            self.synced_len = self.file.len();
+            // Everything encoded so far has been written (the buffer is empty here).
+            self.inner
+                .durable_next
+                .store(self.pending.next.0, std::sync::atomic::Ordering::Release);
+        }
         // Never retried: after a failure the pages may be marked clean without being on disk.
         self.dirty = false;
         self.last_sync = Instant::now();
@@ -363,9 +420,11 @@ impl Writer {
             .file
             .truncate(published)
             .and_then(|()| self.file.sync_data());
-        if let Err(e) = undone {
-            self.inner
-                .poison(format!("{cause}; undoing the write failed too: {e}"));
+        match undone {
+            Ok(()) => self.synced_len = published,
+            Err(e) => self
+                .inner
+                .poison(format!("{cause}; undoing the write failed too: {e}")),
         }
         self.undo_pending();
     }
@@ -418,25 +477,32 @@ impl Writer {
             &segment::encode_index(&sealed),
         );
         let base = sealed.next;
-        let path = segment::segment_path(dir, base);
-        let file = storage
-            .create(&path)
-            .map_err(|e| LogError::io("create", &path, e))?;
-        if inner.config.mutation != Mutation::NoDirSync {
-            if let Err(e) = storage.sync_dir(dir) {
-                let err = LogError::io("fsync directory", dir, e);
+        let NewSegment {
+            path,
+            file,
+            reader,
+            header,
+        } = create_segment(
+            storage,
+            dir,
+            base,
+            self.last_ts,
+            &inner.config,
+            inner.config.mutation != Mutation::NoDirSync,
+        )
+        .map_err(|(err, leftover)| {
+            // A new segment file that could not be removed would make every later
+            // open fail (the old segment would run past its base): refuse appends.
+            if leftover {
                 inner.poison(err.to_string());
-                return Err(err);
             }
-        }
-        let reader = storage
-            .open_read(&path)
-            .map_err(|e| LogError::io("open", &path, e))?;
+            err
+        })?;
         let active = Arc::new(ActiveSegment {
             path: path.clone(),
             base,
             reader,
-            summary: parking_lot::RwLock::new(SegmentSummary::empty(base)),
+            summary: parking_lot::RwLock::new(SegmentSummary::fresh(base)),
         });
         {
             let mut view = inner.view.write();
@@ -448,9 +514,11 @@ impl Writer {
         }
         self.file = file;
         self.active = active;
-        self.pending = SegmentSummary::empty(base);
+        self.pending = SegmentSummary::fresh(base);
         self.published_index_len = 0;
         self.dirty = false;
+        self.salt = header.salt;
+        self.synced_len = self.pending.bytes;
         Ok(())
     }
 }

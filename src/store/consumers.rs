@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::log::storage::Storage;
-use crate::log::{FsyncPolicy, Log, LogConfig, Offset, RecordInput, Retention};
+use crate::log::{FsyncPolicy, Log, LogConfig, Offset, RecordInput};
 use crate::store::error::StoreError;
 
 /// Most named consumers per flow.
@@ -77,10 +77,13 @@ pub struct Consumers {
 }
 
 impl Consumers {
+    /// Opens the consumer log in `dir`; with `create`, makes it (a new flow), else it
+    /// must exist.
     pub fn open(
         dir: &Path,
         storage: Arc<dyn Storage>,
         base: &LogConfig,
+        create: bool,
     ) -> Result<Self, StoreError> {
         let config = LogConfig {
             segment_bytes: CONSUMER_LOG_SEGMENT_BYTES,
@@ -88,7 +91,10 @@ impl Consumers {
             fsync: FsyncPolicy::Always,
             ..base.clone()
         };
-        let log = Log::open_with(dir, config, storage)?;
+        let log = match create {
+            true => Log::open_with(dir, config, storage)?,
+            false => Log::open_existing_with(dir, config, storage)?,
+        };
         let mut state = BTreeMap::new();
         for record in log.iter_from(log.first_offset()) {
             let record = record?;
@@ -210,18 +216,25 @@ impl Consumers {
                 .collect::<Result<_, _>>()?
         };
         self.log.roll()?;
-        let before = self.log.stats().bytes;
+        let snapshot_start = self.log.next_offset();
         for chunk in snapshot.chunks(crate::limits::APPEND_BATCH_RECORDS_MAX) {
             self.log.append_batch(chunk.to_vec())?;
         }
         self.log.roll()?;
-        // The snapshot supersedes every segment before it: keep only its bytes.
-        let snapshot_bytes = self.log.stats().bytes - before;
-        self.log.apply_retention(Retention {
-            max_bytes: Some(snapshot_bytes),
-            max_age_ms: None,
-        })?;
+        // The snapshot supersedes every segment before it.
+        self.log.delete_before(snapshot_start)?;
         Ok(true)
+    }
+
+    /// Why the consumer log refuses commits, if it does.
+    pub fn poisoned(&self) -> Option<crate::log::LogError> {
+        self.log.poisoned()
+    }
+
+    /// fdatasync of the consumer log (its commits are synced already; this reports a
+    /// poisoned log at shutdown).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        Ok(self.log.sync()?)
     }
 
     pub fn close(self) -> Result<(), StoreError> {

@@ -34,6 +34,10 @@ pub enum StoreError {
     /// The store is shutting down or read-only.
     #[error("the store is not accepting writes: {0}")]
     Unavailable(String),
+    /// The flow is quarantined: its logs could not be opened. `reason` names the file
+    /// and the byte position.
+    #[error("flow {id} is unavailable: {reason}")]
+    FlowUnavailable { id: String, reason: String },
 }
 
 impl StoreError {

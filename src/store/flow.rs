@@ -111,21 +111,49 @@ fn now_s(ms: i64) -> i64 {
 }
 
 impl Flow {
-    /// Opens (or creates) the flow's files under `dir` and rebuilds its derived state.
+    /// Opens the flow's files under `dir` and rebuilds its derived state. With `create`
+    /// (a new flow) the directory and its logs are made, each made durable in its
+    /// parent; without it they must all exist: a missing directory or log is damage,
+    /// never replaced by an empty one.
     pub fn open(
         record: FlowRecord,
         dir: PathBuf,
         storage: Arc<dyn Storage>,
         base: &LogConfig,
+        create: bool,
     ) -> Result<Self, StoreError> {
-        let events = Log::open_with(dir.join("events"), base.clone(), Arc::clone(&storage))?;
+        if create {
+            storage
+                .create_dir_all(&dir)
+                .map_err(|e| StoreError::io("create", &dir, e))?;
+            if let Some(parent) = dir.parent() {
+                storage
+                    .sync_dir(parent)
+                    .map_err(|e| StoreError::io("fsync directory", parent, e))?;
+            }
+        } else if !storage.exists(&dir) {
+            return Err(StoreError::Log(LogError::Corruption {
+                file: dir,
+                position: 0,
+                reason: "the flow's directory is missing".into(),
+            }));
+        }
+        let open = |name: &str, config: LogConfig| {
+            let path = dir.join(name);
+            match create {
+                true => Log::open_with(path, config, Arc::clone(&storage)),
+                false => Log::open_existing_with(path, config, Arc::clone(&storage)),
+            }
+        };
+        let events = open("events", base.clone())?;
         let requests_config = LogConfig {
             segment_bytes: REQUEST_LOG_SEGMENT_BYTES,
             fsync: crate::log::FsyncPolicy::Interval(std::time::Duration::from_millis(250)),
             ..base.clone()
         };
-        let requests = Log::open_with(dir.join("requests"), requests_config, Arc::clone(&storage))?;
-        let consumers = Consumers::open(&dir.join("consumers"), Arc::clone(&storage), base)?;
+        let requests = open("requests", requests_config)?;
+        let consumers =
+            Consumers::open(&dir.join("consumers"), Arc::clone(&storage), base, create)?;
         let clock = Arc::clone(&base.clock);
         let index = rebuild_dedup(
             &*storage,
@@ -509,12 +537,43 @@ impl Flow {
     }
 
     /// Syncs every log of the flow and saves the idempotency index (graceful shutdown:
-    /// no append is in flight, so the index holds every key below the log's end).
+    /// no append is in flight, so the index holds every key below the log's end). Each
+    /// step runs even if one before it failed; the first error is returned.
     pub fn sync(&self) -> Result<(), StoreError> {
-        self.events.sync()?;
-        self.flush_requests()?;
-        self.requests.sync()?;
-        self.checkpoint_dedup()
+        let events = self.events.sync().map_err(StoreError::from);
+        let requests = self
+            .flush_requests()
+            .and_then(|()| Ok(self.requests.sync()?));
+        let consumers = self.consumers.sync();
+        let dedup = match &events {
+            Ok(()) => self.checkpoint_dedup(),
+            Err(_) => Ok(()),
+        };
+        events.and(requests).and(consumers).and(dedup)
+    }
+
+    /// The flow's logs that refuse appends, with why: `("events" | "requests" |
+    /// "consumers", reason)`. Empty when all are healthy.
+    pub fn poisoned_logs(&self) -> Vec<(&'static str, String)> {
+        [
+            ("events", self.events.poisoned()),
+            ("requests", self.requests.poisoned()),
+            ("consumers", self.consumers.poisoned()),
+        ]
+        .into_iter()
+        .filter_map(|(name, p)| p.map(|e| (name, e.to_string())))
+        .collect()
+    }
+
+    /// The last durable end of the event log (behind the acknowledged end under a lazy
+    /// fsync policy until the next fdatasync).
+    pub fn durable_end(&self) -> Offset {
+        self.events.durable_next_offset()
+    }
+
+    /// Makes every acknowledged event durable now (blocking).
+    pub fn sync_events(&self) -> Result<(), StoreError> {
+        Ok(self.events.sync()?)
     }
 
     /// Saves the idempotency index with the offset it covers. Call it only when no

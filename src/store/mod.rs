@@ -191,6 +191,12 @@ struct Inner {
     hasher: keys::KeyHasher,
     meta: Mutex<Metadata>,
     flows: RwLock<HashMap<String, Arc<Flow>>>,
+    /// Quarantined flows: listed in the metadata, but their logs could not be opened.
+    /// Flow id → why (the file and byte position). Every other flow serves.
+    unavailable: RwLock<HashMap<String, String>>,
+    /// Deleted flows that a request may still hold: their files go only once the last
+    /// holder lets go, so no append is in flight when they are unlinked.
+    deleting: Mutex<HashMap<String, std::sync::Weak<Flow>>>,
     webhooks: RwLock<HashMap<String, String>>,
     generated_admin_key: Option<String>,
     _lock: Box<dyn DirLock>,
@@ -290,9 +296,7 @@ impl Store {
     pub fn open(config: StoreConfig) -> Result<Self, StoreError> {
         let storage = Arc::clone(&config.storage);
         let dir = config.data_dir.clone();
-        storage
-            .create_dir_all(&dir)
-            .map_err(|e| StoreError::io("create", &dir, e))?;
+        create_dir_durably(&*storage, &dir)?;
         let lock = storage
             .lock_dir(&dir)
             .map_err(|e| StoreError::io("lock", &dir, e))?;
@@ -335,20 +339,33 @@ impl Store {
         }
         meta::save(&*storage, &dir, &meta)?;
         let flows_dir = dir.join(FLOWS_DIR);
-        storage
-            .create_dir_all(&flows_dir)
-            .map_err(|e| StoreError::io("create", &flows_dir, e))?;
+        create_dir_durably(&*storage, &flows_dir)?;
         let mut flows = HashMap::new();
+        let mut unavailable = HashMap::new();
         let mut webhooks = HashMap::new();
         for record in &meta.flows {
-            let flow = Flow::open(
+            webhooks.insert(record.webhook_id.clone(), record.id.clone());
+            let opened = Flow::open(
                 record.clone(),
                 flows_dir.join(&record.id),
                 Arc::clone(&storage),
                 &config.log_config(),
-            )?;
-            webhooks.insert(record.webhook_id.clone(), record.id.clone());
-            flows.insert(record.id.clone(), Arc::new(flow));
+                false,
+            );
+            match opened {
+                Ok(flow) => {
+                    flows.insert(record.id.clone(), Arc::new(flow));
+                }
+                // One damaged flow never stops the others: it is quarantined.
+                Err(e) => {
+                    tracing::error!(
+                        flow = %record.id,
+                        error = %e,
+                        "flow quarantined: its logs cannot be opened; it answers 503 until repaired"
+                    );
+                    unavailable.insert(record.id.clone(), e.to_string());
+                }
+            }
         }
         let store = Self {
             inner: Arc::new(Inner {
@@ -356,6 +373,8 @@ impl Store {
                 hasher,
                 meta: Mutex::new(meta),
                 flows: RwLock::new(flows),
+                unavailable: RwLock::new(unavailable),
+                deleting: Mutex::new(HashMap::new()),
                 webhooks: RwLock::new(webhooks),
                 generated_admin_key,
                 _lock: lock,
@@ -596,21 +615,37 @@ impl Store {
         if !self.workspace_exists(&record.workspace_id) {
             return Err(StoreError::NotFound { what: "workspace" });
         }
+        if self.inner.meta.lock().flows.len() >= FLOWS_MAX {
+            return Err(StoreError::Limit(format!("at most {FLOWS_MAX} flows")));
+        }
         // Open the files first: a flow is in the registry only once it can take events.
+        // If that or the metadata save fails, nothing of it is left behind.
         let dir = self.data_dir().join(FLOWS_DIR).join(&record.id);
-        let flow = Arc::new(Flow::open(
+        let created = Flow::open(
             record.clone(),
-            dir,
+            dir.clone(),
             Arc::clone(&self.inner.config.storage),
             &self.inner.config.log_config(),
-        )?);
-        self.mutate(|m| {
-            if m.flows.len() >= FLOWS_MAX {
-                return Err(StoreError::Limit(format!("at most {FLOWS_MAX} flows")));
+            true,
+        )
+        .map(Arc::new)
+        .and_then(|flow| {
+            self.mutate(|m| {
+                if m.flows.len() >= FLOWS_MAX {
+                    return Err(StoreError::Limit(format!("at most {FLOWS_MAX} flows")));
+                }
+                m.flows.push(record.clone());
+                Ok(())
+            })
+            .map(|()| flow)
+        });
+        let flow = match created {
+            Ok(flow) => flow,
+            Err(e) => {
+                self.remove_flow_dir(&dir);
+                return Err(e);
             }
-            m.flows.push(record.clone());
-            Ok(())
-        })?;
+        };
         self.inner
             .webhooks
             .write()
@@ -621,6 +656,42 @@ impl Store {
 
     pub fn flow(&self, id: &str) -> Option<Arc<Flow>> {
         self.inner.flows.read().get(id).cloned()
+    }
+
+    /// Why flow `id` is quarantined (its logs could not be opened), if it is.
+    pub fn flow_unavailable(&self, id: &str) -> Option<String> {
+        self.inner.unavailable.read().get(id).cloned()
+    }
+
+    /// The quarantined flow behind a webhook id: (flow id, why).
+    pub fn unavailable_by_webhook(&self, webhook_id: &str) -> Option<(String, String)> {
+        let id = self.inner.webhooks.read().get(webhook_id).cloned()?;
+        let reason = self.flow_unavailable(&id)?;
+        Some((id, reason))
+    }
+
+    /// Every quarantined flow: (flow id, why), sorted by id.
+    pub fn unavailable_flows(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .inner
+            .unavailable
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The error for flow `id` when it is not open: quarantined, or not found.
+    pub fn missing_flow(&self, id: &str) -> StoreError {
+        match self.flow_unavailable(id) {
+            Some(reason) => StoreError::FlowUnavailable {
+                id: id.to_owned(),
+                reason,
+            },
+            None => StoreError::NotFound { what: "flow" },
+        }
     }
 
     /// The flow behind a webhook id (the ingestion path's first lookup).
@@ -642,7 +713,7 @@ impl Store {
     }
 
     pub fn update_flow(&self, id: &str, patch: FlowPatch) -> Result<FlowRecord, StoreError> {
-        let flow = self.flow(id).ok_or(StoreError::NotFound { what: "flow" })?;
+        let flow = self.flow(id).ok_or_else(|| self.missing_flow(id))?;
         if let Some(n) = &patch.name {
             validate_name("flow", n)?;
         }
@@ -723,8 +794,27 @@ impl Store {
             Ok(rec.webhook_id)
         })?;
         self.inner.webhooks.write().remove(&webhook);
-        self.inner.flows.write().remove(id);
+        self.inner.unavailable.write().remove(id);
+        if let Some(flow) = self.inner.flows.write().remove(id) {
+            self.inner
+                .deleting
+                .lock()
+                .insert(id.to_owned(), Arc::downgrade(&flow));
+        }
         self.remove_deleted_flows()
+    }
+
+    /// Removes a flow directory that holds nothing acknowledged (a creation that failed),
+    /// durably. Best effort: a leftover is no flow, and the next start ignores it.
+    fn remove_flow_dir(&self, dir: &Path) {
+        let flows_dir = self.data_dir().join(FLOWS_DIR);
+        let removed = match self.storage().remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => self.storage().sync_dir(&flows_dir),
+        };
+        if let Err(e) = removed {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a failed flow's directory");
+        }
     }
 
     /// Deletes the files of deleted flows that nothing holds open any more.
@@ -733,7 +823,18 @@ impl Store {
         let flows_dir = self.data_dir().join(FLOWS_DIR);
         let mut removed = Vec::new();
         for id in pending {
-            if self.inner.flows.read().contains_key(&id)
+            // A request still holding the flow may have an append in flight: its files
+            // wait until the last holder is done (the next maintenance retries).
+            let held = {
+                let mut deleting = self.inner.deleting.lock();
+                let held = deleting.get(&id).is_some_and(|w| w.strong_count() > 0);
+                if !held {
+                    deleting.remove(&id);
+                }
+                held
+            };
+            if held
+                || self.inner.flows.read().contains_key(&id)
                 || !ids::is_token(&id, ids::FLOW_PREFIX, ids::FLOW_ID_BYTES)
             {
                 continue;
@@ -800,6 +901,15 @@ impl Store {
                 "offset {offset} is beyond the end of the flow ({end})"
             )));
         }
+        // Under `--fsync interval` or `never`, events can be acknowledged before they are
+        // on disk. A commit (always synced) must never point past what a power cut would
+        // leave: wait for the event log's fdatasync first.
+        if offset > flow.durable_end() {
+            let events = Arc::clone(flow.events());
+            tokio::task::spawn_blocking(move || events.sync())
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("sync task failed: {e}")))??;
+        }
         flow.consumers.commit(name, offset, self.now_ms()).await
     }
 
@@ -851,22 +961,41 @@ impl Store {
 
     /// Periodic work: retention, consumer-log compaction, analytics checkpoints, and
     /// deleting the files of deleted flows. Blocking: run it off the async executor.
+    /// Each flow's steps are isolated: a failure is logged and counted, and the other
+    /// flows (and that flow's other steps) still run. Returns the first failure.
     pub fn maintenance(&self) -> Result<(), StoreError> {
+        let mut first = Ok(());
         for flow in self.open_flows() {
-            flow.apply_retention()?;
-            flow.consumers.compact_if_large()?;
-            flow.checkpoint_analytics()?;
+            let steps = [
+                ("retention", flow.apply_retention()),
+                (
+                    "consumer compaction",
+                    flow.consumers.compact_if_large().map(drop),
+                ),
+                ("analytics checkpoint", flow.checkpoint_analytics()),
+            ];
+            for (step, result) in steps {
+                if let Err(e) = result {
+                    tracing::warn!(flow = %flow.id, step, error = %e, "upkeep step failed");
+                    first = first.and(Err(e));
+                }
+            }
         }
-        self.remove_deleted_flows()
+        first.and(self.remove_deleted_flows())
     }
 
     /// Brings every flow's analytics up to date. Run it often (every second): each run
     /// then reads only the last moments' records, instead of one long burst of CPU.
+    /// A flow that fails is logged and skipped; the others still run.
     pub fn catch_up_analytics(&self) -> Result<(), StoreError> {
+        let mut first = Ok(());
         for flow in self.open_flows() {
-            flow.catch_up_analytics()?;
+            if let Err(e) = flow.catch_up_analytics() {
+                tracing::debug!(flow = %flow.id, error = %e, "analytics catch-up failed");
+                first = first.and(Err(e));
+            }
         }
-        Ok(())
+        first
     }
 
     /// Hands every flow's buffered request-log entries to its writer (see
@@ -879,14 +1008,48 @@ impl Store {
         }
     }
 
-    /// Syncs every flow and writes the analytics checkpoints (graceful shutdown).
+    /// Syncs every flow and writes the analytics checkpoints (graceful shutdown). Every
+    /// flow it can sync is synced, whatever failed before; the first error is returned.
     pub fn sync_all(&self) -> Result<(), StoreError> {
+        let mut first = Ok(());
         for flow in self.open_flows() {
-            flow.sync()?;
-            flow.checkpoint_analytics()?;
+            let result = flow.sync().and(flow.checkpoint_analytics());
+            if let Err(e) = result {
+                tracing::warn!(flow = %flow.id, error = %e, "flow could not be synced at shutdown");
+                first = first.and(Err(e));
+            }
         }
-        Ok(())
+        first
     }
+
+    /// The logs of open flows that refuse appends: (flow id, log, why).
+    pub fn poisoned_logs(&self) -> Vec<(String, &'static str, String)> {
+        let mut out = Vec::new();
+        for flow in self.open_flows() {
+            for (log, reason) in flow.poisoned_logs() {
+                out.push((flow.id.clone(), log, reason));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// Creates `dir` if it is missing and makes its name durable in its parent.
+fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<(), StoreError> {
+    if storage.exists(dir) {
+        return Ok(());
+    }
+    storage
+        .create_dir_all(dir)
+        .map_err(|e| StoreError::io("create", dir, e))?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    storage
+        .sync_dir(parent)
+        .map_err(|e| StoreError::io("fsync directory", parent, e))
 }
 
 fn load_or_create_secret(storage: &dyn Storage, dir: &Path) -> Result<Vec<u8>, StoreError> {

@@ -30,6 +30,9 @@ pub trait Partition: Send + Sync + Debug {
     fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Offset, LogError>;
     fn first_offset(&self) -> Offset;
     fn next_offset(&self) -> Offset;
+    /// One past the last record that is durable (not only acknowledged under a lazy
+    /// fsync policy).
+    fn durable_next_offset(&self) -> Offset;
     /// Changes to the next offset, after each durable append.
     fn subscribe(&self) -> watch::Receiver<Offset>;
     fn apply_retention(&self, retention: Retention) -> Result<RetentionReport, LogError>;
@@ -68,6 +71,9 @@ impl Partition for Log {
     }
     fn next_offset(&self) -> Offset {
         Log::next_offset(self)
+    }
+    fn durable_next_offset(&self) -> Offset {
+        Log::durable_next_offset(self)
     }
     fn subscribe(&self) -> watch::Receiver<Offset> {
         Log::subscribe(self)

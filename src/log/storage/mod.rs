@@ -78,6 +78,19 @@ pub trait Storage: Send + Sync + Debug + 'static {
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>>;
 }
 
+/// Reads at `pos` until `buf` is full or the file ends; returns the bytes read.
+pub fn read_full(file: &dyn ReadableFile, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file.read_at(pos + done as u64, &mut buf[done..])?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
 /// Reads a whole (small) file.
 pub fn read_to_vec(storage: &dyn Storage, path: &Path) -> io::Result<Vec<u8>> {
     let file = storage.open_read(path)?;
