@@ -24,6 +24,9 @@ pub enum LogError {
         position: u64,
         reason: String,
     },
+    /// A directory or file that must exist does not (a partition of a known flow).
+    #[error("{path} is missing: {reason}")]
+    Missing { path: PathBuf, reason: String },
     /// A read failed (EIO on a bad sector, say): the file and the byte it failed at.
     #[error("cannot read {file} at byte {position}: {source}")]
     Unreadable {

@@ -479,3 +479,43 @@ fn a_read_key_sees_its_workspace_and_cannot_change_it() {
     let stored = b.js("return sessionStorage.getItem('eventmesh.key')", json!([]));
     assert_eq!(stored, Value::Null);
 }
+
+#[test]
+fn a_quarantined_flow_is_marked_on_the_flows_page() {
+    // Proves the Flows page tells a damaged flow apart: with one flow's directory gone,
+    // the server starts, the page lists both flows and marks the damaged one
+    // "unavailable" with the reason, and the healthy one is unmarked.
+    if !browser_or_skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_in(&dir, &[]);
+    let lost = server.flow(r#"{"name":"lost","rateLimit":null}"#);
+    server.flow(r#"{"name":"fine","rateLimit":null}"#);
+    assert!(server.terminate().success());
+    let lost_id = lost["id"].as_str().expect("id");
+    std::fs::remove_dir_all(dir.join("flows").join(lost_id)).expect("remove");
+    let server = Server::start_in(&dir, &[]);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::launch(1280, 800);
+    b.goto(&format!("{base}/"));
+    b.type_into("input[name=key]", ADMIN);
+    b.press(ENTER);
+    b.wait_for("[data-testid=flows-table]", "fine");
+    b.wait_for(
+        &format!("tr[data-flow-id='{lost_id}'] [data-testid=flow-unavailable]"),
+        "unavailable",
+    );
+    b.wait_for(&format!("tr[data-flow-id='{lost_id}']"), "missing");
+    let marks = b.js(
+        "return document.querySelectorAll('[data-testid=flow-unavailable]').length",
+        json!([]),
+    );
+    assert_eq!(marks, json!(1), "only the damaged flow is marked");
+    b.js(
+        "document.querySelector('[data-testid=flows-table]').scrollIntoView()",
+        json!([]),
+    );
+    shot(&b, "10-flow-unavailable");
+}

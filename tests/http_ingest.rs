@@ -550,3 +550,34 @@ fn keys_come_from_every_source_the_contract_lists() {
         vec!["unknown", "com.shop.order", "push", "orders/create"]
     );
 }
+
+#[test]
+fn control_characters_in_event_types_and_idempotency_keys_get_400() {
+    // Proves the hygiene rule: a type or key with U+0000-U+001F or U+007F is refused
+    // with invalid_payload and nothing is stored; clean ones are stored.
+    let s = Server::start(&[]);
+    let flow = s.flow(r#"{"name":"ctl","rateLimit":null,"dedupKeyPointer":"/id"}"#);
+    let (_, key) = s.key(r#"{"name":"k"}"#);
+    let id = wh(&flow);
+    let k = [("x-api-key", key.as_str())];
+    for body in [
+        r#"{"type":"order\u0000created"}"#,
+        r#"{"type":"a\nb"}"#,
+        r#"{"event":"x\u007f"}"#,
+        r#"{"type":"ok","id":"key\u001fwith-unit-separator"}"#,
+    ] {
+        let r = s.send(&id, &k, body);
+        r.assert_error(400, "invalid_payload");
+        assert!(r.json()["message"]
+            .as_str()
+            .expect("message")
+            .contains("control"));
+    }
+    let tab = [("x-api-key", key.as_str()), ("idempotency-key", "a\tb")];
+    s.send(&id, &tab, r#"{"type":"ok"}"#)
+        .assert_error(400, "invalid_payload");
+    assert_eq!(s.end_offset(&flow), 0, "nothing was stored");
+    let r = s.send(&id, &k, r#"{"type":"order.created","id":"k-1"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.end_offset(&flow), 1);
+}

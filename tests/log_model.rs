@@ -18,7 +18,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (500u32..6000).prop_map(|max_bytes| Op::Retain { max_bytes }),
         2 => proptest::option::of(any::<u64>()).prop_map(|torn_seed| Op::Crash { torn_seed }),
         1 => Just(Op::Reopen),
-        1 => (0u8..7, 1u8..4, any::<bool>()).prop_map(|(op, nth, enospc)| Op::Fault { op, nth, enospc }),
+        1 => (0u8..9, 1u8..4, any::<bool>()).prop_map(|(op, nth, enospc)| Op::Fault { op, nth, enospc }),
+        1 => (0u8..9, 1u8..4).prop_map(|(op, nth)| Op::FaultAfter { op, nth }),
     ]
 }
 
@@ -113,8 +114,12 @@ fn thousands_of_seeded_power_losses_lose_nothing() {
                     size: (next() % 100) as u16,
                 },
                 7 => Op::Roll,
+                8 if next().is_multiple_of(3) => Op::FaultAfter {
+                    op: (next() % 9) as u8,
+                    nth: (1 + next() % 3) as u8,
+                },
                 8 => Op::Fault {
-                    op: (next() % 7) as u8,
+                    op: (next() % 9) as u8,
                     nth: (1 + next() % 3) as u8,
                     enospc: next() % 2 == 0,
                 },

@@ -128,10 +128,9 @@ impl Log {
         config.validate()?;
         if must_exist {
             if !storage.exists(&dir) {
-                return Err(LogError::Corruption {
-                    file: dir,
-                    position: 0,
-                    reason: "the partition directory is missing".into(),
+                return Err(LogError::Missing {
+                    path: dir,
+                    reason: "the partition directory is gone; it is never recreated empty".into(),
                 });
             }
         } else if !storage.exists(&dir) {
@@ -453,11 +452,14 @@ impl Log {
             self.inner.indexes.lock().evict(seg.summary.base);
             let storage = &*self.inner.storage;
             if let Err(e) = storage.remove(&seg.path) {
-                // The file is still there: put it back, or a later run would delete the
-                // segments after it and leave a gap that open refuses.
-                let err = LogError::io("remove", &seg.path, e);
-                self.inner.view.write().sealed.insert(0, seg);
-                return Err(err);
+                // If the file is still there, put it back, or a later run would delete
+                // the segments after it and leave a gap that open refuses. (A remove
+                // that failed after its effect did delete it: carry on.)
+                if storage.exists(&seg.path) {
+                    let err = LogError::io("remove", &seg.path, e);
+                    self.inner.view.write().sealed.insert(0, seg);
+                    return Err(err);
+                }
             }
             let index = segment::index_path(&self.inner.dir, seg.summary.base);
             if storage.exists(&index) {

@@ -105,14 +105,24 @@ pub(crate) fn create_segment(
     let path = segment::segment_path(dir, base);
     let salt = framing::new_salt(config.salt_seed, base)
         .map_err(|e| (LogError::io("make a salt for", &path, e), false))?;
+    // Removes the new file (if it came to exist) and makes that durable.
+    let cleanup = |err: LogError| {
+        let cleaned = match storage.remove(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => storage.sync_dir(dir),
+        };
+        (err, cleaned.is_err())
+    };
     let header = SegmentHeader {
         base,
         salt,
         ts_floor,
     };
-    let mut file = storage
-        .create(&path)
-        .map_err(|e| (LogError::io("create", &path, e), false))?;
+    let mut file = match storage.create(&path) {
+        Ok(file) => file,
+        // The file may exist even so (a create that failed after its effect).
+        Err(e) => return Err(cleanup(LogError::io("create", &path, e))),
+    };
     let made = file
         .append(&header.encode())
         .and_then(|()| file.sync_data())
@@ -137,14 +147,7 @@ pub(crate) fn create_segment(
         }),
         Err(err) => {
             drop(file);
-            let cleaned = storage
-                .remove(&path)
-                .or_else(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => Ok(()),
-                    _ => Err(e),
-                })
-                .and_then(|()| storage.sync_dir(dir));
-            Err((err, cleaned.is_err()))
+            Err(cleanup(err))
         }
     }
 }
@@ -208,10 +211,9 @@ pub(crate) fn recover(
     let mut report = RecoveryReport::default();
     let Some((&last_base, sealed_bases)) = bases.split_last() else {
         if must_exist {
-            return Err(LogError::Corruption {
-                file: dir.to_path_buf(),
-                position: 0,
-                reason: "the partition has no segment files: they went missing".into(),
+            return Err(LogError::Missing {
+                path: dir.to_path_buf(),
+                reason: "the partition has no segment file; it is never recreated empty".into(),
             });
         }
         let seg =

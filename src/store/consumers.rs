@@ -77,20 +77,25 @@ pub struct Consumers {
 }
 
 impl Consumers {
-    /// Opens the consumer log in `dir`; with `create`, makes it (a new flow), else it
-    /// must exist.
-    pub fn open(
-        dir: &Path,
-        storage: Arc<dyn Storage>,
-        base: &LogConfig,
-        create: bool,
-    ) -> Result<Self, StoreError> {
-        let config = LogConfig {
+    /// The consumer log's configuration: every commit is fdatasynced before it is
+    /// answered, whatever `--fsync` says.
+    pub fn log_config(base: &LogConfig) -> LogConfig {
+        LogConfig {
             segment_bytes: CONSUMER_LOG_SEGMENT_BYTES,
             segment_age: None,
             fsync: FsyncPolicy::Always,
             ..base.clone()
-        };
+        }
+    }
+
+    /// Opens the consumer log in `dir` with `config` (`log_config`); with `create`,
+    /// makes it (a new flow), else it must exist.
+    pub fn open(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        config: LogConfig,
+        create: bool,
+    ) -> Result<Self, StoreError> {
         let log = match create {
             true => Log::open_with(dir, config, storage)?,
             false => Log::open_existing_with(dir, config, storage)?,

@@ -132,10 +132,9 @@ impl Flow {
                     .map_err(|e| StoreError::io("fsync directory", parent, e))?;
             }
         } else if !storage.exists(&dir) {
-            return Err(StoreError::Log(LogError::Corruption {
-                file: dir,
-                position: 0,
-                reason: "the flow's directory is missing".into(),
+            return Err(StoreError::Log(LogError::Missing {
+                path: dir,
+                reason: "the flow's directory is gone; it is never recreated empty".into(),
             }));
         }
         let open = |name: &str, config: LogConfig| {
@@ -145,15 +144,15 @@ impl Flow {
                 false => Log::open_existing_with(path, config, Arc::clone(&storage)),
             }
         };
-        let events = open("events", base.clone())?;
-        let requests_config = LogConfig {
-            segment_bytes: REQUEST_LOG_SEGMENT_BYTES,
-            fsync: crate::log::FsyncPolicy::Interval(std::time::Duration::from_millis(250)),
-            ..base.clone()
-        };
-        let requests = open("requests", requests_config)?;
-        let consumers =
-            Consumers::open(&dir.join("consumers"), Arc::clone(&storage), base, create)?;
+        let [events, requests, consumers] = log_configs(base);
+        let events = open(events.0, events.1)?;
+        let requests = open(requests.0, requests.1)?;
+        let consumers = Consumers::open(
+            &dir.join(consumers.0),
+            Arc::clone(&storage),
+            consumers.1,
+            create,
+        )?;
         let clock = Arc::clone(&base.clock);
         let index = rebuild_dedup(
             &*storage,
@@ -597,6 +596,24 @@ impl Flow {
         let path = self.dir.join(DEDUP_FILE);
         write_atomic(&*self.storage, &path, &bytes).map_err(|e| StoreError::io("write", &path, e))
     }
+}
+
+/// Each of a flow's three logs, by directory name, with its configuration derived from
+/// the store's: the events (the store's policy), the request log (`interval=250ms`: the
+/// request never waits for it) and the consumer log (every commit synced).
+pub fn log_configs(base: &LogConfig) -> [(&'static str, LogConfig); 3] {
+    [
+        ("events", base.clone()),
+        (
+            "requests",
+            LogConfig {
+                segment_bytes: REQUEST_LOG_SEGMENT_BYTES,
+                fsync: crate::log::FsyncPolicy::Interval(std::time::Duration::from_millis(250)),
+                ..base.clone()
+            },
+        ),
+        ("consumers", Consumers::log_config(base)),
+    ]
 }
 
 /// Rebuilds the idempotency index on open: from the checkpoint of the last graceful

@@ -12,19 +12,41 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use eventmesh::log::framing::{GroupHeader, SegmentHeader};
+use eventmesh::log::record;
 use eventmesh::log::storage::{CrashMode, FaultKind, OpKind, SimStorage};
 use eventmesh::log::{Log, LogConfig, Mutation, Offset, RecordInput, Retention};
 
 #[derive(Debug, Clone)]
 pub enum Op {
-    Append { size: u16 },
-    Batch { n: u8, size: u16 },
-    Read { from_permille: u16 },
+    Append {
+        size: u16,
+    },
+    Batch {
+        n: u8,
+        size: u16,
+    },
+    Read {
+        from_permille: u16,
+    },
     Roll,
-    Retain { max_bytes: u32 },
-    Crash { torn_seed: Option<u64> },
+    Retain {
+        max_bytes: u32,
+    },
+    Crash {
+        torn_seed: Option<u64>,
+    },
     Reopen,
-    Fault { op: u8, nth: u8, enospc: bool },
+    Fault {
+        op: u8,
+        nth: u8,
+        enospc: bool,
+    },
+    /// A fault that lets its operation take effect, then reports EIO.
+    FaultAfter {
+        op: u8,
+        nth: u8,
+    },
 }
 
 pub struct Harness {
@@ -39,13 +61,57 @@ pub struct Harness {
     pub crashes: u64,
 }
 
+/// Bytes that decode as a valid record frame, group header and segment header: what a
+/// sender could plant in a key, a type or a payload.
+fn planted(id: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut frame = Vec::new();
+    record::encode_into(&mut frame, Offset(id + 1), 1, false, &RecordInput::new("x"));
+    out.extend_from_slice(
+        &GroupHeader {
+            salt: id,
+            first_offset: Offset(id + 1),
+            records: 1,
+            body_len: frame.len() as u32,
+            synced: u64::MAX / 2,
+            body_crc: crc32fast::hash(&frame),
+        }
+        .encode(),
+    );
+    out.extend_from_slice(&frame);
+    out.extend_from_slice(
+        &SegmentHeader {
+            base: Offset(0),
+            salt: id,
+            ts_floor: 0,
+        }
+        .encode(),
+    );
+    out
+}
+
 fn make(id: u64, size: u16) -> RecordInput {
     let mut payload = format!("{{\"id\":{id}}}").into_bytes();
     payload.resize(payload.len() + size as usize, b'.');
+    // Every third record carries planted frames and headers in its key, type and
+    // payload: a torn write must still never read as corruption.
+    let plant = id.is_multiple_of(3);
+    if plant {
+        payload.extend_from_slice(&planted(id));
+    }
+    let key = match (plant, id.is_multiple_of(2)) {
+        (true, _) => Some(Bytes::from(planted(id))),
+        (false, true) => Some(Bytes::from(format!("k{id}"))),
+        (false, false) => None,
+    };
+    let kind = match plant {
+        true => Bytes::from(planted(id)),
+        false => Bytes::from(format!("t{}", id % 3)),
+    };
     RecordInput {
         payload: Bytes::from(payload),
-        key: id.is_multiple_of(2).then(|| Bytes::from(format!("k{id}"))),
-        headers: vec![("type".into(), Bytes::from(format!("t{}", id % 3)))],
+        key,
+        headers: vec![("type".into(), kind)],
         flags: (id % 4) as u16,
     }
 }
@@ -54,7 +120,7 @@ fn same(a: &eventmesh::log::Record, b: &RecordInput) -> bool {
     a.payload == b.payload && a.key == b.key && a.flags == b.flags
 }
 
-const FAULT_OPS: [OpKind; 7] = [
+const FAULT_OPS: [OpKind; 9] = [
     OpKind::Append,
     OpKind::SyncData,
     OpKind::SyncDir,
@@ -62,6 +128,8 @@ const FAULT_OPS: [OpKind; 7] = [
     OpKind::Truncate,
     OpKind::Rename,
     OpKind::Remove,
+    OpKind::Open,
+    OpKind::Preallocate,
 ];
 
 impl Harness {
@@ -170,6 +238,12 @@ impl Harness {
                 self.log = Some(self.open());
                 self.verify()?;
             }
+            Op::FaultAfter { op, nth } => {
+                self.sim.fail_after(
+                    FAULT_OPS[usize::from(op) % FAULT_OPS.len()],
+                    u64::from(nth.max(1)),
+                );
+            }
             Op::Fault { op, nth, enospc } => {
                 let kind = if enospc {
                     FaultKind::Enospc
@@ -193,8 +267,14 @@ impl Harness {
             return Ok(());
         }
         let from = self.first + (end - self.first) * u64::from(from_permille.min(999)) / 1000;
+        let fired = self.sim.faults_fired();
         let got = match self.log().read(Offset(from), 20, usize::MAX) {
             Ok(got) => got,
+            // An injected fault on the read itself (opening a segment): an error, never
+            // wrong data.
+            Err(eventmesh::log::LogError::Io { .. }) if self.sim.faults_fired() > fired => {
+                return Ok(())
+            }
             // A concurrent retention failure can leave the view ahead of the model; reads
             // of what retention took are a clean error, never wrong data.
             Err(eventmesh::log::LogError::OffsetOutOfRange { .. }) => return Ok(()),

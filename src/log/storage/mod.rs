@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use sim::{CrashMode, FaultKind, OpKind, SimStorage};
+pub use sim::{CrashMode, FaultKind, OpKind, SimStorage, SECTOR_BYTES};
 pub use std_fs::StdStorage;
 
 /// A file opened for appending. Writes go to its logical end, `len()`, which may lie

@@ -85,6 +85,8 @@ struct Fault {
     sticky: bool,
     /// Let the operation take effect, then fail it.
     after: bool,
+    /// Only operations on paths under this one count (any path when `None`).
+    under: Option<PathBuf>,
 }
 
 /// A fault due now: its error, and whether the operation takes effect first.
@@ -114,11 +116,13 @@ struct State {
 }
 
 impl State {
-    /// Counts the operation and returns a fault due now.
-    fn op(&mut self, op: OpKind) -> Option<Due> {
+    /// Counts the operation on `path` and returns a fault due now.
+    fn op(&mut self, op: OpKind, path: &Path) -> Option<Due> {
         *self.ops.entry(op).or_default() += 1;
         let mut fired = None;
-        for fault in self.faults.iter_mut().filter(|f| f.op == op) {
+        let applies =
+            |f: &Fault| f.op == op && f.under.as_ref().is_none_or(|u| path.starts_with(u));
+        for fault in self.faults.iter_mut().filter(|f| applies(f)) {
             if fault.remaining > 1 {
                 fault.remaining -= 1;
             } else if fault.remaining == 1 || fault.sticky {
@@ -242,22 +246,37 @@ impl SimStorage {
     /// Fails the `nth` (1-based, counted from now) operation of kind `op`; with `sticky`,
     /// every later one too.
     pub fn fail(&self, op: OpKind, nth: u64, kind: FaultKind, sticky: bool) {
-        self.push_fault(op, nth, kind, sticky, false);
+        self.push_fault(op, nth, kind, sticky, false, None);
     }
 
     /// Like `fail`, but the operation takes effect first (a file is created, a name
     /// renamed, bytes written in full) and only then reports EIO.
     pub fn fail_after(&self, op: OpKind, nth: u64) {
-        self.push_fault(op, nth, FaultKind::Eio, false, true);
+        self.push_fault(op, nth, FaultKind::Eio, false, true, None);
     }
 
-    fn push_fault(&self, op: OpKind, nth: u64, kind: FaultKind, sticky: bool, after: bool) {
+    /// Like `fail`, counting only operations on paths under `under` (a file, or a
+    /// directory such as one flow's): the other paths never see the fault.
+    pub fn fail_under(&self, op: OpKind, under: &Path, nth: u64, kind: FaultKind, sticky: bool) {
+        self.push_fault(op, nth, kind, sticky, false, Some(under.to_path_buf()));
+    }
+
+    fn push_fault(
+        &self,
+        op: OpKind,
+        nth: u64,
+        kind: FaultKind,
+        sticky: bool,
+        after: bool,
+        under: Option<PathBuf>,
+    ) {
         self.state.lock().faults.push(Fault {
             op,
             remaining: nth.max(1),
             kind,
             sticky,
             after,
+            under,
         });
     }
 
@@ -351,15 +370,17 @@ struct SimHandle {
     state: Arc<Mutex<State>>,
     inode: u64,
     generation: u64,
+    /// The name it was opened by (for path-scoped faults).
+    path: PathBuf,
 }
 
 impl SimHandle {
-    fn with<T>(&self, f: impl FnOnce(&mut State, u64) -> io::Result<T>) -> io::Result<T> {
+    fn with<T>(&self, f: impl FnOnce(&mut State, u64, &Path) -> io::Result<T>) -> io::Result<T> {
         let mut st = self.state.lock();
         if st.generation != self.generation {
             return Err(dead());
         }
-        f(&mut st, self.inode)
+        f(&mut st, self.inode, &self.path)
     }
 }
 
@@ -387,8 +408,8 @@ fn settle(due: Option<Due>) -> io::Result<()> {
 impl WritableFile for SimWritable {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
         let pos = usize::try_from(self.len).unwrap_or(usize::MAX);
-        self.handle.with(|st, id| {
-            let fault = st.op(OpKind::Append);
+        self.handle.with(|st, id, path| {
+            let fault = st.op(OpKind::Append, path);
             let inode = st.inodes.entry(id).or_default();
             match fault {
                 Some(Due { after: false, kind }) => {
@@ -407,8 +428,8 @@ impl WritableFile for SimWritable {
 
     fn preallocate(&mut self, upto: u64) -> io::Result<()> {
         let upto = usize::try_from(upto).unwrap_or(usize::MAX);
-        self.handle.with(|st, id| {
-            let fault = st.op(OpKind::Preallocate);
+        self.handle.with(|st, id, path| {
+            let fault = st.op(OpKind::Preallocate, path);
             let inode = st.inodes.entry(id).or_default();
             if inode.data.len() >= upto {
                 return settle(fault);
@@ -428,8 +449,8 @@ impl WritableFile for SimWritable {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        self.handle.with(|st, id| {
-            let fault = st.op(OpKind::SyncData);
+        self.handle.with(|st, id, path| {
+            let fault = st.op(OpKind::SyncData, path);
             if let Some(Due { after: false, kind }) = fault {
                 return Err(kind.error());
             }
@@ -440,8 +461,8 @@ impl WritableFile for SimWritable {
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.handle.with(|st, id| {
-            let fault = st.op(OpKind::Truncate);
+        self.handle.with(|st, id, path| {
+            let fault = st.op(OpKind::Truncate, path);
             if let Some(Due { after: false, kind }) = fault {
                 return Err(kind.error());
             }
@@ -460,7 +481,7 @@ impl WritableFile for SimWritable {
 
     fn allocated(&self) -> u64 {
         self.handle
-            .with(|st, id| Ok(st.inodes.get(&id).map_or(0, |i| i.data.len() as u64)))
+            .with(|st, id, _| Ok(st.inodes.get(&id).map_or(0, |i| i.data.len() as u64)))
             .unwrap_or(self.len)
     }
 }
@@ -472,8 +493,8 @@ struct SimReadable {
 
 impl ReadableFile for SimReadable {
     fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.handle.with(|st, id| {
-            settle(st.op(OpKind::Read))?;
+        self.handle.with(|st, id, path| {
+            settle(st.op(OpKind::Read, path))?;
             let data = st.inodes.get(&id).map_or(&[][..], |i| &i.data[..]);
             let pos = usize::try_from(pos).unwrap_or(usize::MAX).min(data.len());
             let n = buf.len().min(data.len() - pos);
@@ -483,8 +504,8 @@ impl ReadableFile for SimReadable {
     }
 
     fn map(&self, len: u64) -> io::Result<Bytes> {
-        self.handle.with(|st, id| {
-            settle(st.op(OpKind::Read))?;
+        self.handle.with(|st, id, path| {
+            settle(st.op(OpKind::Read, path))?;
             let data = st.inodes.get(&id).map_or(&[][..], |i| &i.data[..]);
             let len = usize::try_from(len).unwrap_or(usize::MAX);
             if len > data.len() {
@@ -499,7 +520,7 @@ impl ReadableFile for SimReadable {
 
     fn len(&self) -> io::Result<u64> {
         self.handle
-            .with(|st, id| Ok(st.inodes.get(&id).map_or(0, |i| i.data.len() as u64)))
+            .with(|st, id, _| Ok(st.inodes.get(&id).map_or(0, |i| i.data.len() as u64)))
     }
 }
 
@@ -522,28 +543,29 @@ impl Drop for SimLock {
 }
 
 impl SimStorage {
-    fn handle(&self, st: &State, inode: u64) -> SimHandle {
+    fn handle(&self, st: &State, inode: u64, path: &Path) -> SimHandle {
         SimHandle {
             state: Arc::clone(&self.state),
             inode,
             generation: st.generation,
+            path: path.to_path_buf(),
         }
     }
 
     fn open_existing(&self, path: &Path) -> io::Result<(SimHandle, u64)> {
         let mut st = self.state.lock();
-        let fault = st.op(OpKind::Open);
+        let fault = st.op(OpKind::Open, path);
         let id = st.inode_of(path)?;
         settle(fault)?;
         let len = st.inodes.get(&id).map_or(0, |i| i.data.len() as u64);
-        Ok((self.handle(&st, id), len))
+        Ok((self.handle(&st, id, path), len))
     }
 }
 
 impl Storage for SimStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        let fault = st.op(OpKind::Mkdir);
+        let fault = st.op(OpKind::Mkdir, dir);
         if let Some(Due { after: false, kind }) = fault {
             return Err(kind.error());
         }
@@ -587,7 +609,7 @@ impl Storage for SimStorage {
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
         let mut st = self.state.lock();
-        let fault = st.op(OpKind::Create);
+        let fault = st.op(OpKind::Create, path);
         if let Some(Due { after: false, kind }) = fault {
             return Err(kind.error());
         }
@@ -598,7 +620,7 @@ impl Storage for SimStorage {
         st.live.insert(path.to_path_buf(), id);
         settle(fault)?;
         Ok(Box::new(SimWritable {
-            handle: self.handle(&st, id),
+            handle: self.handle(&st, id, path),
             len: 0,
         }))
     }
@@ -615,7 +637,7 @@ impl Storage for SimStorage {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        let fault = st.op(OpKind::Rename);
+        let fault = st.op(OpKind::Rename, from);
         if let Some(Due { after: false, kind }) = fault {
             return Err(kind.error());
         }
@@ -628,7 +650,7 @@ impl Storage for SimStorage {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        let fault = st.op(OpKind::Remove);
+        let fault = st.op(OpKind::Remove, path);
         if let Some(Due { after: false, kind }) = fault {
             return Err(kind.error());
         }
@@ -639,7 +661,7 @@ impl Storage for SimStorage {
 
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        let fault = st.op(OpKind::Remove);
+        let fault = st.op(OpKind::Remove, dir);
         if let Some(Due { after: false, kind }) = fault {
             return Err(kind.error());
         }
@@ -650,7 +672,7 @@ impl Storage for SimStorage {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        let fault = st.op(OpKind::SyncDir);
+        let fault = st.op(OpKind::SyncDir, dir);
         if let Some(Due { after: false, kind }) = fault {
             return Err(kind.error());
         }

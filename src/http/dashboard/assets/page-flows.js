@@ -38,8 +38,15 @@ function flowRow(ctx, f, isAdmin, reload) {
   const ret = f.retention || {};
   const retention = [ret.maxAgeSeconds ? fmtSeconds(ret.maxAgeSeconds) : null, ret.maxBytes ? fmtBytes(ret.maxBytes) : null]
     .filter(Boolean).join(", ") || "keep all";
-  return h("tr", { "data-flow-id": f.id },
-    h("td", h("strong", f.name), h("div.muted.mono", f.id)),
+  const unavailable = f.status === "unavailable";
+  return h("tr", { "data-flow-id": f.id, "data-status": f.status || "ok" },
+    h("td", h("strong", f.name), " ",
+      unavailable ? h("span.badge.bad", { "data-testid": "flow-unavailable", title: f.unavailableReason || "" }, "unavailable") : null,
+      h("div.muted.mono", f.id),
+      unavailable ? h("div.muted", { style: "max-width:28rem" },
+        "Its logs could not be opened, so its webhook and reads answer 503 until it is repaired: ",
+        h("span.mono", f.unavailableReason || ""),
+        ". Run eventmesh check on the data directory; for a damaged log, stop the server, run eventmesh repair on the named directory, and restart.") : null),
     h("td", h("div.url", h("code", { title: f.webhookUrl, "data-testid": "webhook-url" }, f.webhookUrl), copyButton(f.webhookUrl, `Copy the webhook URL of ${f.name}`))),
     h("td", f.signature.scheme),
     h("td", rl),

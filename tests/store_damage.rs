@@ -1,0 +1,315 @@
+//! Issue 13 on the store: directories are durable and a missing one is damage (never
+//! recreated empty), a damaged flow is quarantined while the others serve, upkeep and
+//! shutdown are isolated per flow, a failed flow creation leaves nothing behind, a
+//! commit is never beyond the durable end, and a deleted flow's files wait for its
+//! in-flight appends.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::store::{config_on, event, runtime, sim_store};
+use eventmesh::log::storage::{CrashMode, FaultKind, OpKind, SimStorage, Storage};
+use eventmesh::log::{FsyncPolicy, ManualClock, Offset};
+use eventmesh::store::{NewFlow, Store, StoreError};
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(1_700_000_000_000))
+}
+
+fn new_flow(store: &Store, name: &str) -> String {
+    store
+        .create_flow(NewFlow {
+            name: name.into(),
+            ..NewFlow::default()
+        })
+        .expect("create flow")
+        .0
+        .id
+}
+
+fn flow_dir(id: &str) -> PathBuf {
+    Path::new("/data/flows").join(id)
+}
+
+#[test]
+fn a_new_flow_survives_a_power_loss_right_after_it_is_created() {
+    // Proves the directories (data dir, flows/, flows/<id>/, each log's) are made
+    // durable before the flow is acknowledged: after a crash it opens, not quarantined.
+    let sim = SimStorage::new();
+    let clock = clock();
+    let store = sim_store(&sim, &clock);
+    let id = new_flow(&store, "f");
+    drop(store);
+    sim.crash(CrashMode::DropUnsynced);
+    let store = sim_store(&sim, &clock);
+    assert!(store.flow(&id).is_some(), "{:?}", store.unavailable_flows());
+    assert!(store.unavailable_flows().is_empty());
+}
+
+#[test]
+fn a_flow_whose_directory_is_missing_is_damaged_and_never_recreated_empty() {
+    // Proves a flow listed in the metadata without its files is quarantined (naming
+    // what is missing), and that opening does not make a new, empty flow in its place.
+    let sim = SimStorage::new();
+    let clock = clock();
+    let store = sim_store(&sim, &clock);
+    let lost = new_flow(&store, "lost");
+    let kept = new_flow(&store, "kept");
+    let rt = runtime();
+    rt.block_on(async {
+        let flow = store.flow(&lost).expect("flow");
+        flow.ingest(&[event("{}", None)]).await.expect("ingest");
+    });
+    drop(store);
+    sim.remove_dir_all(&flow_dir(&lost)).expect("remove");
+    sim.sync_dir(Path::new("/data/flows")).expect("sync");
+    let store = sim_store(&sim, &clock);
+    assert!(store.flow(&lost).is_none());
+    let reason = store.flow_unavailable(&lost).expect("quarantined");
+    assert!(
+        reason.contains("missing") && reason.contains(&lost),
+        "{reason}"
+    );
+    assert!(!sim.exists(&flow_dir(&lost)), "not recreated");
+    assert!(store.flow(&kept).is_some(), "the other flow serves");
+    assert!(matches!(
+        store.missing_flow(&lost),
+        StoreError::FlowUnavailable { .. }
+    ));
+    // An operator can still delete the damaged flow.
+    store.delete_flow(&lost).expect("delete");
+    assert!(store.unavailable_flows().is_empty());
+}
+
+#[test]
+fn a_corrupt_or_unreadable_flow_is_quarantined_and_the_others_serve() {
+    // Proves one flow's damage never fails the store's open: a corrupt segment and an
+    // unreadable one (EIO) each quarantine only their own flow, named by file and byte.
+    let sim = SimStorage::new();
+    let clock = clock();
+    let store = sim_store(&sim, &clock);
+    let corrupt = new_flow(&store, "corrupt");
+    let eio = new_flow(&store, "eio");
+    let healthy = new_flow(&store, "healthy");
+    let rt = runtime();
+    rt.block_on(async {
+        for id in [&corrupt, &eio, &healthy] {
+            let flow = store.flow(id).expect("flow");
+            for i in 0..5 {
+                flow.ingest(&[event(&format!("{{\"i\":{i}}}"), None)])
+                    .await
+                    .expect("ingest");
+            }
+        }
+    });
+    drop(store);
+    let seg = flow_dir(&corrupt).join("events/00000000000000000000.log");
+    let mut bytes = sim.file_bytes(&seg).expect("segment");
+    bytes[32 + 48 + 20] ^= 0x04; // the first event's frame; four acknowledged after it
+    sim.set_file_bytes(&seg, bytes);
+    sim.fail_under(
+        OpKind::Read,
+        &flow_dir(&eio).join("events"),
+        1,
+        FaultKind::Eio,
+        true,
+    );
+    let store = sim_store(&sim, &clock);
+    let reason = store.flow_unavailable(&corrupt).expect("quarantined");
+    assert!(
+        reason.contains(&seg.display().to_string()) && reason.contains("at byte 32"),
+        "{reason}"
+    );
+    let reason = store.flow_unavailable(&eio).expect("quarantined");
+    assert!(
+        reason.contains("cannot read") && reason.contains("at byte"),
+        "{reason}"
+    );
+    let flow = store.flow(&healthy).expect("the healthy flow opens");
+    rt.block_on(async {
+        flow.ingest(&[event("{\"i\":5}", None)])
+            .await
+            .expect("ingest");
+    });
+    let (events, _) = flow.read_events(Offset(0), 100, None).expect("read");
+    assert_eq!(events.len(), 6);
+}
+
+#[test]
+fn a_failed_flow_creation_leaves_no_directory_behind() {
+    // Proves creating a flow is all or nothing on disk: a failure while opening its
+    // logs, or while saving the metadata, removes what was made.
+    let sim = SimStorage::new();
+    let clock = clock();
+    let store = sim_store(&sim, &clock);
+    let before = sim.list(Path::new("/data/flows")).expect("list");
+    for (op, nth) in [
+        (OpKind::Create, 2),
+        (OpKind::Rename, 1),
+        (OpKind::SyncDir, 3),
+    ] {
+        sim.fail(op, nth, FaultKind::Eio, false);
+        assert!(
+            store
+                .create_flow(NewFlow {
+                    name: "doomed".into(),
+                    ..NewFlow::default()
+                })
+                .is_err(),
+            "{op:?}"
+        );
+        sim.clear_faults();
+        assert_eq!(
+            sim.list(Path::new("/data/flows")).expect("list"),
+            before,
+            "{op:?}: nothing left behind"
+        );
+        assert!(store.flow_records(None).is_empty());
+    }
+    new_flow(&store, "fine");
+}
+
+#[test]
+fn one_flows_failing_upkeep_leaves_retention_and_checkpoints_running_for_the_others() {
+    // Proves upkeep is isolated per flow: a flow whose checkpoint cannot be written, and
+    // whose consumer log is poisoned, does not stop retention or checkpoints of another
+    // flow; shutdown syncs every flow it can; the poisoned log is reported.
+    let sim = SimStorage::new();
+    let clock = clock();
+    let store = sim_store(&sim, &clock);
+    let bad = new_flow(&store, "bad");
+    let good = new_flow(&store, "good");
+    let rt = runtime();
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(16 * 1024));
+    rt.block_on(async {
+        for id in [&bad, &good] {
+            let flow = store.flow(id).expect("flow");
+            // 1.6 MB in 64 KiB segments: over the 1 MiB retention set below.
+            for _ in 0..100 {
+                flow.ingest(&[event(&big, None)]).await.expect("ingest");
+            }
+        }
+        // Poison the bad flow's consumer log: its commit's fdatasync fails.
+        sim.fail_under(
+            OpKind::SyncData,
+            &flow_dir(&bad).join("consumers"),
+            1,
+            FaultKind::Eio,
+            false,
+        );
+        let flow = store.flow(&bad).expect("flow");
+        assert!(store.commit(&flow, "c", Offset(1)).await.is_err());
+    });
+    let poisoned = store.poisoned_logs();
+    assert_eq!(poisoned.len(), 1, "{poisoned:?}");
+    assert_eq!(
+        (poisoned[0].0.as_str(), poisoned[0].1),
+        (bad.as_str(), "consumers")
+    );
+    for id in [&bad, &good] {
+        store
+            .update_flow(
+                id,
+                eventmesh::store::FlowPatch {
+                    retention: Some(eventmesh::store::meta::RetentionConfig {
+                        max_age_seconds: None,
+                        max_bytes: Some(1024 * 1024),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .expect("retention");
+    }
+    // Every write of the bad flow's analytics checkpoint fails.
+    sim.fail_under(
+        OpKind::Create,
+        &flow_dir(&bad).join("analytics.ckpt.tmp"),
+        1,
+        FaultKind::Eio,
+        true,
+    );
+    let good_flow = store.flow(&good).expect("flow");
+    let first_before = good_flow.events().first_offset();
+    assert!(store.maintenance().is_err(), "the failure is reported");
+    assert!(
+        good_flow.events().first_offset() > first_before,
+        "the good flow's retention ran"
+    );
+    assert!(
+        sim.exists(&flow_dir(&good).join("analytics.ckpt")),
+        "the good flow's checkpoint was written"
+    );
+    assert!(store.sync_all().is_err(), "the failure is reported");
+    assert!(
+        sim.exists(&flow_dir(&good).join("dedup.ckpt")),
+        "the good flow was synced at shutdown"
+    );
+}
+
+#[test]
+fn a_commit_past_the_durable_end_waits_for_the_events_to_be_synced() {
+    // Proves that under `--fsync never` (and `interval`) a consumer commit never points
+    // past what a power cut would leave: the commit makes the events durable first.
+    let sim = SimStorage::new();
+    let clock = clock();
+    let config = eventmesh::store::StoreConfig {
+        fsync: FsyncPolicy::Never,
+        ..config_on(Arc::new(sim.clone()), Arc::clone(&clock))
+    };
+    let store = Store::open(config.clone()).expect("open");
+    let id = new_flow(&store, "lazy");
+    let flow = store.flow(&id).expect("flow");
+    let rt = runtime();
+    rt.block_on(async {
+        for i in 0..5 {
+            flow.ingest(&[event(&format!("{{\"i\":{i}}}"), None)])
+                .await
+                .expect("ingest");
+        }
+        assert_eq!(
+            flow.durable_end(),
+            Offset(0),
+            "acknowledged, not yet durable"
+        );
+        store.commit(&flow, "c", Offset(5)).await.expect("commit");
+    });
+    assert_eq!(flow.durable_end(), Offset(5));
+    drop(flow);
+    drop(store);
+    sim.crash(CrashMode::DropUnsynced);
+    let store = Store::open(config).expect("reopen");
+    let flow = store.flow(&id).expect("flow");
+    let end = flow.events().next_offset();
+    let committed = store.consumers(&flow)[0].committed_offset;
+    assert_eq!(
+        (committed, end),
+        (5, Offset(5)),
+        "the commit is within the log"
+    );
+}
+
+#[test]
+fn a_deleted_flows_files_wait_until_no_request_holds_it() {
+    // Proves delete_flow never unlinks files under an append in flight: while a request
+    // still holds the flow, its directory stays; once it lets go, upkeep removes it.
+    let sim = SimStorage::new();
+    let clock = clock();
+    let store = sim_store(&sim, &clock);
+    let id = new_flow(&store, "gone");
+    let held = store.flow(&id).expect("flow");
+    store.delete_flow(&id).expect("delete");
+    assert!(store.flow(&id).is_none(), "out of the registry at once");
+    assert!(sim.exists(&flow_dir(&id)), "files kept while held");
+    let rt = runtime();
+    rt.block_on(async {
+        held.ingest(&[event("{}", None)])
+            .await
+            .expect("in-flight append completes");
+    });
+    drop(held);
+    store.maintenance().expect("maintenance");
+    assert!(!sim.exists(&flow_dir(&id)), "removed once released");
+    assert!(store.metadata().deleted_flows.is_empty());
+}
