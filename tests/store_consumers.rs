@@ -41,22 +41,36 @@ fn setup(
     (sim, clock, store, rec.id, rt)
 }
 
+/// A stop signal that never fires (the server is not shutting down).
+fn never() -> tokio::sync::watch::Receiver<bool> {
+    tokio::sync::watch::channel(false).1
+}
+
 #[test]
 fn poll_reads_from_the_committed_offset_and_never_moves_it() {
     // Proves at-least-once: poll returns from the commit; only commit moves it; lag follows.
     let (_sim, _clock, store, id, rt) = setup(10);
     let flow = store.flow(&id).expect("flow");
     rt.block_on(async {
-        let (events, next) = store.poll(&flow, "c1", 3, 0).await.expect("poll");
+        let (events, next) = store
+            .poll(&flow, "c1", 3, usize::MAX, 0, never())
+            .await
+            .expect("poll");
         assert_eq!(
             events.iter().map(|e| e.offset.0).collect::<Vec<_>>(),
             vec![0, 1, 2]
         );
         assert_eq!(next, Offset(3));
-        let (again, _) = store.poll(&flow, "c1", 3, 0).await.expect("poll");
+        let (again, _) = store
+            .poll(&flow, "c1", 3, usize::MAX, 0, never())
+            .await
+            .expect("poll");
         assert_eq!(again[0].offset, Offset(0), "no hidden position");
         store.commit(&flow, "c1", next).await.expect("commit");
-        let (after, _) = store.poll(&flow, "c1", 3, 0).await.expect("poll");
+        let (after, _) = store
+            .poll(&flow, "c1", 3, usize::MAX, 0, never())
+            .await
+            .expect("poll");
         assert_eq!(after[0].offset, Offset(3));
         assert_eq!(after[0].payload.as_ref(), b"{\"i\":3}");
         let views = store.consumers(&flow);
@@ -131,7 +145,11 @@ fn a_long_poll_wakes_when_an_event_arrives() {
     rt.block_on(async {
         let poller = {
             let (store, flow) = (store.clone(), Arc::clone(&flow));
-            tokio::spawn(async move { store.poll(&flow, "w", 10, 30_000).await })
+            tokio::spawn(async move {
+                store
+                    .poll(&flow, "w", 10, usize::MAX, 30_000, never())
+                    .await
+            })
         };
         // The poller is subscribed before or after this append; either way it sees it.
         tokio::task::yield_now().await;

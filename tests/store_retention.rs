@@ -61,7 +61,17 @@ fn max_bytes_retention_deletes_old_segments_and_frees_disk() {
     let first = flow.events().first_offset();
     assert!(first > Offset(1500), "first retained offset {first}");
     rt.block_on(async {
-        let (events, _) = store.poll(&flow, "slow", 1, 0).await.expect("poll");
+        let (events, _) = store
+            .poll(
+                &flow,
+                "slow",
+                1,
+                usize::MAX,
+                0,
+                tokio::sync::watch::channel(false).1,
+            )
+            .await
+            .expect("poll");
         assert_eq!(events[0].offset, first);
     });
     let lag = store.consumers(&flow)[0].lag;

@@ -297,19 +297,51 @@ fn parse_sse(block: &str) -> Option<(Option<u64>, String, String)> {
     let mut id = None;
     let mut kind = "message".to_owned();
     let mut data = String::new();
+    let mut has_data = false;
     for line in block.lines() {
+        // One leading space after the colon is not part of the value (the SSE spec).
+        let value = |v: &str| v.strip_prefix(' ').unwrap_or(v).to_owned();
         if let Some(v) = line.strip_prefix("id:") {
-            id = v.trim().parse().ok();
+            id = value(v).trim().parse().ok();
         } else if let Some(v) = line.strip_prefix("event:") {
-            kind = v.trim().to_owned();
+            kind = value(v);
         } else if let Some(v) = line.strip_prefix("data:") {
-            data.push_str(v.trim_start());
+            // Several data lines make one value, joined with LF.
+            if has_data {
+                data.push('\n');
+            }
+            data.push_str(&value(v));
+            has_data = true;
         }
     }
-    (!data.is_empty()).then_some((id, kind, data))
+    has_data.then_some((id, kind, data))
+}
+
+/// JSON text on one line: raw line breaks in JSON can only be whitespace between tokens
+/// (inside a string they are escaped), so they become spaces and the value is the same.
+/// That makes `replay` and `tail --json` NDJSON that `jq` and Python read line by line.
+pub fn one_line(json: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !json.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    std::borrow::Cow::Owned(
+        json.iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+            .collect(),
+    )
+}
+
+/// Writes one line to stdout; a closed pipe (`| head`) ends the command quietly.
+fn emit(out: &mut impl std::io::Write, line: &[u8]) -> Result<bool, std::io::Error> {
+    match out.write_all(line).and_then(|()| out.write_all(b"\n")) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn tail(server: &Server, args: TailArgs) -> CliResult {
+    use std::io::Write as _;
     let (addr, base) = split_url(&server.url)?;
     let mut last: Option<u64> = None;
     loop {
@@ -358,17 +390,22 @@ pub async fn tail(server: &Server, args: TailArgs) -> CliResult {
                     Some((_, kind, _)) if kind == "overflow" => overflowed = true,
                     Some((id, kind, data)) => {
                         last = id.or(last);
-                        if args.json {
-                            println!("{data}");
+                        let line = if args.json {
+                            one_line(data.as_bytes()).into_owned()
                         } else {
                             let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-                            println!(
+                            format!(
                                 "{} {} {} {}",
                                 id.unwrap_or(0),
                                 v["receivedAt"].as_str().unwrap_or(""),
                                 kind,
                                 v["payload"]
-                            );
+                            )
+                            .into_bytes()
+                        };
+                        let mut out = std::io::stdout().lock();
+                        if !emit(&mut out, &line)? || out.flush().is_err() {
+                            return Ok(());
                         }
                     }
                     None => {}
@@ -430,14 +467,17 @@ pub async fn replay(server: &Server, args: ReplayArgs) -> CliResult {
         }
         let page: RawPage<'_> = serde_json::from_slice(&body)?;
         for ev in &page.events {
-            out.write_all(ev.get().as_bytes())?;
-            out.write_all(b"\n")?;
+            if !emit(&mut out, &one_line(ev.get().as_bytes()))? {
+                return Ok(());
+            }
         }
         // Replay up to the end as it was when the replay started.
         let end = *stop_at.get_or_insert(page.end_offset);
         if page.next_offset >= end || page.events.is_empty() {
-            out.flush()?;
-            return Ok(());
+            return match out.flush() {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            };
         }
         query = format!("from={}", page.next_offset);
     }

@@ -55,6 +55,8 @@ pub struct App {
     /// Base of webhook URLs shown to users (`http://<listen>` unless set).
     pub public_url: String,
     draining: AtomicBool,
+    /// Turns true at shutdown: SSE streams end and long polls answer at once.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
@@ -66,11 +68,18 @@ impl App {
             rate: RateLimiter::default(),
             public_url,
             draining: AtomicBool::new(false),
+            stop: tokio::sync::watch::Sender::new(false),
         }
     }
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        self.stop.send_replace(true);
+    }
+
+    /// Turns true when the server starts shutting down: long-lived readers end then.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop.subscribe()
     }
 
     pub fn draining(&self) -> bool {

@@ -25,12 +25,20 @@ use crate::store::{Flow, SeekTo, StoredEvent};
 
 /// Most events one page or poll returns.
 pub const PAGE_EVENTS_MAX: usize = 1000;
-/// SSE frames buffered per client; a client this far behind is dropped (it can resume).
-pub const SSE_BUFFER_FRAMES: usize = 1024;
+/// Default payload budget of one page or poll (`maxBytes`); one event is always returned.
+pub const PAGE_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
+/// Largest `maxBytes` a page or poll may ask for.
+pub const PAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// SSE frames queued per client before the stream waits for the client to drain them:
+/// a stream reads from the log at its client's pace, so a slow subscriber holds at
+/// most this many frames (plus one read batch) in memory.
+pub const SSE_BUFFER_FRAMES: usize = 2;
 /// SSE heartbeat period (the contract asks for at least every 15 s).
 pub const SSE_HEARTBEAT: Duration = Duration::from_secs(10);
 /// Events an SSE stream reads per batch from the log.
 const SSE_READ_BATCH: usize = 256;
+/// Payload bytes an SSE stream reads per batch (at least one event).
+const SSE_READ_BYTES: usize = 1024 * 1024;
 
 /// Appends one event as JSON to `out`, with the stored payload embedded as is (it was
 /// validated as JSON at ingestion and is checksummed on disk). Written by hand: this is
@@ -185,8 +193,9 @@ fn events(
         (None, None) => flow.events().first_offset(),
     };
     let kind = query_param(query, "type");
+    let max_bytes = limit_param(query, "maxBytes", PAGE_BYTES_DEFAULT, PAGE_BYTES_MAX)?;
     let (events, next) = flow
-        .read_events(from, limit, kind.as_deref())
+        .read_events(from, limit, max_bytes, kind.as_deref())
         .map_err(store_reply)?;
     let end = flow.events().next_offset().0;
     Ok(events_page(
@@ -234,9 +243,10 @@ async fn poll(
             .filter(|w| *w <= crate::store::POLL_WAIT_MS_MAX)
             .ok_or_else(|| bad_request("waitMs must be 0..=30000"))?,
     };
+    let max_bytes = limit_param(query, "maxBytes", PAGE_BYTES_DEFAULT, PAGE_BYTES_MAX)?;
     let (events, next) = app
         .store
-        .poll(&flow, name, max, wait_ms)
+        .poll(&flow, name, max, max_bytes, wait_ms, app.stopping())
         .await
         .map_err(store_reply)?;
     let committed = flow.consumers.get(name).map(|s| s.offset);
@@ -470,29 +480,45 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
+/// One SSE frame. The event JSON goes out as one `data:` line per line of it (a
+/// pretty-printed body has line breaks, CR, LF or CRLF), so no `data:` line holds a CR
+/// or LF; SSE clients join the lines with LF, which is JSON whitespace like the breaks
+/// it stands for (a JSON body has no raw line break inside a string).
 fn sse_frame(ev: &StoredEvent) -> Bytes {
-    let mut out = format!(
-        "id: {}\nevent: {}\ndata: ",
-        ev.offset.0,
-        ev.event_type.replace(['\n', '\r'], " ")
-    )
-    .into_bytes();
-    out.extend_from_slice(&event_json(ev));
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
-}
-
-/// Sends `frame` unless the client is this far behind; `false` ends the stream.
-fn offer(tx: &mpsc::Sender<Bytes>, frame: Bytes) -> bool {
-    if tx.capacity() <= 1 {
-        // A slow client: never buffer without bound. Say why, and end; it can resume
-        // with Last-Event-ID.
-        let _ = tx.try_send(Bytes::from_static(
-            b": overflow: the client is too slow; reconnect with Last-Event-ID to resume\nevent: overflow\ndata: {}\n\n",
-        ));
-        return false;
+    let json = event_json(ev);
+    let mut out = Vec::with_capacity(json.len() + 64);
+    out.extend_from_slice(
+        format!(
+            "id: {}\nevent: {}\n",
+            ev.offset.0,
+            ev.event_type.replace(['\n', '\r'], " ")
+        )
+        .as_bytes(),
+    );
+    let mut rest = &json[..];
+    loop {
+        let cut = rest.iter().position(|&b| b == b'\n' || b == b'\r');
+        let (line, after) = match cut {
+            Some(i) => {
+                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                (&rest[..i], Some(&rest[i + skip..]))
+            }
+            None => (rest, None),
+        };
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+        match after {
+            Some(a) => rest = a,
+            None => break,
+        }
     }
-    tx.try_send(frame).is_ok()
+    out.push(b'\n');
+    Bytes::from(out)
 }
 
 fn stream(
@@ -513,7 +539,7 @@ fn stream(
     };
     let (tx, rx) = mpsc::channel::<Bytes>(SSE_BUFFER_FRAMES);
     let _ = tx.try_send(Bytes::from_static(b": stream open\n\n"));
-    tokio::spawn(tail(flow, from, tx));
+    tokio::spawn(tail(flow, from, tx, app.stopping()));
     let mut response = Response::new(ChannelBody { rx }.boxed());
     let h = response.headers_mut();
     h.insert(
@@ -527,42 +553,65 @@ fn stream(
     Ok(response)
 }
 
-/// Feeds one SSE client: history from `from`, then live events, with heartbeats.
-async fn tail(flow: Arc<Flow>, mut from: Offset, tx: mpsc::Sender<Bytes>) {
+/// Sends `frame` once the client has room for it: the stream goes at the client's
+/// pace. `false`: the client went away, or the server is stopping.
+async fn deliver(
+    tx: &mpsc::Sender<Bytes>,
+    frame: Bytes,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        sent = tx.send(frame) => sent.is_ok(),
+        () = crate::store::stopped(stop) => false,
+    }
+}
+
+/// Feeds one SSE client: history from `from`, then live events, with heartbeats. The
+/// events are read from the log as the client drains them (a read batch of at most
+/// `SSE_READ_BYTES`, and `SSE_BUFFER_FRAMES` queued frames), so a subscriber that does
+/// not read holds no copy of the log in memory. Ends at once when the server stops.
+async fn tail(
+    flow: Arc<Flow>,
+    mut from: Offset,
+    tx: mpsc::Sender<Bytes>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut end = flow.events().subscribe();
     let mut heartbeat = tokio::time::interval(SSE_HEARTBEAT);
     heartbeat.tick().await;
     loop {
-        if tx.is_closed() {
+        if tx.is_closed() || *stop.borrow() {
             return;
         }
         let flow2 = Arc::clone(&flow);
-        let read =
-            tokio::task::spawn_blocking(move || flow2.read_events(from, SSE_READ_BATCH, None))
-                .await;
+        let read = tokio::task::spawn_blocking(move || {
+            flow2.read_events(from, SSE_READ_BATCH, SSE_READ_BYTES, None)
+        })
+        .await;
         let Ok(Ok((events, next))) = read else {
             let _ = tx.try_send(Bytes::from_static(
                 b"event: error\ndata: {\"error\":\"read_failed\"}\n\n",
             ));
             return;
         };
-        for ev in &events {
-            if !offer(&tx, sse_frame(ev)) {
+        let got = !events.is_empty();
+        for ev in events {
+            if !deliver(&tx, sse_frame(&ev), &mut stop).await {
                 return;
             }
         }
         from = next.max(from);
-        if !events.is_empty() {
+        if got {
             continue;
         }
-        tokio::select! {
-            changed = end.changed() => if changed.is_err() { return },
-            _ = heartbeat.tick() => {
-                if !offer(&tx, Bytes::from_static(b": heartbeat\n\n")) {
-                    return;
-                }
-            }
+        let beat = tokio::select! {
+            changed = end.changed() => if changed.is_err() { return } else { false },
+            _ = heartbeat.tick() => true,
             () = tx.closed() => return,
+            () = crate::store::stopped(&mut stop) => return,
+        };
+        if beat && !deliver(&tx, Bytes::from_static(b": heartbeat\n\n"), &mut stop).await {
+            return;
         }
     }
 }
@@ -572,24 +621,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_client_whose_buffer_is_full_gets_an_overflow_event_and_the_stream_ends() {
-        // The SSE producer never waits for a slow client: once its buffer is nearly
-        // full, the stream sends one overflow event and stops.
-        let (tx, mut rx) = mpsc::channel::<Bytes>(3);
-        assert!(offer(&tx, Bytes::from_static(b"one")));
-        assert!(offer(&tx, Bytes::from_static(b"two")));
-        assert!(
-            !offer(&tx, Bytes::from_static(b"three")),
-            "the buffer is nearly full"
-        );
-        assert_eq!(rx.try_recv().ok(), Some(Bytes::from_static(b"one")));
-        assert_eq!(rx.try_recv().ok(), Some(Bytes::from_static(b"two")));
-        let last = rx.try_recv().expect("the overflow notice");
-        assert!(
-            String::from_utf8_lossy(&last).contains("\nevent: overflow\n"),
-            "{last:?}"
-        );
-        assert!(rx.try_recv().is_err(), "nothing after the notice");
+    fn no_data_line_of_a_frame_holds_a_line_break_whatever_the_body() {
+        // Proves the SSE framing: a pretty-printed body (LF, CRLF, bare CR) becomes one
+        // data line per line, and the lines joined with LF are the same JSON.
+        let body = "{\r\n  \"a\": 1,\n  \"b\": [\r    2\r\n  ]\n}";
+        let ev = StoredEvent {
+            offset: Offset(3),
+            event_id: "evt_x_3".into(),
+            event_type: "t".into(),
+            received_at_ms: 0,
+            idempotency_key: None,
+            test: false,
+            verified: false,
+            payload: Bytes::from(body),
+        };
+        let frame = String::from_utf8(sse_frame(&ev).to_vec()).expect("utf-8");
+        assert!(frame.ends_with("\n\n"), "{frame:?}");
+        assert!(!frame.contains('\r'), "{frame:?}");
+        let data: Vec<&str> = frame
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        assert_eq!(data.len(), 6, "{frame:?}");
+        let joined = data.join("\n");
+        let parsed: Value = serde_json::from_str(&joined).expect("the joined data is JSON");
+        assert_eq!(parsed["payload"], json!({"a": 1, "b": [2]}));
+        assert_eq!(parsed["offset"], 3);
     }
 
     #[test]

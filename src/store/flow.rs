@@ -421,14 +421,17 @@ impl Flow {
         Ok(out)
     }
 
-    /// Events from `from`, at most `limit`, optionally only of `event_type`.
+    /// Events from `from`, at most `limit` and at most `max_bytes` of payload (but always
+    /// at least one event when one matches), optionally only of `event_type`.
     /// Returns the events and the offset to read next.
     pub fn read_events(
         &self,
         from: Offset,
         limit: usize,
+        max_bytes: usize,
         event_type: Option<&str>,
     ) -> Result<(Vec<StoredEvent>, Offset), StoreError> {
+        let mut bytes = 0usize;
         let first = self.events.first_offset();
         let mut next = from.max(first);
         let mut out = Vec::new();
@@ -439,8 +442,14 @@ impl Flow {
             next = Offset(record.offset.0 + 1);
             scan_budget -= 1;
             if event_type.is_none_or(|t| record_type(&record) == t) {
+                if !out.is_empty() && bytes + record.payload.len() > max_bytes {
+                    // Over the byte budget: this one is the next page's first.
+                    next = record.offset;
+                    break;
+                }
+                bytes += record.payload.len();
                 out.push(StoredEvent::from_record(&self.id, record));
-                if out.len() >= limit {
+                if out.len() >= limit || bytes >= max_bytes {
                     break;
                 }
             }

@@ -871,21 +871,29 @@ impl Store {
     /// Events from `name`'s committed offset (a new consumer starts at the earliest
     /// retained event). With `wait_ms`, waits up to that long for an event to arrive.
     /// Nothing is committed: the caller commits what it has processed.
+    /// At most `max` events and `max_bytes` of payload (at least one event). A wait
+    /// ends early when `stop` turns true (shutdown): the poll then answers at once.
     pub async fn poll(
         &self,
         flow: &Flow,
         name: &str,
         max: usize,
+        max_bytes: usize,
         wait_ms: u64,
+        mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(Vec<StoredEvent>, Offset), StoreError> {
         consumers::validate_name(name)?;
         let from = self.committed(flow, name);
         let mut rx = flow.events().subscribe();
-        if wait_ms > 0 && flow.events().next_offset() <= from {
+        if wait_ms > 0 && flow.events().next_offset() <= from && !*stop.borrow() {
             let wait = Duration::from_millis(wait_ms.min(POLL_WAIT_MS_MAX));
-            let _ = tokio::time::timeout(wait, rx.wait_for(|next| *next > from)).await;
+            let arrived = rx.wait_for(|next| *next > from);
+            tokio::select! {
+                _ = tokio::time::timeout(wait, arrived) => {}
+                () = stopped(&mut stop) => {}
+            }
         }
-        flow.read_events(from, max, None)
+        flow.read_events(from, max, max_bytes, None)
     }
 
     /// Durably commits `offset` (the next to read) for `name`. Beyond the end is invalid.
@@ -1032,6 +1040,13 @@ impl Store {
         }
         out.sort();
         out
+    }
+}
+
+/// Resolves once `stop` turns true; never, if its sender is gone without that.
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
