@@ -228,7 +228,11 @@ fn replay_and_tail_json_print_one_json_object_per_line() {
     f.send(r#"{"type":"after","n":4}"#);
     let out = piped.wait_with_output().expect("tail exits");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !err.contains("panicked"), "{:?} {err}", out.status);
+    assert!(
+        out.status.success() && !err.contains("panicked"),
+        "{:?} {err}",
+        out.status
+    );
 }
 
 #[test]

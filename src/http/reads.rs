@@ -32,7 +32,7 @@ pub const PAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// SSE frames queued per client before the stream waits for the client to drain them:
 /// a stream reads from the log at its client's pace, so a slow subscriber holds at
 /// most this many frames (plus one read batch) in memory.
-pub const SSE_BUFFER_FRAMES: usize = 2;
+pub const SSE_BUFFER_FRAMES: usize = 1;
 /// SSE heartbeat period (the contract asks for at least every 15 s).
 pub const SSE_HEARTBEAT: Duration = Duration::from_secs(10);
 /// Events an SSE stream reads per batch from the log.
