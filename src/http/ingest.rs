@@ -325,6 +325,8 @@ struct TopFields {
 fn parse_doc(raw: &[u8], whole: bool) -> Result<Value, String> {
     // JSON is UTF-8: check it all first (skipped strings are not checked by serde_json).
     let text = std::str::from_utf8(raw).map_err(|e| e.to_string())?;
+    // One validator for every flow: depth, surrogates, number range (json_check.rs).
+    crate::http::json_check::check(raw).map_err(|e| e.to_string())?;
     // Only an object may take the struct path: serde would also read a struct from an array.
     let object = text.trim_start().starts_with('{');
     if !whole && object {

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod dashboard;
 pub mod ingest;
+pub mod json_check;
 pub mod metrics;
 pub mod ratelimit;
 pub mod reads;
