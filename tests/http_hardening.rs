@@ -277,3 +277,68 @@ fn connections_over_the_cap_get_503_and_the_server_recovers() {
         "the server serves again once held connections close"
     );
 }
+
+#[test]
+fn small_bounds_hold_unknown_fields_are_named_and_405_says_what_is_allowed() {
+    // Proves four small bounds of issue 14: unknown fields in management calls get 400
+    // naming the field, a rotation grace over 30 days and an expiry in the past get 400,
+    // a 405 carries Allow, and an admin key over 256 characters is refused at start.
+    let s = Server::start(&[]);
+    let r = s.admin("POST", "/api/flows", r#"{"name":"typo","rateLimt":null}"#);
+    r.assert_error(400, "invalid_request");
+    assert!(r.text().contains("rateLimt"), "{}", r.text());
+    assert!(s.admin("GET", "/api/flows", "").json()["flows"]
+        .as_array()
+        .expect("flows")
+        .is_empty());
+    let r = s.admin(
+        "POST",
+        "/api/keys",
+        r#"{"name":"k","expiresAt":"2001-01-01T00:00:00Z"}"#,
+    );
+    r.assert_error(400, "invalid_request");
+    let (id, _) = s.key(r#"{"name":"k"}"#);
+    let r = s.admin(
+        "POST",
+        &format!("/api/keys/{id}/rotate"),
+        r#"{"graceSeconds":2592001}"#,
+    );
+    r.assert_error(400, "invalid_request");
+    let r = s.admin(
+        "POST",
+        &format!("/api/keys/{id}/rotate"),
+        r#"{"graceSeconds":2592000}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s.admin("PUT", "/api/flows", "{}");
+    r.assert_error(405, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, POST"));
+    let r = s.request(
+        "GET",
+        "/webhooks/wh_00000000000000000000000000000000",
+        &[],
+        b"",
+    );
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let long = "k".repeat(257);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eventmesh"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-key",
+            &long,
+            "--data-dir",
+        ])
+        .arg(tmp.path().join("data"))
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("24 to 256 characters"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

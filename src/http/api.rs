@@ -17,7 +17,10 @@ use crate::rfc3339;
 use crate::store::meta::{
     ApiKeyRecord, FlowRecord, RateLimit, RetentionConfig, Scope, SignatureScheme, Workspace,
 };
-use crate::store::{FlowPatch, NewFlow, NewKey, StoreError, KEY_ROTATION_GRACE_SECONDS_DEFAULT};
+use crate::store::{
+    FlowPatch, NewFlow, NewKey, StoreError, KEY_ROTATION_GRACE_SECONDS_DEFAULT,
+    KEY_ROTATION_GRACE_SECONDS_MAX,
+};
 
 /// Parses a JSON request body into `T`, or a 400 reply.
 pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Reply> {
@@ -103,6 +106,7 @@ fn workspace_json(w: &Workspace) -> Value {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WorkspaceBody {
     name: String,
 }
@@ -127,6 +131,7 @@ pub fn list_workspaces(app: &App, caller: &Caller) -> Result<Reply, Reply> {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 struct KeyBody {
     workspace_id: Option<String>,
     name: String,
@@ -145,6 +150,9 @@ pub fn create_key(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Rep
                 .ok_or_else(|| bad_request("expiresAt must be an RFC 3339 time"))?,
         ),
     };
+    if expires_at_ms.is_some_and(|t| t <= app.store.now_ms()) {
+        return Err(bad_request("expiresAt must be in the future"));
+    }
     let (rec, key) = app
         .store
         .create_key(NewKey {
@@ -166,6 +174,7 @@ pub fn list_keys(app: &App, caller: &Caller) -> Result<Reply, Reply> {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 struct RotateBody {
     grace_seconds: Option<u64>,
 }
@@ -176,6 +185,11 @@ pub fn rotate_key(app: &App, caller: &Caller, id: &str, body: &Bytes) -> Result<
     let grace = b
         .grace_seconds
         .unwrap_or(KEY_ROTATION_GRACE_SECONDS_DEFAULT);
+    if grace > KEY_ROTATION_GRACE_SECONDS_MAX {
+        return Err(bad_request(format!(
+            "graceSeconds must be 0..={KEY_ROTATION_GRACE_SECONDS_MAX} (30 days)"
+        )));
+    }
     let (rec, key) = app.store.rotate_key(id, grace).map_err(store_reply)?;
     Ok(Reply::ok(key_json(&rec, Some(&key))))
 }
@@ -187,6 +201,7 @@ pub fn revoke_key(app: &App, caller: &Caller, id: &str) -> Result<Reply, Reply> 
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SignatureBody {
     scheme: SignatureScheme,
     secret: Option<String>,
@@ -194,6 +209,7 @@ struct SignatureBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 struct FlowBody {
     name: Option<String>,
     workspace_id: Option<String>,
@@ -366,6 +382,7 @@ pub async fn requests(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 struct PlaygroundBody {
     webhook_url: String,
     payload: Value,

@@ -262,6 +262,7 @@ async fn poll(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CommitBody {
     offset: u64,
 }
@@ -284,6 +285,7 @@ async fn commit(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SeekBody {
     to: Option<String>,
     offset: Option<u64>,

@@ -122,8 +122,42 @@ fn method_not_allowed() -> Reply {
     )
 }
 
-/// Answers one request.
+/// The methods `ROUTES` lists for `path`, for the `Allow` header of a 405.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut out: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|(_, template)| {
+            let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+            parts.len() == segments.len()
+                && parts.iter().zip(&segments).all(|(t, s)| {
+                    (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
+                })
+        })
+        .map(|(method, _)| *method)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Answers one request. A 405 carries `Allow`, taken from `ROUTES`.
 pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let path = req.uri().path().to_owned();
+    let mut response = answer(app, req).await;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = allowed_methods(&path).join(", ");
+        if let Ok(v) = http::HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(http::header::ALLOW, v);
+        }
+    }
+    response
+}
+
+async fn answer<B>(app: Arc<App>, req: Request<B>) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {

@@ -67,6 +67,8 @@ pub const RATE_LIMIT_PER_SECOND_MAX: u32 = 1_000_000;
 pub const SECRET_ROTATION_GRACE_MS: i64 = 24 * 3600 * 1000;
 /// Default grace period of a rotated API key.
 pub const KEY_ROTATION_GRACE_SECONDS_DEFAULT: u64 = 3600;
+/// Longest grace period of a rotated API key (30 days).
+pub const KEY_ROTATION_GRACE_SECONDS_MAX: u64 = 30 * 86_400;
 /// Shortest retention a flow may ask for.
 pub const RETENTION_MIN_AGE_SECONDS: u64 = 60;
 pub const RETENTION_MIN_BYTES: u64 = 1024 * 1024;
@@ -329,10 +331,13 @@ impl Store {
             }
         };
         if let Some(k) = &config.admin_key {
-            if k.len() < keys::ADMIN_KEY_MIN_CHARS {
+            // One bound for setting the key and for presenting it: a longer key could
+            // be set but would never match.
+            if k.len() < keys::ADMIN_KEY_MIN_CHARS || k.len() > keys::KEY_TEXT_MAX_CHARS {
                 return Err(StoreError::Invalid(format!(
-                    "the admin key must be at least {} characters",
-                    keys::ADMIN_KEY_MIN_CHARS
+                    "the admin key must be {} to {} characters",
+                    keys::ADMIN_KEY_MIN_CHARS,
+                    keys::KEY_TEXT_MAX_CHARS
                 )));
             }
             meta.admin_key_hash = hasher.hash(k);
