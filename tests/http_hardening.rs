@@ -236,10 +236,11 @@ fn hostile_webhook_ids_are_404_and_touch_no_file() {
 
 #[test]
 fn a_signature_header_with_a_thousand_entries_is_refused_cheaply() {
-    // Proves the entry limit: 401 invalid_signature, and the server stays up.
+    // Proves the entry limit: 401 invalid_signature, and the server stays up. (900
+    // entries: a thousand would pass the 64 KiB header bound, which answers 431 first.)
     let s = Server::start(&[]);
     let flow = s.flow(r#"{"name":"st","signature":{"scheme":"stripe","secret":"whsec_x"}}"#);
-    let entries: Vec<String> = (0..1000).map(|i| format!("v1={i:064x}")).collect();
+    let entries: Vec<String> = (0..900).map(|i| format!("v1={i:064x}")).collect();
     let header = format!("t=1700000000,{}", entries.join(","));
     let r = s.send(
         flow["webhookId"].as_str().expect("wh"),
@@ -341,4 +342,52 @@ fn small_bounds_hold_unknown_fields_are_named_and_405_says_what_is_allowed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn an_oversize_declared_body_gets_413_at_once_and_headers_keep_to_64_kib() {
+    // Proves a declared length over the limit is answered 413 without waiting for the
+    // (slowly sent) body, with the connection closed; and that a header section over
+    // the documented 64 KiB gets 431 even when each header is small.
+    use std::io::{Read, Write};
+    let s = Server::start(&[]);
+    let flow = s.flow(r#"{"name":"big","rateLimit":null}"#);
+    let (_, key) = s.key(r#"{"name":"k"}"#);
+    let wh = flow["webhookId"].as_str().expect("wh");
+    let mut c = s.connect();
+    let head = format!(
+        "POST /webhooks/{wh} HTTP/1.1\r\nhost: a\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ncontent-length: 2000000\r\n\r\n{{\"a\":"
+    );
+    c.write_all(head.as_bytes()).expect("write");
+    // The rest of the body never comes: the answer must not wait for it.
+    let r = common::server::read_response(&mut c);
+    r.assert_error(413, "payload_too_large");
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    assert_eq!(
+        c.read_to_end(&mut rest).expect("closed"),
+        0,
+        "the server closed it"
+    );
+    assert_eq!(s.end_offset(&flow), 0);
+
+    let filler = "v".repeat(1000);
+    let mut headers: Vec<(String, String)> = (0..80)
+        .map(|i| (format!("x-f{i}"), filler.clone()))
+        .collect();
+    headers.push(("x-api-key".into(), key.clone()));
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let r = s.request("POST", &format!("/webhooks/{wh}"), &h, b"{}");
+    assert_eq!(r.status, 431, "{}", r.text());
+    let fine: Vec<(&str, &str)> = h[40..].to_vec();
+    let r = s.request(
+        "POST",
+        &format!("/webhooks/{wh}"),
+        &[fine.as_slice(), &[("content-type", "application/json")]].concat(),
+        b"{}",
+    );
+    assert_eq!(r.status, 200, "41 KB of headers pass: {}", r.text());
 }

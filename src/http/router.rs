@@ -72,10 +72,13 @@ where
     let read = async {
         let mut buf = bytes::BytesMut::new();
         let mut seen = 0u64;
-        let mut too_large = declared.is_some_and(|n| n > limit as u64);
-        if declared.is_some_and(|n| n > OVERSIZE_DRAIN_BYTES_MAX) {
+        // A declared length over the limit is answered at once, unread: a client that
+        // sends it slowly must not hold the connection until the body deadline. The
+        // answer closes the connection (`handle`), since the body was not read.
+        if declared.is_some_and(|n| n > limit as u64) {
             return Ok(BodyRead::TooLarge);
         }
+        let mut too_large = false;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| ())?;
             let Ok(data) = frame.into_data() else {
@@ -147,7 +150,43 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {
     let path = req.uri().path().to_owned();
+    let declared_too_large = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > app.limits.body_bytes_max as u64);
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri().to_string().len()
+        + 16;
+    if header_bytes > app.limits.header_bytes_max {
+        // The documented bound on the whole header section, whatever hyper's read
+        // buffer let through.
+        let mut r = Reply::error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request_header_fields_too_large",
+            format!(
+                "the request's headers take {header_bytes} bytes; the limit is {}",
+                app.limits.header_bytes_max
+            ),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return r;
+    }
     let mut response = answer(app, req).await;
+    if declared_too_large && response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     if response.status() == StatusCode::METHOD_NOT_ALLOWED {
         let allow = allowed_methods(&path).join(", ");
         if let Ok(v) = http::HeaderValue::from_str(&allow) {
