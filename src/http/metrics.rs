@@ -42,6 +42,8 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     pub events_stored: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// Accepts that failed because the process or system ran out of file descriptors.
+    pub accept_fd_exhausted: AtomicU64,
 }
 
 impl Metrics {
@@ -147,6 +149,11 @@ impl Metrics {
                 "eventmesh_connections_refused_total",
                 "Connections refused over the cap.",
                 load(&self.connections_refused),
+            ),
+            (
+                "eventmesh_accept_fd_exhausted_total",
+                "Accepts that failed with EMFILE or ENFILE (the accept loop backs off).",
+                load(&self.accept_fd_exhausted),
             ),
         ];
         for (name, help, value) in counters {

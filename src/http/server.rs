@@ -74,11 +74,17 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         addr: config.listen.clone(),
         source,
     })?;
+    let nofile = raise_open_files_limit();
     let recovering = tokio::spawn(answer_while_recovering(Arc::clone(&listener)));
     let opened = tokio::task::spawn_blocking(move || Store::open(store_config)).await;
     recovering.abort();
     let _ = recovering.await;
     let store = opened.map_err(|e| ServeError::Runtime(e.to_string()))??;
+    warn_if_open_files_short(
+        nofile,
+        config.limits.connections_max,
+        store.flow_records(None).len(),
+    );
     if let Some(key) = store.generated_admin_key() {
         println!("admin key (shown once; keep it): {key}");
     }
@@ -105,14 +111,116 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Open files one flow holds today: 3 logs × (active segment for writing, for reading,
+/// and the lock), plus a few transient ones. Issue 16 will bound this by a budget.
+const FDS_PER_FLOW: u64 = 9;
+/// Open files the server needs apart from connections and flows.
+const FDS_BASE: u64 = 64;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (the usual soft limit, 1,024, is
+/// far below what connections and flows need). Returns the soft limit now in force.
+fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::info!(from = ?limit.current, to = ?limit.maximum, "raised the open-files limit");
+                return limit.maximum;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+        }
+    }
+    limit.current
+}
+
+/// Warns once at start when the open-files limit cannot hold every connection the cap
+/// allows plus what the flows need.
+fn warn_if_open_files_short(soft: Option<u64>, connections_max: usize, flows: usize) {
+    let Some(soft) = soft else { return };
+    let need = connections_max as u64 + flows as u64 * FDS_PER_FLOW + FDS_BASE;
+    if need > soft {
+        tracing::warn!(
+            limit = soft,
+            need,
+            connections_max,
+            flows,
+            "the open-files limit is below --max-connections plus what the flows need; accepts will back off when it runs out (raise `ulimit -n`, or lower --max-connections)"
+        );
+    }
+}
+
+/// EMFILE (the process) or ENFILE (the system): out of file descriptors.
+fn is_fd_exhaustion(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+/// The accept loop's wait after running out of file descriptors.
+#[derive(Debug, Default)]
+struct FdBackoff {
+    wait: Duration,
+    last_log: Option<std::time::Instant>,
+}
+
+impl FdBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn reset(&mut self) {
+        self.wait = Duration::ZERO;
+    }
+
+    /// The next wait (5 ms, doubling to 1 s); logs at most once a second.
+    fn next(&mut self, e: &std::io::Error) -> Duration {
+        self.wait = if self.wait.is_zero() {
+            Self::FIRST
+        } else {
+            (self.wait * 2).min(Self::MAX)
+        };
+        if self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            tracing::warn!(error = %e, wait_ms = self.wait.as_millis() as u64, "accept failed: out of file descriptors; backing off");
+            self.last_log = Some(std::time::Instant::now());
+        }
+        self.wait
+    }
+}
+
 async fn accept_loop(app: &Arc<App>, listener: TcpListener, addr: SocketAddr) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(app.limits.connections_max));
     let mut stop = std::pin::pin!(shutdown_signal());
+    let mut backoff = FdBackoff::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _peer)) => {
+                        backoff.reset();
+                        stream
+                    }
+                    Err(e) if is_fd_exhaustion(&e) => {
+                        // Out of file descriptors: a tight retry would spin a core. Back
+                        // off (5 ms doubling to 1 s, as Go's net/http does), log at most
+                        // once a second, count it.
+                        app.metrics
+                            .accept_fd_exhausted
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let wait = backoff.next(&e);
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            () = &mut stop => break,
+                        }
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
                 match Arc::clone(&permits).try_acquire_owned() {
                     Ok(permit) => spawn_connection(app, stream, &graceful, permit),
                     Err(_) => {
