@@ -432,3 +432,37 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
     assert_eq!(s.request("GET", "/healthz", &[], b"").status, 200);
     drop(held);
 }
+
+#[test]
+fn the_data_directory_and_its_secrets_are_owner_only_and_older_ones_are_tightened() {
+    // Proves secrets are not world-readable: new files are 0600 and directories 0700,
+    // and a data directory left 0755/0644 by an older release is tightened at start.
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let mut s = Server::start_in(&dir, &[]);
+    let flow = s.flow(r#"{"name":"p","signature":{"scheme":"github","secret":"sekrit"}}"#);
+    assert!(s.terminate().success());
+    let fid = flow["id"].as_str().expect("id");
+    let events = dir.join("flows").join(fid).join("events");
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("flows")), 0o700);
+    assert_eq!(mode(&dir.join("flows").join(fid)), 0o700);
+    assert_eq!(mode(&events), 0o700);
+    assert_eq!(mode(&dir.join("secret")), 0o600);
+    assert_eq!(mode(&dir.join("meta.json")), 0o600);
+    assert_eq!(mode(&events.join("00000000000000000000.log")), 0o600);
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    set(&dir, 0o755);
+    set(&dir.join("secret"), 0o644);
+    set(&dir.join("meta.json"), 0o644);
+    let mut s = Server::start_in(&dir, &[]);
+    assert!(s.terminate().success());
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("secret")), 0o600);
+    assert_eq!(mode(&dir.join("meta.json")), 0o600);
+}

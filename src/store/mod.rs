@@ -303,6 +303,7 @@ impl Store {
             .lock_dir(&dir)
             .map_err(|e| StoreError::io("lock", &dir, e))?;
         let hasher = keys::KeyHasher::new(&load_or_create_secret(&*storage, &dir)?);
+        restrict_secrets(&*storage, &dir);
         let now = config.clock.now_ms();
         let mut generated_admin_key = None;
         let mut meta = match meta::load(&*storage, &dir)? {
@@ -1045,6 +1046,30 @@ impl Store {
         }
         out.sort();
         out
+    }
+}
+
+/// Takes group and other permissions away from the data directory (so nothing under it
+/// can be reached by other users), the installation secret and the metadata (flow
+/// signing secrets), logging each change: data directories made by older releases had
+/// 0755 directories and 0644 files.
+fn restrict_secrets(storage: &dyn Storage, dir: &Path) {
+    for path in [
+        dir.to_path_buf(),
+        dir.join(SECRET_FILE),
+        dir.join(meta::META_FILE),
+        dir.join(FLOWS_DIR),
+    ] {
+        match storage.restrict(&path) {
+            Ok(true) => {
+                tracing::warn!(path = %path.display(), "permissions tightened to owner only")
+            }
+            Ok(false) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not tighten permissions")
+            }
+        }
     }
 }
 

@@ -74,6 +74,11 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// fsync of the directory itself, so created, renamed and removed names are durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
+    /// Takes away group and other permissions (files 0600, directories 0700 at most).
+    /// `Ok(true)` if it changed anything. Storage without permissions does nothing.
+    fn restrict(&self, _path: &Path) -> io::Result<bool> {
+        Ok(false)
+    }
     /// Takes an exclusive lock on `dir` (held by a lock file), or fails at once.
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>>;
 }

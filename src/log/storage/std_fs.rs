@@ -3,13 +3,18 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::{DirLock, ReadableFile, Storage, WritableFile};
+
+/// Mode of every file the engine and the store create: owner read and write only.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of every directory they create: owner only.
+pub const DIR_MODE: u32 = 0o700;
 
 /// `std::fs` with mmap reads.
 #[derive(Debug, Clone, Copy, Default)]
@@ -118,7 +123,11 @@ impl DirLock for StdDirLock {}
 
 impl Storage for StdStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        // Owner only: the directories hold events, signing secrets and key hashes.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir)
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -136,6 +145,7 @@ impl Storage for StdStorage {
             .create(true)
             .truncate(true)
             .write(true)
+            .mode(FILE_MODE)
             .open(path)?;
         drop(file);
         self.open_append(path)
@@ -177,12 +187,24 @@ impl Storage for StdStorage {
         path.exists()
     }
 
+    fn restrict(&self, path: &Path) -> io::Result<bool> {
+        let meta = fs::metadata(path)?;
+        let want = if meta.is_dir() { DIR_MODE } else { FILE_MODE };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & !want == 0 {
+            return Ok(false);
+        }
+        fs::set_permissions(path, fs::Permissions::from_mode(mode & want))?;
+        Ok(true)
+    }
+
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>> {
         let path: PathBuf = dir.join("LOCK");
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(FILE_MODE)
             .open(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(Box::new(StdDirLock { _file: file })),
