@@ -581,3 +581,61 @@ fn control_characters_in_event_types_and_idempotency_keys_get_400() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(s.end_offset(&flow), 1);
 }
+
+#[test]
+fn the_playground_needs_ingest_rights_has_its_own_budget_and_hides_other_workspaces() {
+    // Proves issue 14's playground rules: a read-only key gets 403 and stores nothing; a
+    // key of another workspace gets the same 404 as an unknown webhook; an ingest key of
+    // the flow's workspace may test; the playground's own budget runs out without
+    // touching the real sender's rate limit.
+    let s = Server::start(&[]);
+    let flow = s.flow(r#"{"name":"p","rateLimit":{"perSecond":1,"burst":1}}"#);
+    let id = wh(&flow);
+    let ws = s
+        .admin("POST", "/api/workspaces", r#"{"name":"other"}"#)
+        .json();
+    let other = ws["id"].as_str().expect("ws");
+    let (_, read) = s.key(r#"{"name":"r","scopes":["read"]}"#);
+    let (_, ingest) = s.key(r#"{"name":"i","scopes":["ingest"]}"#);
+    let (_, stranger) = s.key(&format!(
+        r#"{{"name":"x","workspaceId":"{other}","scopes":["ingest","read"]}}"#
+    ));
+    let body = |n: u32| {
+        json!({"webhookUrl": format!("http://h/webhooks/{id}"), "payload": {"n": n}}).to_string()
+    };
+    let call = |key: &str, n: u32| {
+        s.request(
+            "POST",
+            "/api/playground/test",
+            &[("x-api-key", key), ("content-type", "application/json")],
+            body(n).as_bytes(),
+        )
+    };
+    call(&read, 0).assert_error(403, "forbidden");
+    let hidden = call(&stranger, 0);
+    hidden.assert_error(404, "webhook_not_found");
+    let unknown = s.request(
+        "POST",
+        "/api/playground/test",
+        &[("x-api-key", &stranger), ("content-type", "application/json")],
+        json!({"webhookUrl": "http://h/webhooks/wh_00000000000000000000000000000000", "payload": {}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(hidden.text(), unknown.text(), "the same 404 either way");
+    assert_eq!(s.end_offset(&flow), 0, "nothing stored");
+    // Ten tests fit the playground's burst, though the flow's own burst is 1.
+    for n in 0..10 {
+        let r = call(&ingest, n);
+        assert_eq!(r.json()["statusCode"], 200, "test {n}: {}", r.text());
+    }
+    let r = call(&ingest, 10);
+    assert_eq!(
+        r.json()["statusCode"],
+        429,
+        "the playground's own budget ran out"
+    );
+    // The real sender's bucket was never touched.
+    let r = s.send(&id, &[("x-api-key", &ingest)], r#"{"real":true}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -407,11 +407,7 @@ pub async fn playground(app: &App, caller: &Caller, body: &Bytes) -> Result<Repl
     let flow = app.store.flow_by_webhook(webhook_id).ok_or_else(|| {
         match app.store.unavailable_by_webhook(webhook_id) {
             Some((id, reason)) => flow_unavailable(&id, &reason),
-            None => Reply::error(
-                StatusCode::NOT_FOUND,
-                "webhook_not_found",
-                "no flow has this webhook",
-            ),
+            None => crate::http::auth::webhook_not_found(),
         }
     })?;
     let record = flow.record.read().clone();

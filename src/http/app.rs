@@ -52,6 +52,8 @@ pub struct App {
     pub limits: HttpLimits,
     pub metrics: Metrics,
     pub rate: RateLimiter,
+    /// The playground's own buckets (`PLAYGROUND_RATE_LIMIT` per flow).
+    pub playground_rate: RateLimiter,
     /// Base of webhook URLs shown to users (`http://<listen>` unless set).
     pub public_url: String,
     draining: AtomicBool,
@@ -66,6 +68,7 @@ impl App {
             limits,
             metrics: Metrics::default(),
             rate: RateLimiter::default(),
+            playground_rate: RateLimiter::default(),
             public_url,
             draining: AtomicBool::new(false),
             stop: tokio::sync::watch::Sender::new(false),

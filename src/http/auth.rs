@@ -80,6 +80,15 @@ pub enum Caller {
 }
 
 /// The `/api` caller from `Authorization: Bearer` or `X-API-Key`, or a 401 reply.
+/// The one answer for a webhook id that is unknown, or not visible to the caller.
+pub fn webhook_not_found() -> Reply {
+    Reply::error(
+        StatusCode::NOT_FOUND,
+        "webhook_not_found",
+        "no flow has this webhook",
+    )
+}
+
 pub fn api_caller(store: &Store, headers: &HeaderMap) -> Result<Caller, Reply> {
     let presented = bearer(headers)
         .or_else(|| header_str(headers, "x-api-key"))
@@ -118,15 +127,19 @@ impl Caller {
     }
 
     /// May use the playground on a flow of `workspace_id`: the admin or any key of it.
+    /// The playground appends real (test-flagged) events, so it needs what a sender
+    /// needs: the admin key, or a key with scope `ingest` in the flow's workspace. A
+    /// flow of another workspace answers exactly as an unknown webhook does.
     pub fn may_test(&self, workspace_id: &str) -> Result<(), Reply> {
         match self {
             Self::Admin => Ok(()),
-            Self::Key(k) if k.workspace_id == workspace_id => Ok(()),
-            Self::Key(_) => Err(Reply::error(
-                StatusCode::NOT_FOUND,
-                "webhook_not_found",
-                "webhook not found",
+            Self::Key(k) if k.workspace_id != workspace_id => Err(webhook_not_found()),
+            Self::Key(k) if !k.scopes.contains(&Scope::Ingest) => Err(Reply::error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the playground needs the admin key or a key with scope ingest",
             )),
+            Self::Key(_) => Ok(()),
         }
     }
 

@@ -71,11 +71,7 @@ pub async fn ingest(app: &App, req: IngestRequest<'_>) -> Reply {
         let reply = match app.store.unavailable_by_webhook(req.webhook_id) {
             // Quarantined: nothing is stored, and the sender should retry later.
             Some((id, reason)) => flow_unavailable(&id, &reason),
-            None => reject(
-                StatusCode::NOT_FOUND,
-                "webhook_not_found",
-                "no flow has this webhook",
-            ),
+            None => crate::http::auth::webhook_not_found(),
         };
         note(app, &reply, &req);
         return reply;
@@ -141,9 +137,15 @@ async fn checked(
         Some(Some(Ok(v))) => v.len().max(1),
         _ => 1,
     };
-    if let Some(limit) = record.rate_limit {
+    // The playground has a small budget of its own: testing never uses up the real
+    // senders' rate limit, and cannot flood the flow either.
+    let (bucket, limit) = match req.playground {
+        true => (&app.playground_rate, Some(PLAYGROUND_RATE_LIMIT)),
+        false => (&app.rate, record.rate_limit),
+    };
+    if let Some(limit) = limit {
         let n = u32::try_from(count).unwrap_or(u32::MAX);
-        if let Err(retry_s) = app.rate.take(&record.id, limit, n, now_ms) {
+        if let Err(retry_s) = bucket.take(&record.id, limit, n, now_ms) {
             app.metrics
                 .rate_limited
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -206,6 +208,12 @@ async fn checked(
     let outcomes = flow.ingest(&events).await.map_err(store_error)?;
     Ok(answer(app, flow, &outcomes, req.batch, tally))
 }
+
+/// The playground's own rate budget per flow.
+pub const PLAYGROUND_RATE_LIMIT: crate::store::meta::RateLimit = crate::store::meta::RateLimit {
+    per_second: 2,
+    burst: 10,
+};
 
 fn too_large(app: &App) -> Reply {
     reject(
