@@ -253,30 +253,39 @@ fn a_signature_header_with_a_thousand_entries_is_refused_cheaply() {
 
 #[test]
 fn connections_over_the_cap_get_503_and_the_server_recovers() {
-    // Proves the connection cap answers 503 too_many_connections, and serves again once
-    // connections close.
-    let s = Server::start(&["--max-connections", "2", "--header-timeout", "60"]);
-    // Two idle connections take both places (connections are accepted in order).
-    let held: Vec<_> = (0..2).map(|_| s.connect()).collect();
+    // Proves the connection cap answers 503 too_many_connections while every place is
+    // busy, and serves again once they are done. (Idle connections make room instead:
+    // `at_the_connection_cap_the_oldest_idle_connection_makes_room`.)
+    use std::io::{BufRead, BufReader};
+    let s = Server::start(&["--max-connections", "2", "--body-timeout", "1"]);
+    // Two requests whose bodies never come: busy until their 1 s body deadline. The
+    // server's "100 Continue" shows it has each request and is reading its body.
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = s.connect();
+            c.write_all(
+                b"POST /webhooks/wh_00000000000000000000000000000000 HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\nexpect: 100-continue\r\n\r\n",
+            )
+            .expect("write");
+            let mut r = BufReader::new(c);
+            let mut line = String::new();
+            while !line.ends_with("\r\n\r\n") {
+                r.read_line(&mut line).expect("100 Continue");
+            }
+            assert!(line.starts_with("HTTP/1.1 100"), "{line}");
+            r
+        })
+        .collect();
     let mut third = s.connect();
     let got = parse_response(&read_until_closed(&mut third));
     got.assert_error(503, "too_many_connections");
-    drop(held);
-    let mut served = false;
-    for _ in 0..10_000 {
-        let mut c = s.connect();
-        c.write_all(b"GET /healthz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
-            .expect("write");
-        let raw = read_until_closed(&mut c);
-        if raw.starts_with(b"HTTP/1.1 200") {
-            served = true;
-            break;
-        }
+    for mut c in held {
+        let mut status = String::new();
+        c.read_line(&mut status).expect("the deadline answer");
+        assert!(status.starts_with("HTTP/1.1 408"), "{status}");
     }
-    assert!(
-        served,
-        "the server serves again once held connections close"
-    );
+    let r = s.request("GET", "/healthz", &[], b"");
+    assert_eq!(r.status, 200, "the server serves again: {}", r.text());
 }
 
 #[test]
@@ -465,4 +474,69 @@ fn the_data_directory_and_its_secrets_are_owner_only_and_older_ones_are_tightene
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join("secret")), 0o600);
     assert_eq!(mode(&dir.join("meta.json")), 0o600);
+}
+
+#[test]
+fn at_the_connection_cap_the_oldest_idle_connection_makes_room() {
+    // Proves idle keep-alive connections cannot lock everyone out: at the cap (4 here),
+    // a new client is served and the connection idle the longest is closed; connections
+    // with a response in flight (SSE streams) are never closed, so when all are busy the
+    // newcomer still gets 503 too_many_connections.
+    use std::io::{BufRead, BufReader, Read, Write};
+    let s = Server::start(&["--max-connections", "4"]);
+    // One keep-alive request each, answered in full: then the connections sit idle.
+    let idle: Vec<BufReader<std::net::TcpStream>> = (0..4)
+        .map(|_| {
+            let mut c = s.connect();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nhost: a\r\n\r\n")
+                .expect("write");
+            let mut r = BufReader::new(c);
+            let mut head = String::new();
+            while !head.ends_with("\r\n\r\n") {
+                r.read_line(&mut head).expect("read");
+            }
+            let mut body = [0u8; 15]; // {"status":"ok"}
+            r.read_exact(&mut body).expect("body");
+            assert_eq!(&body, br#"{"status":"ok"}"#);
+            r
+        })
+        .collect();
+    let r = s.request("GET", "/healthz", &[], b"");
+    assert_eq!(
+        r.status,
+        200,
+        "a newcomer is served at the cap: {}",
+        r.text()
+    );
+    let mut first = idle.into_iter().next().expect("first").into_inner();
+    let mut rest = Vec::new();
+    assert_eq!(
+        first.read_to_end(&mut rest).expect("read"),
+        0,
+        "the oldest idle one was closed"
+    );
+
+    let flow = s.flow(r#"{"name":"cap","rateLimit":null}"#);
+    let (_, key) = s.key(r#"{"name":"k","scopes":["read"]}"#);
+    let fid = flow["id"].as_str().expect("id");
+    let mut streams = Vec::new();
+    while streams.len() < 4 {
+        let mut c = s.connect();
+        let req =
+            format!("GET /api/flows/{fid}/stream HTTP/1.1\r\nhost: a\r\nx-api-key: {key}\r\n\r\n");
+        c.write_all(req.as_bytes()).expect("write");
+        let mut r = BufReader::new(c);
+        let mut line = String::new();
+        r.read_line(&mut line).expect("status line");
+        if line.starts_with("HTTP/1.1 200") {
+            let mut more = String::new();
+            while !more.contains("stream open") {
+                r.read_line(&mut more).expect("stream open");
+            }
+            streams.push(r);
+        }
+    }
+    let r = s.request("GET", "/healthz", &[], b"");
+    r.assert_error(503, "too_many_connections");
+    drop(streams);
 }

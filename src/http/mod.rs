@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod connections;
 pub mod dashboard;
 pub mod ingest;
 pub mod json_check;

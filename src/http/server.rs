@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -16,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::http::app::{App, HttpLimits};
+use crate::http::connections::Connections;
 use crate::http::response::Reply;
 use crate::http::router::handle;
 use crate::log::FsyncPolicy;
@@ -111,6 +113,36 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// A response body that keeps its connection marked busy until it is dropped, and
+/// passes on everything else (so `Content-Length` answers stay what they were).
+struct GuardedBody {
+    inner: crate::http::response::Body,
+    _busy: crate::http::connections::BusyGuard,
+}
+
+impl hyper::body::Body for GuardedBody {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Longest wait, at the connection cap, for an evicted idle connection's slot.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
 /// Open files one flow holds today: 3 logs × (active segment for writing, for reading,
 /// and the lock), plus a few transient ones. Issue 16 will bound this by a budget.
 const FDS_PER_FLOW: u64 = 9;
@@ -195,6 +227,7 @@ impl FdBackoff {
 async fn accept_loop(app: &Arc<App>, listener: TcpListener, addr: SocketAddr) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(app.limits.connections_max));
+    let conns = Arc::new(Connections::default());
     let mut stop = std::pin::pin!(shutdown_signal());
     let mut backoff = FdBackoff::default();
     loop {
@@ -221,9 +254,19 @@ async fn accept_loop(app: &Arc<App>, listener: TcpListener, addr: SocketAddr) {
                     }
                     Err(_) => continue,
                 };
-                match Arc::clone(&permits).try_acquire_owned() {
-                    Ok(permit) => spawn_connection(app, stream, &graceful, permit),
-                    Err(_) => {
+                let mut permit = Arc::clone(&permits).try_acquire_owned().ok();
+                if permit.is_none() && conns.close_oldest_idle() {
+                    // At the cap: the connection idle the longest makes room. Its task
+                    // ends at once and gives its permit back.
+                    let freed = tokio::time::timeout(
+                        EVICTION_WAIT,
+                        Arc::clone(&permits).acquire_owned(),
+                    );
+                    permit = freed.await.ok().and_then(Result::ok);
+                }
+                match permit {
+                    Some(permit) => spawn_connection(app, stream, &graceful, permit, &conns),
+                    None => {
                         app.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tokio::spawn(refuse(stream));
                     }
@@ -250,13 +293,17 @@ fn spawn_connection(
     stream: TcpStream,
     graceful: &GracefulShutdown,
     permit: tokio::sync::OwnedSemaphorePermit,
+    conns: &Arc<Connections>,
 ) {
     let _ = stream.set_nodelay(true);
     let limits = app.limits.clone();
     let app = Arc::clone(app);
+    let (id, activity, close) = conns.register();
     let service = service_fn(move |req| {
         let app = Arc::clone(&app);
         let deadline = app.limits.request_timeout;
+        // Busy until the response body is done (a stream or a long poll is never idle).
+        let busy = activity.begin();
         async move {
             let response = match tokio::time::timeout(deadline, handle(app, req)).await {
                 Ok(r) => r,
@@ -267,6 +314,7 @@ fn spawn_connection(
                 )
                 .into_response(),
             };
+            let response = response.map(|inner| GuardedBody { inner, _busy: busy }.boxed());
             Ok::<_, Infallible>(response)
         }
     });
@@ -278,8 +326,14 @@ fn spawn_connection(
         .max_headers(limits.headers_max)
         .keep_alive(true);
     let watched = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+    let conns = Arc::clone(conns);
     tokio::spawn(async move {
-        let _ = watched.await;
+        tokio::select! {
+            _ = watched => {}
+            // Closed to make room at the cap: dropping the connection closes it.
+            _ = close => {}
+        }
+        conns.remove(id);
         drop(permit);
     });
 }
