@@ -49,6 +49,21 @@ pub struct Damage {
     pub reason: String,
 }
 
+impl Damage {
+    /// Damage at byte `pos`: a torn tail when `torn`, else corruption.
+    fn at(torn: bool, pos: usize, reason: String) -> Self {
+        Self {
+            kind: if torn {
+                DamageKind::TornTail
+            } else {
+                DamageKind::Corruption
+            },
+            position: pos as u64,
+            reason,
+        }
+    }
+}
+
 /// Which format a segment's bytes are in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SegmentFormat {
@@ -218,15 +233,7 @@ fn scan_v2(bytes: &[u8], header: SegmentHeader, is_last: bool) -> ScanOutcome {
                 } else {
                     reason
                 };
-                damage = Some(Damage {
-                    kind: if torn {
-                        DamageKind::TornTail
-                    } else {
-                        DamageKind::Corruption
-                    },
-                    position: pos as u64,
-                    reason,
-                });
+                damage = Some(Damage::at(torn, pos, reason));
                 break;
             }
         }
@@ -279,15 +286,7 @@ fn scan_v1(bytes: &[u8], base: Offset, is_last: bool) -> ScanOutcome {
             (found, Some(reason)) => {
                 let misplaced = found.is_ok();
                 let torn = is_last && !misplaced && !valid_frame_after(bytes, pos);
-                damage = Some(Damage {
-                    kind: if torn {
-                        DamageKind::TornTail
-                    } else {
-                        DamageKind::Corruption
-                    },
-                    position: pos as u64,
-                    reason,
-                });
+                damage = Some(Damage::at(torn, pos, reason));
                 break;
             }
             // An Err always has a reason.
