@@ -487,8 +487,7 @@ impl hyper::body::Body for ChannelBody {
 /// or LF; SSE clients join the lines with LF, which is JSON whitespace like the breaks
 /// it stands for (a JSON body has no raw line break inside a string).
 fn sse_frame(ev: &StoredEvent) -> Bytes {
-    let json = event_json(ev);
-    let mut out = Vec::with_capacity(json.len() + 64);
+    let mut out = Vec::with_capacity(ev.payload.len() + 256);
     out.extend_from_slice(
         format!(
             "id: {}\nevent: {}\n",
@@ -497,29 +496,35 @@ fn sse_frame(ev: &StoredEvent) -> Bytes {
         )
         .as_bytes(),
     );
-    let mut rest = &json[..];
-    loop {
-        let cut = rest.iter().position(|&b| b == b'\n' || b == b'\r');
-        let (line, after) = match cut {
-            Some(i) => {
-                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
-                    2
-                } else {
-                    1
-                };
-                (&rest[..i], Some(&rest[i + skip..]))
+    let data = out.len();
+    out.extend_from_slice(b"data: ");
+    write_event_json(&mut out, ev);
+    // Compact bodies (the usual case) need no second pass or copy.
+    if out[data..].iter().any(|&b| b == b'\n' || b == b'\r') {
+        let json = out.split_off(data + b"data: ".len());
+        out.truncate(data);
+        let mut rest = &json[..];
+        loop {
+            let cut = rest.iter().position(|&b| b == b'\n' || b == b'\r');
+            let (line, after) = match cut {
+                Some(i) => {
+                    let crlf = rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n');
+                    (&rest[..i], Some(&rest[i + if crlf { 2 } else { 1 }..]))
+                }
+                None => (rest, None),
+            };
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(line);
+            match after {
+                Some(a) => {
+                    out.push(b'\n');
+                    rest = a;
+                }
+                None => break,
             }
-            None => (rest, None),
-        };
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line);
-        out.push(b'\n');
-        match after {
-            Some(a) => rest = a,
-            None => break,
         }
     }
-    out.push(b'\n');
+    out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }
 

@@ -150,17 +150,16 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {
     let path = req.uri().path().to_owned();
-    let declared_too_large = req
+    let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|n| n > app.limits.body_bytes_max as u64);
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let header_bytes: usize = req
         .headers()
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum::<usize>()
-        + req.uri().to_string().len()
+        + req.uri().path_and_query().map_or(0, |p| p.as_str().len())
         + 16;
     if header_bytes > app.limits.header_bytes_max {
         // The documented bound on the whole header section, whatever hyper's read
@@ -180,7 +179,8 @@ where
         );
         return r;
     }
-    let mut response = answer(app, req).await;
+    let declared_too_large = declared.is_some_and(|n| n > app.limits.body_bytes_max as u64);
+    let mut response = answer(app, req, declared).await;
     if declared_too_large && response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         response.headers_mut().insert(
             http::header::CONNECTION,
@@ -196,7 +196,8 @@ where
     response
 }
 
-async fn answer<B>(app: Arc<App>, req: Request<B>) -> Response<Body>
+/// `declared`: the request's Content-Length, parsed once by `handle`.
+async fn answer<B>(app: Arc<App>, req: Request<B>, declared: Option<u64>) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {
@@ -205,10 +206,6 @@ where
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().map(str::to_owned);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let method = parts.method.clone();
     let limits = app.limits.clone();
 
