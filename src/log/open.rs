@@ -311,20 +311,7 @@ pub(crate) fn recover(
             active_path = seg.path;
             active = SegmentSummary::fresh(seg.header.base);
             file = seg.file;
-            report.segments = sealed.len() + 1;
-            return Ok(Recovered {
-                sealed,
-                active_path,
-                active,
-                file,
-                start: WriterStart {
-                    salt: seg.header.salt,
-                    synced_len: SEGMENT_HEADER_BYTES as u64,
-                    last_ts,
-                },
-                torn: torn_sizes(storage, dir)?,
-                report,
-            });
+            seg.header
         }
     };
     // What the scan read may be only in the page cache (say, after a failed fdatasync and
