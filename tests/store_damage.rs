@@ -315,3 +315,64 @@ fn a_deleted_flows_files_wait_until_no_request_holds_it() {
     assert!(!sim.exists(&flow_dir(&id)), "removed once released");
     assert!(store.metadata().deleted_flows.is_empty());
 }
+
+#[test]
+fn after_a_repair_a_consumer_committed_past_the_new_end_reads_from_it() {
+    // Proves the repair story end to end on the store: the flow is quarantined, repair
+    // keeps the records before the damage, the flow opens again, and a consumer whose
+    // commit lay past the new end gets the next event appended there (none is skipped).
+    let sim = SimStorage::new();
+    let clock = clock();
+    let store = sim_store(&sim, &clock);
+    let id = new_flow(&store, "r");
+    let rt = runtime();
+    rt.block_on(async {
+        let flow = store.flow(&id).expect("flow");
+        for i in 0..5 {
+            flow.ingest(&[event(&format!("{{\"i\":{i}}}"), None)])
+                .await
+                .expect("ingest");
+        }
+        store.commit(&flow, "c", Offset(5)).await.expect("commit");
+    });
+    drop(store);
+    let events = flow_dir(&id).join("events");
+    let seg = events.join("00000000000000000000.log");
+    let mut bytes = sim.file_bytes(&seg).expect("segment");
+    let group = (bytes.len() - 32) / 5; // five groups of one same-sized event each
+    bytes[32 + 2 * group + 60] ^= 0x01; // inside the third event
+    sim.set_file_bytes(&seg, bytes);
+    let store = sim_store(&sim, &clock);
+    assert!(store.flow_unavailable(&id).is_some());
+    drop(store);
+    let report = eventmesh::log::repair::repair_partition(&sim, &events, false).expect("repair");
+    assert_eq!((report.kept_records, report.next_offset), (2, Offset(2)));
+    let store = sim_store(&sim, &clock);
+    let flow = store.flow(&id).expect("the flow serves again");
+    rt.block_on(async {
+        let stored = flow
+            .ingest(&[event("{\"i\":99}", None)])
+            .await
+            .expect("ingest");
+        assert_eq!(
+            stored,
+            vec![eventmesh::store::IngestOutcome::Stored { offset: Offset(2) }]
+        );
+        let (got, next) = store
+            .poll(
+                &flow,
+                "c",
+                10,
+                usize::MAX,
+                0,
+                tokio::sync::watch::channel(false).1,
+            )
+            .await
+            .expect("poll");
+        assert_eq!(
+            got.iter().map(|e| e.offset).collect::<Vec<_>>(),
+            vec![Offset(2)]
+        );
+        assert_eq!(next, Offset(3));
+    });
+}

@@ -231,6 +231,34 @@ impl Consumers {
         Ok(true)
     }
 
+    /// Moves every consumer committed past `end` back to `end`, durably (blocking). A
+    /// commit is never answered past the event log's end, but `eventmesh repair` can cut
+    /// the log below one: the consumer then reads the events appended from the new end
+    /// on, and skips none. Returns how many consumers moved.
+    pub fn reset_past(&self, end: Offset, now_ms: i64) -> Result<usize, StoreError> {
+        let past: Vec<String> = self
+            .state
+            .lock()
+            .iter()
+            .filter(|(_, (s, _))| s.offset > end.0)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &past {
+            let op = ConsumerOp::Commit {
+                name: name.clone(),
+                offset: end.0,
+                at_ms: now_ms,
+            };
+            let at = self.log.append(encode(&op)?)?.first.0;
+            let state = ConsumerState {
+                offset: end.0,
+                updated_at_ms: now_ms,
+            };
+            self.state.lock().insert(name.clone(), (state, at));
+        }
+        Ok(past.len())
+    }
+
     /// Why the consumer log refuses commits, if it does.
     pub fn poisoned(&self) -> Option<crate::log::LogError> {
         self.log.poisoned()

@@ -154,6 +154,11 @@ impl Flow {
             create,
         )?;
         let clock = Arc::clone(&base.clock);
+        let moved = consumers.reset_past(events.next_offset(), clock.now_ms())?;
+        if moved > 0 {
+            tracing::warn!(flow = %record.id, consumers = moved, end = %events.next_offset(),
+                "consumers committed past the end of the event log (after a repair) now read from its end");
+        }
         let index = rebuild_dedup(
             &*storage,
             &dir,
