@@ -11,10 +11,22 @@ import json
 import sys
 
 
+def print_events(events, count: int) -> int:
+    """Prints each event's data as compact JSON until `count` are seen; 0 then, else 1."""
+    seen = 0
+    for data in events:
+        if not data:
+            continue
+        print(json.dumps(json.loads(data), sort_keys=True), flush=True)
+        seen += 1
+        if seen == count:
+            return 0
+    return 1
+
+
 def main() -> int:
     library, url, key, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     headers = {"X-API-Key": key, "Accept": "text/event-stream"}
-    seen = 0
     if library == "sseclient":
         try:
             import requests
@@ -23,14 +35,8 @@ def main() -> int:
             return 3
         resp = requests.get(url, headers=headers, stream=True, timeout=30)
         resp.raise_for_status()
-        for event in sseclient.SSEClient(resp).events():
-            if not event.data:
-                continue
-            print(json.dumps(json.loads(event.data), sort_keys=True), flush=True)
-            seen += 1
-            if seen == count:
-                return 0
-    elif library == "httpx-sse":
+        return print_events((e.data for e in sseclient.SSEClient(resp).events()), count)
+    if library == "httpx-sse":
         try:
             import httpx
             from httpx_sse import connect_sse
@@ -38,17 +44,9 @@ def main() -> int:
             return 3
         with httpx.Client(timeout=30) as client:
             with connect_sse(client, "GET", url, headers=headers) as source:
-                for event in source.iter_sse():
-                    if not event.data:
-                        continue
-                    print(json.dumps(json.loads(event.data), sort_keys=True), flush=True)
-                    seen += 1
-                    if seen == count:
-                        return 0
-    else:
-        print(f"unknown library {library}", file=sys.stderr)
-        return 2
-    return 1
+                return print_events((e.data for e in source.iter_sse()), count)
+    print(f"unknown library {library}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
