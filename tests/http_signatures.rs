@@ -184,3 +184,87 @@ fn standard_webhooks_ids_deduplicate_retries() {
     );
     assert_eq!(first["offset"], again["offset"]);
 }
+
+#[test]
+fn flow_secrets_are_sealed_at_rest_and_open_only_with_their_installation_secret() {
+    // Proves meta.json holds no sender's signing secret in plain text (current or
+    // previous), that a plain version 1 document from an older release is sealed at
+    // start and keeps verifying, and that the installation secret can live outside the
+    // data directory but is never silently made anew.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let meta_path = dir.join("meta.json");
+    let mut s = Server::start_in(&dir, &[]);
+    let flow = s.flow(
+        r#"{"name":"gh","rateLimit":null,"signature":{"scheme":"github","secret":"old-sekrit-4711"}}"#,
+    );
+    let id = flow["id"].as_str().expect("id").to_string();
+    let wh = flow["webhookId"].as_str().expect("webhook").to_string();
+    let r = s.admin(
+        "PATCH",
+        &format!("/api/flows/{id}"),
+        r#"{"signature":{"scheme":"github","secret":"new-sekrit-4712"}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(s.terminate().success());
+    let stored = std::fs::read_to_string(&meta_path).expect("meta.json");
+    assert!(!stored.contains("sekrit-471"), "{stored}");
+    let doc: serde_json::Value = serde_json::from_str(&stored).expect("json");
+    assert_eq!(doc["version"], 2);
+    let sig = &doc["flows"][0]["signature"];
+    assert!(sig["secret"].as_str().expect("s").starts_with("sealed:v1:"));
+    assert!(sig["previous"]["secret"]
+        .as_str()
+        .expect("p")
+        .starts_with("sealed:v1:"));
+    let verifies = |s: &Server, secret: &str| {
+        signed_send(s, &wh, SignatureScheme::Github, secret, "{}", now_s()).status
+    };
+    let mut s = Server::start_in(&dir, &[]);
+    assert_eq!(verifies(&s, "new-sekrit-4712"), 200);
+    assert_eq!(verifies(&s, "old-sekrit-4711"), 200);
+    assert_eq!(verifies(&s, "wrong"), 401);
+    assert!(s.terminate().success());
+
+    // An older release's document: version 1, secrets in plain text.
+    let mut plain = doc.clone();
+    plain["version"] = json!(1);
+    plain["flows"][0]["signature"]["secret"] = json!("new-sekrit-4712");
+    plain["flows"][0]["signature"]["previous"]["secret"] = json!("old-sekrit-4711");
+    std::fs::write(&meta_path, plain.to_string()).expect("write v1");
+    let mut s = Server::start_in(&dir, &[]);
+    assert_eq!(verifies(&s, "new-sekrit-4712"), 200);
+    assert_eq!(verifies(&s, "old-sekrit-4711"), 200);
+    assert!(s.terminate().success());
+    let resealed = std::fs::read_to_string(&meta_path).expect("meta.json");
+    assert!(!resealed.contains("sekrit-471"), "{resealed}");
+    assert!(resealed.contains("sealed:v1:"));
+
+    // The installation secret moved out of the data directory.
+    let outside = tmp.path().join("eventmesh.secret");
+    let failed = common::server::serve_command(&dir)
+        .args(["--secret-file".as_ref(), outside.as_os_str()])
+        .output()
+        .expect("run");
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("move that file there"),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    std::fs::rename(dir.join("secret"), &outside).expect("move secret");
+    let outside_arg = outside.to_str().expect("utf-8 path");
+    let mut s = Server::start_in(&dir, &["--secret-file", outside_arg]);
+    assert_eq!(verifies(&s, "new-sekrit-4712"), 200);
+    assert!(s.terminate().success());
+    assert!(!dir.join("secret").exists());
+    // Without it, the server refuses to start rather than make a new secret.
+    let refused = common::server::serve_command(&dir).output().expect("run");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("installation secret"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!dir.join("secret").exists());
+}

@@ -72,7 +72,7 @@ fn print_partition(p: &PartitionCheck) {
 /// For a data directory: each flow in `meta.json` whose directory or logs are missing
 /// (the server quarantines such a flow), as lines to print.
 fn missing_flow_logs(dir: &Path) -> Vec<String> {
-    let Ok(Some(meta)) = crate::store::meta::load(&StdStorage, dir) else {
+    let Ok(Some(meta)) = crate::store::meta::load_document(&StdStorage, dir) else {
         return Vec::new();
     };
     let mut out = Vec::new();

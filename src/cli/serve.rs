@@ -19,6 +19,11 @@ pub struct ServeArgs {
     /// Admin key (at least 24 characters); default: generated on first start and printed once.
     #[arg(long, env = "EVENTMESH_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// The installation secret (32 bytes; key hashes and the seal on flow secrets);
+    /// default `<data-dir>/secret`. Kept elsewhere, a copy of the data directory alone
+    /// reveals no sender's signing secret. Created on first start.
+    #[arg(long, env = "EVENTMESH_SECRET_FILE")]
+    secret_file: Option<PathBuf>,
     /// always | interval=<ms> | never. `always`: a 2xx means the event was fdatasync'ed.
     #[arg(long, env = "EVENTMESH_FSYNC", default_value = "always", value_parser = super::parse_fsync)]
     fsync: FsyncPolicy,
@@ -79,6 +84,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         listen: args.listen,
         data_dir: args.data_dir,
         admin_key: args.admin_key,
+        secret_file: args.secret_file,
         fsync: args.fsync,
         public_url: args.public_url,
         limits,

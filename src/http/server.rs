@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub listen: String,
     pub data_dir: PathBuf,
     pub admin_key: Option<String>,
+    /// Where the installation secret lives; default `<data>/secret`.
+    pub secret_file: Option<PathBuf>,
     pub fsync: FsyncPolicy,
     pub public_url: Option<String>,
     pub limits: HttpLimits,
@@ -59,6 +61,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let store_config = StoreConfig {
         fsync: config.fsync,
         admin_key: config.admin_key.clone(),
+        secret_file: config.secret_file.clone(),
         ..StoreConfig::new(&config.data_dir)
     };
     // Listen first, so that /healthz and /readyz (503 "recovering") answer while the

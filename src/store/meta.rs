@@ -1,6 +1,10 @@
 //! Metadata: workspaces, API keys, flows and their settings. One JSON document,
 //! replaced atomically and durably (temp file, fdatasync, rename, directory fsync) on
 //! every change, so a crash at any instant leaves either the old or the new document.
+//!
+//! Version 2 holds flow signing secrets sealed (`seal.rs`); in memory they are plain.
+//! A version 1 document (plain secrets) is read as it is and sealed by the next save,
+//! which `Store::open` makes at once.
 
 use std::path::{Path, PathBuf};
 
@@ -8,9 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::log::storage::{read_to_vec, write_atomic, Storage};
 use crate::store::error::StoreError;
+use crate::store::seal::Sealer;
 
 pub const META_FILE: &str = "meta.json";
-pub const META_VERSION: u32 = 1;
+/// The version this release writes.
+pub const META_VERSION: u32 = 2;
+/// The version that stored flow secrets in plain text; still read.
+pub const META_VERSION_PLAIN: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,29 +139,103 @@ pub fn meta_path(data_dir: &Path) -> PathBuf {
     data_dir.join(META_FILE)
 }
 
-/// Reads the metadata document; `Ok(None)` when there is none yet.
-pub fn load(storage: &dyn Storage, data_dir: &Path) -> Result<Option<Metadata>, StoreError> {
+/// Reads the metadata document as stored: in a version 2 document the flow secrets are
+/// still sealed. For tools that need no secrets (`eventmesh check`).
+pub fn load_document(
+    storage: &dyn Storage,
+    data_dir: &Path,
+) -> Result<Option<Metadata>, StoreError> {
     let path = meta_path(data_dir);
     if !storage.exists(&path) {
         return Ok(None);
     }
     let bytes = read_to_vec(storage, &path).map_err(|e| StoreError::io("read", &path, e))?;
-    let meta: Metadata = serde_json::from_slice(&bytes).map_err(|e| StoreError::Damaged {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    if meta.version != META_VERSION {
-        return Err(StoreError::Damaged {
-            path: path.display().to_string(),
-            message: format!("metadata version {} is not {META_VERSION}", meta.version),
-        });
+    let meta: Metadata = serde_json::from_slice(&bytes).map_err(|e| damaged(&path, e))?;
+    if meta.version != META_VERSION && meta.version != META_VERSION_PLAIN {
+        return Err(damaged(
+            &path,
+            format!(
+                "metadata version {} is not {META_VERSION_PLAIN} or {META_VERSION}",
+                meta.version
+            ),
+        ));
     }
     Ok(Some(meta))
 }
 
-/// Replaces the metadata document atomically and durably.
-pub fn save(storage: &dyn Storage, data_dir: &Path, meta: &Metadata) -> Result<(), StoreError> {
+/// Reads the metadata document with its flow secrets opened; `Ok(None)` when there is
+/// none yet. A secret that does not open is an error naming the flow: the installation
+/// secret is not the one this document was sealed with, or the document is damaged.
+pub fn load(
+    storage: &dyn Storage,
+    data_dir: &Path,
+    sealer: &Sealer,
+) -> Result<Option<Metadata>, StoreError> {
+    let Some(mut meta) = load_document(storage, data_dir)? else {
+        return Ok(None);
+    };
+    if meta.version == META_VERSION_PLAIN {
+        if !meta.flows.is_empty() {
+            tracing::warn!(
+                flows = meta.flows.len(),
+                "meta.json holds flow signing secrets in plain text: the next save seals them"
+            );
+        }
+        meta.version = META_VERSION;
+        return Ok(Some(meta));
+    }
     let path = meta_path(data_dir);
-    let bytes = serde_json::to_vec_pretty(meta).map_err(|e| StoreError::io("encode", &path, e))?;
+    for flow in &mut meta.flows {
+        let id = flow.id.clone();
+        let sig = &mut flow.signature;
+        let fields = [
+            ("secret", sig.secret.as_mut()),
+            ("previous", sig.previous.as_mut().map(|p| &mut p.secret)),
+        ];
+        for (field, value) in fields {
+            if let Some(value) = value {
+                *value = sealer.open(value, &context(&id, field)).map_err(|e| {
+                    damaged(&path, format!("flow {id}: its signing {field} secret: {e}"))
+                })?;
+            }
+        }
+    }
+    Ok(Some(meta))
+}
+
+/// Replaces the metadata document atomically and durably, with every flow secret sealed.
+pub fn save(
+    storage: &dyn Storage,
+    data_dir: &Path,
+    meta: &Metadata,
+    sealer: &Sealer,
+) -> Result<(), StoreError> {
+    let path = meta_path(data_dir);
+    let mut stored = meta.clone();
+    stored.version = META_VERSION;
+    for flow in &mut stored.flows {
+        let id = flow.id.clone();
+        let sig = &mut flow.signature;
+        if let Some(s) = sig.secret.as_mut() {
+            *s = sealer.seal(s, &context(&id, "secret"))?;
+        }
+        if let Some(p) = sig.previous.as_mut() {
+            p.secret = sealer.seal(&p.secret, &context(&id, "previous"))?;
+        }
+    }
+    let bytes =
+        serde_json::to_vec_pretty(&stored).map_err(|e| StoreError::io("encode", &path, e))?;
     write_atomic(storage, &path, &bytes).map_err(|e| StoreError::io("write", &path, e))
+}
+
+/// What a flow's sealed secret is bound to: its flow and field.
+fn context(flow_id: &str, field: &str) -> String {
+    format!("{flow_id}/{field}")
+}
+
+fn damaged(path: &Path, message: impl ToString) -> StoreError {
+    StoreError::Damaged {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! <data>/LOCK                    held while open (a second process fails at once)
-//! <data>/secret                  installation secret (32 random bytes) for key hashes
+//! <data>/secret                  installation secret (32 random bytes): key hashes, sealing
 //! <data>/meta.json               workspaces, API keys (hashed), flows: replaced atomically
 //! <data>/flows/<flowId>/events/     the flow's partition (a Log)
 //! <data>/flows/<flowId>/requests/   its request log (a Log)
@@ -25,6 +25,7 @@ pub mod keys;
 pub mod meta;
 pub mod partition;
 pub mod requests;
+pub mod seal;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -90,6 +91,9 @@ pub struct StoreConfig {
     pub admin_key: Option<String>,
     /// Segment size of event logs. Default 128 MiB.
     pub segment_bytes: u64,
+    /// Where the installation secret lives; default `<data>/secret`. Elsewhere, a copy
+    /// of the data directory alone opens no flow secret (docs/durability.md).
+    pub secret_file: Option<PathBuf>,
     pub storage: Arc<dyn Storage>,
     pub clock: Arc<dyn Clock>,
 }
@@ -101,6 +105,7 @@ impl StoreConfig {
             fsync: FsyncPolicy::Always,
             admin_key: None,
             segment_bytes: crate::limits::SEGMENT_BYTES_DEFAULT,
+            secret_file: None,
             storage: Arc::new(StdStorage),
             clock: Arc::new(SystemClock),
         }
@@ -189,8 +194,10 @@ pub struct ConsumerView {
 #[derive(Debug)]
 struct Inner {
     config: StoreConfig,
-    /// The installation secret (`<data>/secret`) keyed into HMAC, for key hashes.
+    /// The installation secret keyed into HMAC, for key hashes.
     hasher: keys::KeyHasher,
+    /// Seals flow secrets in `meta.json`.
+    sealer: seal::Sealer,
     meta: Mutex<Metadata>,
     flows: RwLock<HashMap<String, Arc<Flow>>>,
     /// Quarantined flows: listed in the metadata, but their logs could not be opened.
@@ -302,11 +309,14 @@ impl Store {
         let lock = storage
             .lock_dir(&dir)
             .map_err(|e| StoreError::io("lock", &dir, e))?;
-        let hasher = keys::KeyHasher::new(&load_or_create_secret(&*storage, &dir)?);
-        restrict_secrets(&*storage, &dir);
+        let installation_secret =
+            load_or_create_secret(&*storage, &dir, config.secret_file.as_deref())?;
+        let hasher = keys::KeyHasher::new(&installation_secret);
+        let sealer = seal::Sealer::new(&installation_secret);
+        restrict_secrets(&*storage, &dir, config.secret_file.as_deref());
         let now = config.clock.now_ms();
         let mut generated_admin_key = None;
-        let mut meta = match meta::load(&*storage, &dir)? {
+        let mut meta = match meta::load(&*storage, &dir, &sealer)? {
             Some(m) => m,
             None => {
                 let admin = match &config.admin_key {
@@ -343,7 +353,7 @@ impl Store {
             }
             meta.admin_key_hash = hasher.hash(k);
         }
-        meta::save(&*storage, &dir, &meta)?;
+        meta::save(&*storage, &dir, &meta, &sealer)?;
         let flows_dir = dir.join(FLOWS_DIR);
         create_dir_durably(&*storage, &flows_dir)?;
         let mut flows = HashMap::new();
@@ -377,6 +387,7 @@ impl Store {
             inner: Arc::new(Inner {
                 config,
                 hasher,
+                sealer,
                 meta: Mutex::new(meta),
                 flows: RwLock::new(flows),
                 unavailable: RwLock::new(unavailable),
@@ -415,7 +426,7 @@ impl Store {
         let mut meta = self.inner.meta.lock();
         let mut next = meta.clone();
         let out = change(&mut next)?;
-        meta::save(self.storage(), self.data_dir(), &next)?;
+        meta::save(self.storage(), self.data_dir(), &next, &self.inner.sealer)?;
         *meta = next;
         Ok(out)
     }
@@ -1053,10 +1064,11 @@ impl Store {
 /// can be reached by other users), the installation secret and the metadata (flow
 /// signing secrets), logging each change: data directories made by older releases had
 /// 0755 directories and 0644 files.
-fn restrict_secrets(storage: &dyn Storage, dir: &Path) {
+fn restrict_secrets(storage: &dyn Storage, dir: &Path, secret_file: Option<&Path>) {
+    let secret = secret_file.map_or_else(|| dir.join(SECRET_FILE), Path::to_path_buf);
     for path in [
         dir.to_path_buf(),
-        dir.join(SECRET_FILE),
+        secret,
         dir.join(meta::META_FILE),
         dir.join(FLOWS_DIR),
     ] {
@@ -1097,8 +1109,16 @@ fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<(), StoreErro
         .map_err(|e| StoreError::io("fsync directory", parent, e))
 }
 
-fn load_or_create_secret(storage: &dyn Storage, dir: &Path) -> Result<Vec<u8>, StoreError> {
-    let path = dir.join(SECRET_FILE);
+/// Reads the installation secret, from `secret_file` or else `<data>/secret`, creating
+/// it on first start. Once `meta.json` exists a missing secret is an error, never made
+/// anew: a new secret would match no API key and open no flow secret.
+fn load_or_create_secret(
+    storage: &dyn Storage,
+    dir: &Path,
+    secret_file: Option<&Path>,
+) -> Result<Vec<u8>, StoreError> {
+    let default = dir.join(SECRET_FILE);
+    let path = secret_file.map_or_else(|| default.clone(), Path::to_path_buf);
     if storage.exists(&path) {
         let bytes = read_to_vec(storage, &path).map_err(|e| StoreError::io("read", &path, e))?;
         if bytes.len() == 32 {
@@ -1108,6 +1128,22 @@ fn load_or_create_secret(storage: &dyn Storage, dir: &Path) -> Result<Vec<u8>, S
             path: path.display().to_string(),
             message: format!("the installation secret has {} bytes, not 32", bytes.len()),
         });
+    }
+    if path != default && storage.exists(&default) {
+        return Err(StoreError::Invalid(format!(
+            "the secret file {} does not exist but {} does: move that file there",
+            path.display(),
+            default.display()
+        )));
+    }
+    if storage.exists(&meta::meta_path(dir)) {
+        return Err(StoreError::Invalid(format!(
+            "the installation secret {} is missing but {} exists: restore that secret (or \
+             pass --secret-file where it is); a new one would match no API key and open no \
+             flow secret",
+            path.display(),
+            meta::meta_path(dir).display()
+        )));
     }
     let secret = ids::random_bytes(32)?;
     write_atomic(storage, &path, &secret).map_err(|e| StoreError::io("write", &path, e))?;
