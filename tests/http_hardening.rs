@@ -297,10 +297,42 @@ fn small_bounds_hold_unknown_fields_are_named_and_405_says_what_is_allowed() {
     let r = s.admin("POST", "/api/flows", r#"{"name":"typo","rateLimt":null}"#);
     r.assert_error(400, "invalid_request");
     assert!(r.text().contains("rateLimt"), "{}", r.text());
+    // Inside nested settings too, on create and on change.
+    for (body, field) in [
+        (
+            r#"{"name":"n","rateLimit":{"perSecond":5,"burst":5,"brust":9}}"#,
+            "brust",
+        ),
+        (
+            r#"{"name":"n","retention":{"maxAgeSecond":60}}"#,
+            "maxAgeSecond",
+        ),
+        (
+            r#"{"name":"n","signature":{"scheme":"github","secrte":"x"}}"#,
+            "secrte",
+        ),
+    ] {
+        let r = s.admin("POST", "/api/flows", body);
+        r.assert_error(400, "invalid_request");
+        assert!(r.text().contains(field), "{}", r.text());
+    }
     assert!(s.admin("GET", "/api/flows", "").json()["flows"]
         .as_array()
         .expect("flows")
         .is_empty());
+    let made = s.flow(r#"{"name":"ok","rateLimit":{"perSecond":5,"burst":7}}"#);
+    let path = format!("/api/flows/{}", made["id"].as_str().expect("id"));
+    let r = s.admin(
+        "PATCH",
+        &path,
+        r#"{"retention":{"maxBytes":2000000,"maxAge":60}}"#,
+    );
+    r.assert_error(400, "invalid_request");
+    assert!(r.text().contains("maxAge"), "{}", r.text());
+    let kept = s.admin("GET", &path, "").json();
+    assert_eq!(kept["rateLimit"]["burst"], 7);
+    assert_eq!(kept["retention"]["maxBytes"], serde_json::Value::Null);
+    assert_eq!(s.admin("DELETE", &path, "").status, 204);
     let r = s.admin(
         "POST",
         "/api/keys",
@@ -539,4 +571,78 @@ fn at_the_connection_cap_the_oldest_idle_connection_makes_room() {
     let r = s.request("GET", "/healthz", &[], b"");
     r.assert_error(503, "too_many_connections");
     drop(streams);
+}
+
+#[test]
+fn a_flood_of_unauthenticated_rejections_cannot_push_real_entries_out_of_the_request_log() {
+    // Proves unauthenticated rejections are counted per reason and second (one entry
+    // with a `count` each), while every attempt of a real sender keeps its own entry and
+    // analytics still counts every attempt.
+    let s = Server::start(&[]);
+    let flow = s.flow(r#"{"name":"flood","rateLimit":null}"#);
+    let id = flow["id"].as_str().expect("id").to_owned();
+    let wh = flow["webhookId"].as_str().expect("wh").to_owned();
+    let (_, key) = s.key(r#"{"name":"k"}"#);
+    assert_eq!(
+        s.send(&wh, &[("x-api-key", &key)], r#"{"event":"real"}"#)
+            .status,
+        200
+    );
+    let started_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    const FLOOD: u64 = 300;
+    for i in 0..FLOOD {
+        let r = if i % 2 == 0 {
+            s.send(&wh, &[], "{}")
+        } else {
+            s.send(&wh, &[("x-api-key", "pk_live_000000000000_nope")], "{}")
+        };
+        r.assert_error(401, "invalid_api_key");
+    }
+    let ended_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // A real sender's mistake after the flood is its own entry.
+    s.send(&wh, &[("x-api-key", &key)], "not json")
+        .assert_error(400, "invalid_payload");
+
+    let log = s.admin("GET", &format!("/api/flows/{id}/requests?limit=100"), "");
+    assert_eq!(log.status, 200);
+    let entries = log.json()["requests"].as_array().expect("requests").clone();
+    let rejected: Vec<_> = entries.iter().filter(|e| e["status"] == 401).collect();
+    let counted: u64 = rejected
+        .iter()
+        .map(|e| e["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(counted, FLOOD, "every rejection is counted once");
+    // Two entries per second the flood spanned, at most (both messages share a code):
+    // the second's first attempt, and the count of the rest.
+    assert!(
+        rejected.len() as u64 <= 2 * (ended_s - started_s + 1),
+        "{} entries for {} seconds",
+        rejected.len(),
+        ended_s - started_s + 1
+    );
+    assert!(rejected.iter().all(|e| e["error"] == "invalid_api_key"));
+    // The real sender's 400 and, oldest, its 200 are still in view, one entry each. (A
+    // second's count is written when it is over, so it may come after the 400.)
+    let of = |status: u16| -> Vec<&serde_json::Value> {
+        entries.iter().filter(|e| e["status"] == status).collect()
+    };
+    assert_eq!(of(400).len(), 1);
+    assert_eq!(of(400)[0]["count"], 1);
+    assert_eq!(of(400)[0]["error"], "invalid_payload");
+    let last = entries.last().expect("entries");
+    assert_eq!(last["status"], 200);
+    assert_eq!(last["stored"], 1);
+    assert_eq!(last["count"], 1);
+    assert_eq!(entries.len(), rejected.len() + 2);
+
+    let analytics = s.admin("GET", &format!("/api/flows/{id}/analytics?window=1h"), "");
+    let a = analytics.json();
+    assert_eq!(a["received"].as_u64(), Some(FLOOD + 2), "{a}");
+    assert_eq!(a["accepted"].as_u64(), Some(1), "{a}");
 }

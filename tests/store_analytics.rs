@@ -24,6 +24,7 @@ fn entry(status: u16, stored: u32, duplicates: u32, latency_us: u32) -> RequestE
         first_offset: None,
         event_id: None,
         test: false,
+        count: 1,
     }
 }
 

@@ -207,6 +207,42 @@ struct SignatureBody {
     secret: Option<String>,
 }
 
+/// `rateLimit` as a request gives it: the stored type with unknown fields refused.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
+struct RateLimitBody {
+    per_second: u32,
+    burst: u32,
+}
+
+impl From<RateLimitBody> for RateLimit {
+    fn from(b: RateLimitBody) -> Self {
+        Self {
+            per_second: b.per_second,
+            burst: b.burst,
+        }
+    }
+}
+
+/// `retention` as a request gives it: the stored type with unknown fields refused.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
+struct RetentionBody {
+    max_age_seconds: Option<u64>,
+    max_bytes: Option<u64>,
+}
+
+impl From<RetentionBody> for RetentionConfig {
+    fn from(b: RetentionBody) -> Self {
+        Self {
+            max_age_seconds: b.max_age_seconds,
+            max_bytes: b.max_bytes,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[serde(deny_unknown_fields)]
@@ -215,9 +251,9 @@ struct FlowBody {
     workspace_id: Option<String>,
     signature: Option<SignatureBody>,
     #[serde(default, deserialize_with = "double_option")]
-    rate_limit: Option<Option<RateLimit>>,
+    rate_limit: Option<Option<RateLimitBody>>,
     dedup_window_seconds: Option<u64>,
-    retention: Option<RetentionConfig>,
+    retention: Option<RetentionBody>,
     #[serde(default, deserialize_with = "double_option")]
     dedup_key_pointer: Option<Option<String>>,
 }
@@ -235,9 +271,9 @@ pub fn create_flow(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Re
             workspace_id: b.workspace_id,
             scheme,
             secret,
-            rate_limit: b.rate_limit,
+            rate_limit: b.rate_limit.map(|r| r.map(RateLimit::from)),
             dedup_window_seconds: b.dedup_window_seconds,
-            retention: b.retention,
+            retention: b.retention.map(RetentionConfig::from),
             dedup_key_pointer: b.dedup_key_pointer.flatten(),
         })
         .map_err(store_reply)?;
@@ -326,9 +362,9 @@ pub fn patch_flow(app: &App, caller: &Caller, id: &str, body: &Bytes) -> Result<
                 name: b.name,
                 scheme,
                 secret,
-                rate_limit: b.rate_limit,
+                rate_limit: b.rate_limit.map(|r| r.map(RateLimit::from)),
                 dedup_window_seconds: b.dedup_window_seconds,
-                retention: b.retention,
+                retention: b.retention.map(RetentionConfig::from),
                 dedup_key_pointer: b.dedup_key_pointer,
             },
         )
@@ -374,6 +410,7 @@ pub async fn requests(
                 "offset": e.first_offset,
                 "eventId": e.event_id,
                 "test": e.test,
+                "count": e.count,
             })
         })
         .collect();

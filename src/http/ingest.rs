@@ -54,6 +54,8 @@ struct Tally {
     duplicates: u32,
     first_offset: Option<u64>,
     event_id: Option<String>,
+    /// The attempt passed the credential and signature checks.
+    authenticated: bool,
 }
 
 fn reject(status: StatusCode, code: &str, message: impl Into<String>) -> Reply {
@@ -93,11 +95,19 @@ pub async fn ingest(app: &App, req: IngestRequest<'_>) -> Reply {
         first_offset: tally.first_offset,
         event_id: tally.event_id,
         test: req.playground,
+        count: 1,
     };
     if let Some(m) = reply.message() {
         entry = entry.with_message(m);
     }
-    if let Err(e) = flow.record_request(&entry) {
+    // Rejections before the sender proved who it is are counted per reason and second,
+    // so a flood of them cannot push the real senders' entries out of view.
+    let recorded = if tally.authenticated || reply.status.is_success() {
+        flow.record_request(&entry)
+    } else {
+        flow.record_unauthenticated(entry)
+    };
+    if let Err(e) = recorded {
         tracing::warn!(flow = %flow.id, error = %e, "request log write failed");
     }
     reply
@@ -120,6 +130,7 @@ async fn checked(
     check_credentials(app, &record, req)?;
     // 3. Signature.
     let verified = check_signature(&record, req, now_ms)?;
+    tally.authenticated = true;
     // 4. Rate limit (a batch counts its events; an unparsable or oversize one counts as
     // one). Only a batch needs parsing to be counted: a single event is parsed after the
     // limit, so a refused request costs no JSON work.

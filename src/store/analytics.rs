@@ -143,25 +143,29 @@ impl Aggregator {
         self.minutes.entry(minute_of(ts_ms)).or_default()
     }
 
+    /// Counts one request-log entry: `entry.count` attempts (more than one for a second
+    /// of unauthenticated rejections, all at its mean latency).
     pub fn add_request(&mut self, ts_ms: i64, entry: &RequestEntry) {
+        let n = entry.count.max(1);
         let m = self.minute(ts_ms);
-        m.received += 1;
+        m.received = m.received.saturating_add(n);
         if (200..300).contains(&entry.status) {
             if entry.stored > 0 {
-                m.accepted += 1;
+                m.accepted = m.accepted.saturating_add(n);
             } else {
-                m.duplicates += 1;
+                m.duplicates = m.duplicates.saturating_add(n);
             }
         } else {
             match m.rejected.iter_mut().find(|(s, _)| *s == entry.status) {
-                Some((_, n)) => *n += 1,
-                None => m.rejected.push((entry.status, 1)),
+                Some((_, k)) => *k = k.saturating_add(n),
+                None => m.rejected.push((entry.status, n)),
             }
         }
         if m.latency.len() != LATENCY_BUCKETS {
             m.latency = vec![0; LATENCY_BUCKETS];
         }
-        m.latency[latency_bucket(entry.latency_us)] += 1;
+        let b = &mut m.latency[latency_bucket(entry.latency_us)];
+        *b = b.saturating_add(n);
     }
 
     pub fn add_event(&mut self, ts_ms: i64, event_type: &str) {
@@ -286,6 +290,7 @@ mod tests {
             first_offset: None,
             event_id: None,
             test: false,
+            count: 1,
         }
     }
 

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -22,8 +21,8 @@ use crate::store::event::{body_hash, record_body_hash, record_type, EventInput, 
 use crate::store::meta::FlowRecord;
 use crate::store::partition::Partition;
 use crate::store::requests::{
-    RequestEntry, REQUEST_LOG_BATCH_MAX, REQUEST_LOG_MAX_AGE_MS, REQUEST_LOG_MAX_BYTES,
-    REQUEST_LOG_READ_MAX, REQUEST_LOG_SEGMENT_BYTES,
+    RejectionTally, RequestEntry, REQUEST_LOG_BATCH_MAX, REQUEST_LOG_MAX_AGE_MS,
+    REQUEST_LOG_MAX_BYTES, REQUEST_LOG_READ_MAX, REQUEST_LOG_SEGMENT_BYTES,
 };
 
 const ANALYTICS_FILE: &str = "analytics.ckpt";
@@ -74,6 +73,9 @@ pub struct Flow {
     /// Request-log entries not yet handed to the request log's writer: handed over in
     /// batches (`REQUEST_LOG_BATCH_MAX`, or by `flush_requests`), not one by one.
     request_buf: Mutex<Vec<RecordInput>>,
+    /// Unauthenticated rejections being counted per reason and second (requests.rs).
+    /// Locked before `request_buf` when both are.
+    rejections: Mutex<RejectionTally>,
 }
 
 /// One ingest call counted in `Flow::inflight_appends` until it is dropped.
@@ -183,6 +185,7 @@ impl Flow {
             analytics: Mutex::new(analytics),
             inflight_appends: Arc::new(AtomicUsize::new(0)),
             request_buf: Mutex::new(Vec::new()),
+            rejections: Mutex::new(RejectionTally::default()),
         })
     }
 
@@ -377,7 +380,7 @@ impl Flow {
     /// `kill -9` can lose the entries still queued (at most the last moments' attempts);
     /// `/metrics` counts them all.
     pub fn record_request(&self, entry: &RequestEntry) -> Result<(), StoreError> {
-        let record = RecordInput::new(Bytes::from(entry.encode()?));
+        let record = entry.to_record()?;
         let mut buf = self.request_buf.lock();
         buf.push(record);
         if buf.len() >= REQUEST_LOG_BATCH_MAX {
@@ -386,10 +389,35 @@ impl Flow {
         Ok(())
     }
 
-    /// Hands the buffered request-log entries to the writer. The server calls it every
-    /// `REQUEST_LOG_FLUSH_PERIOD`; every reader of the request log calls it first.
+    /// Records the rejection of an unauthenticated attempt: the first of its reason in
+    /// a second of the store clock as any entry, the rest of that second as one counted
+    /// entry written once the second is over or a reader looks (`RejectionTally`).
+    pub fn record_unauthenticated(&self, entry: RequestEntry) -> Result<(), StoreError> {
+        let mut tally = self.rejections.lock();
+        for closed in tally.add(entry, self.clock.now_ms()) {
+            self.record_request(&closed)?;
+        }
+        Ok(())
+    }
+
+    /// Hands the buffered request-log entries, and the counts of rejections of seconds
+    /// that are over, to the writer. The server calls it every `REQUEST_LOG_FLUSH_PERIOD`.
     pub fn flush_requests(&self) -> Result<(), StoreError> {
+        self.flush_requests_upto(Some(self.clock.now_ms()))
+    }
+
+    /// As `flush_requests`, with every count still open: readers of the request log and
+    /// shutdown call it, so they see every attempt answered before them.
+    fn flush_all_requests(&self) -> Result<(), StoreError> {
+        self.flush_requests_upto(None)
+    }
+
+    fn flush_requests_upto(&self, now_ms: Option<i64>) -> Result<(), StoreError> {
+        let mut tally = self.rejections.lock();
         let mut buf = self.request_buf.lock();
+        for closed in tally.take(now_ms) {
+            buf.push(closed.to_record()?);
+        }
         self.hand_over_requests(&mut buf)
     }
 
@@ -409,7 +437,7 @@ impl Flow {
         &self,
         limit: usize,
     ) -> Result<Vec<(i64, RequestEntry)>, StoreError> {
-        self.flush_requests()?;
+        self.flush_all_requests()?;
         self.requests.barrier_async().await?;
         let limit = limit.clamp(1, REQUEST_LOG_READ_MAX);
         let next = self.requests.next_offset().0;
@@ -487,7 +515,7 @@ impl Flow {
 
     fn catch_up(&self, agg: &mut Aggregator) -> Result<(), StoreError> {
         // Read-your-writes: every request-log entry recorded before now is in the log.
-        self.flush_requests()?;
+        self.flush_all_requests()?;
         self.requests.barrier()?;
         let from = Offset(agg.requests_next.max(self.requests.first_offset().0));
         for record in self.requests.scan_from(from) {
@@ -555,7 +583,7 @@ impl Flow {
     pub fn sync(&self) -> Result<(), StoreError> {
         let events = self.events.sync().map_err(StoreError::from);
         let requests = self
-            .flush_requests()
+            .flush_all_requests()
             .and_then(|()| Ok(self.requests.sync()?));
         let consumers = self.consumers.sync();
         let dedup = match &events {
