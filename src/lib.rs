@@ -1,6 +1,6 @@
 //! EventMesh: a durable append-only event log with a webhook front door.
 //!
-//! Data flows one way: HTTP → ingest pipeline → flow store → [`log`] → segment files.
+//! Data flows one way: HTTP ([`http`]) → flow store ([`store`]) → [`log`] → segment files.
 //! Each layer knows only the one below it. See `docs/ARCHITECTURE.md`.
 //!
 //! - [`log`]: the storage engine, one partition per `Log`; knows nothing of HTTP or flows.

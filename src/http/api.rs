@@ -32,30 +32,9 @@ pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Reply> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
 }
 
-/// Maps a store error to its reply.
+/// Maps a store error of an `/api` call to its reply (`response::store_error`).
 pub fn store_reply(e: StoreError) -> Reply {
-    match e {
-        StoreError::NotFound { what } => not_found(what),
-        StoreError::Invalid(m) => bad_request(m),
-        StoreError::Limit(m) => Reply::error(StatusCode::CONFLICT, "limit_reached", m),
-        StoreError::IdempotencyKeyReused { .. } => Reply::error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            e.to_string(),
-        ),
-        StoreError::Unavailable(m) => {
-            Reply::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
-        }
-        StoreError::FlowUnavailable { id, reason } => flow_unavailable(&id, &reason),
-        other => {
-            tracing::error!(error = %other, "store call failed");
-            Reply::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage_error",
-                "the change could not be stored",
-            )
-        }
-    }
+    crate::http::response::store_error(e, crate::http::response::Attempt::Api)
 }
 
 /// `Some(None)` for an explicit `null`, `Some(Some(v))` for a value, `None` when absent.

@@ -13,7 +13,6 @@ use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
-use crate::error::LogError;
 use crate::http::app::App;
 use crate::http::auth::presented_key;
 use crate::http::response::{flow_unavailable, Reply};
@@ -538,37 +537,7 @@ fn event_type(value: &Value, headers: &HeaderMap, max: usize) -> String {
 }
 
 fn store_error(e: StoreError) -> Reply {
-    match e {
-        StoreError::IdempotencyKeyReused { offset } => reject(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            format!(
-                "this Idempotency-Key was used with a different body (event at offset {offset})"
-            ),
-        ),
-        StoreError::Invalid(m) => invalid_payload(m),
-        StoreError::Log(LogError::Overloaded) => reject(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the flow's write queue is full; retry shortly",
-        )
-        .with_header(RETRY_AFTER, HeaderValue::from_static("1")),
-        StoreError::FlowUnavailable { id, reason } => flow_unavailable(&id, &reason),
-        StoreError::Log(LogError::Poisoned { .. } | LogError::Closed)
-        | StoreError::Unavailable(_) => reject(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the flow is read-only after a storage failure; the event was not stored",
-        ),
-        other => {
-            tracing::error!(error = %other, "append failed");
-            reject(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage_error",
-                "the event could not be stored",
-            )
-        }
-    }
+    crate::http::response::store_error(e, crate::http::response::Attempt::Ingest)
 }
 
 /// One event's answer. Fields in the order `json!` would give (alphabetical), so the

@@ -9,6 +9,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
+use crate::store::StoreError;
+
 /// Every response body: a full buffer or a stream (SSE), boxed.
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -149,6 +151,61 @@ pub fn flow_unavailable(id: &str, reason: &str) -> Reply {
     )
 }
 
+/// What a failed store call was doing: it decides the words of the answer, never its
+/// status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Ingesting events (`/webhooks/...`, the playground).
+    Ingest,
+    /// Any `/api` call.
+    Api,
+}
+
+/// The one mapping from a store error to its answer.
+pub fn store_error(e: StoreError, attempt: Attempt) -> Reply {
+    let what = match attempt {
+        Attempt::Ingest => "the event",
+        Attempt::Api => "the change",
+    };
+    if e.is_read_only() {
+        let message = match (&e, attempt) {
+            (StoreError::Unavailable(m), Attempt::Api) => m.clone(),
+            _ => format!("the flow is read-only after a storage failure; {what} was not stored"),
+        };
+        return Reply::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+    }
+    match e {
+        StoreError::NotFound { what } => not_found(what),
+        StoreError::Invalid(m) => match attempt {
+            Attempt::Ingest => Reply::error(StatusCode::BAD_REQUEST, "invalid_payload", m),
+            Attempt::Api => bad_request(m),
+        },
+        StoreError::Limit(m) => Reply::error(StatusCode::CONFLICT, "limit_reached", m),
+        StoreError::IdempotencyKeyReused { offset } => Reply::error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            format!(
+                "this Idempotency-Key was used with a different body (event at offset {offset})"
+            ),
+        ),
+        StoreError::Overloaded => Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the flow's write queue is full; retry shortly",
+        )
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1")),
+        StoreError::FlowUnavailable { id, reason } => flow_unavailable(&id, &reason),
+        other => {
+            tracing::error!(error = %other, "store call failed");
+            Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                format!("{what} could not be stored"),
+            )
+        }
+    }
+}
+
 pub fn bad_request(message: impl Into<String>) -> Reply {
     Reply::error(StatusCode::BAD_REQUEST, "invalid_request", message)
 }
@@ -163,4 +220,41 @@ pub fn unauthorized() -> Reply {
 
 pub fn forbidden(message: impl Into<String>) -> Reply {
     Reply::error(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::LogError;
+
+    fn retry_after(r: &Reply) -> Option<&HeaderValue> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n == http::header::RETRY_AFTER)
+            .map(|(_, v)| v)
+    }
+
+    #[test]
+    fn ingest_and_api_answer_a_store_error_with_the_same_status() {
+        // Proves the one mapping: an overloaded or failed log answers 503 (overload with
+        // Retry-After) whether an event or a consumer commit met it; only words differ.
+        for attempt in [Attempt::Ingest, Attempt::Api] {
+            let r = store_error(StoreError::from(LogError::Overloaded), attempt);
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{attempt:?}");
+            assert_eq!(r.error_code(), Some("unavailable"));
+            assert_eq!(retry_after(&r).map(|v| v.as_bytes()), Some(&b"1"[..]));
+            let poisoned = LogError::Poisoned {
+                reason: "fdatasync failed".into(),
+            };
+            let r = store_error(StoreError::from(poisoned), attempt);
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{attempt:?}");
+            assert_eq!(r.error_code(), Some("unavailable"));
+            let r = store_error(StoreError::Limit("10,000 flows".into()), attempt);
+            assert_eq!(r.status, StatusCode::CONFLICT);
+        }
+        let r = store_error(StoreError::Invalid("no".into()), Attempt::Ingest);
+        assert_eq!(r.error_code(), Some("invalid_payload"));
+        let r = store_error(StoreError::Invalid("no".into()), Attempt::Api);
+        assert_eq!(r.error_code(), Some("invalid_request"));
+    }
 }

@@ -18,9 +18,13 @@ pub enum StoreError {
     /// A named limit was reached.
     #[error("{0}")]
     Limit(String),
+    /// Too many calls wait on this flow's log (its write queue, or
+    /// `INGEST_INFLIGHT_PER_FLOW_MAX`): nothing of the call was stored; retry shortly.
+    #[error("the flow's write queue is full")]
+    Overloaded,
     /// The engine failed; for appends, nothing of the call was acknowledged.
     #[error(transparent)]
-    Log(#[from] LogError),
+    Log(LogError),
     /// Metadata or a state file could not be read or written.
     #[error("{op} {path}: {message}")]
     Io {
@@ -40,7 +44,25 @@ pub enum StoreError {
     FlowUnavailable { id: String, reason: String },
 }
 
+impl From<LogError> for StoreError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Overloaded => Self::Overloaded,
+            other => Self::Log(other),
+        }
+    }
+}
+
 impl StoreError {
+    /// The flow takes no writes now and will not until a restart or repair: its log
+    /// failed (poisoned), is closed, or the store is shutting down.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Self::Log(LogError::Poisoned { .. } | LogError::Closed) | Self::Unavailable(_)
+        )
+    }
+
     pub(crate) fn io(op: &'static str, path: &std::path::Path, e: impl std::fmt::Display) -> Self {
         Self::Io {
             op,

@@ -85,7 +85,7 @@ impl InflightGuard {
     fn take(counter: &Arc<AtomicUsize>) -> Result<Self, StoreError> {
         if counter.fetch_add(1, Ordering::AcqRel) >= INGEST_INFLIGHT_PER_FLOW_MAX {
             counter.fetch_sub(1, Ordering::AcqRel);
-            return Err(StoreError::Log(LogError::Overloaded));
+            return Err(StoreError::Overloaded);
         }
         Ok(Self(Arc::clone(counter)))
     }
@@ -790,7 +790,7 @@ mod tests {
             .collect();
         assert!(matches!(
             InflightGuard::take(&counter),
-            Err(StoreError::Log(LogError::Overloaded))
+            Err(StoreError::Overloaded)
         ));
         assert_eq!(
             counter.load(Ordering::Acquire),
