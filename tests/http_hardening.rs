@@ -646,3 +646,37 @@ fn a_flood_of_unauthenticated_rejections_cannot_push_real_entries_out_of_the_req
     assert_eq!(a["received"].as_u64(), Some(FLOOD + 2), "{a}");
     assert_eq!(a["accepted"].as_u64(), Some(1), "{a}");
 }
+
+#[test]
+fn a_body_limit_over_what_an_event_can_hold_is_refused_at_start() {
+    // Proves the serve options are checked in one place: a 16 MiB body limit (which let
+    // a 10 MiB event through to a 500) and an admin key over 256 characters stop the
+    // start with exit 2 and say why; 8 MiB starts.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let out = common::server::serve_command(&dir)
+        .args(["--body-limit", &(16 * 1024 * 1024).to_string()])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the body limit must be 1 to 8388608 bytes"),
+        "{err}"
+    );
+    let long_key = "k".repeat(257);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eventmesh"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-key", &long_key])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("24 to 256 characters"));
+    let mut s = Server::start_in(&dir, &["--body-limit", "8388608"]);
+    let (wh, key) = flow_and_key(&s);
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(8 * 1024 * 1024 - 20));
+    let r = s.send(&wh, &[("x-api-key", &key)], &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(s.terminate().success());
+}

@@ -16,7 +16,7 @@ pub struct ServeArgs {
     /// Data directory (created if missing).
     #[arg(long, env = "EVENTMESH_DATA_DIR", default_value = "./eventmesh-data")]
     data_dir: PathBuf,
-    /// Admin key (at least 24 characters); default: generated on first start and printed once.
+    /// Admin key (24 to 256 characters); default: generated on first start and printed once.
     #[arg(long, env = "EVENTMESH_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
     /// The installation secret (32 bytes; key hashes and the seal on flow secrets);
@@ -30,7 +30,7 @@ pub struct ServeArgs {
     /// Base URL shown in webhook URLs (default http://<listen>).
     #[arg(long, env = "EVENTMESH_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes: at most 8 MiB (the most one stored event holds).
     #[arg(long, env = "EVENTMESH_BODY_LIMIT", default_value_t = 1024 * 1024)]
     body_limit: usize,
     /// Most open connections; more are answered 503.
@@ -61,16 +61,18 @@ pub fn run(args: ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    if args.admin_key.as_ref().is_some_and(|k| k.len() < 24) {
-        eprintln!("eventmesh serve: the admin key must be at least 24 characters");
-        return ExitCode::from(2);
-    }
-    if args.body_limit == 0
-        || args.max_connections == 0
-        || args.header_timeout_s == 0
-        || args.body_timeout_s == 0
+    let key_chars =
+        crate::store::keys::ADMIN_KEY_MIN_CHARS..=crate::store::keys::KEY_TEXT_MAX_CHARS;
+    if args
+        .admin_key
+        .as_ref()
+        .is_some_and(|k| !key_chars.contains(&k.len()))
     {
-        eprintln!("eventmesh serve: limits and timeouts must be positive");
+        eprintln!(
+            "eventmesh serve: the admin key must be {} to {} characters",
+            key_chars.start(),
+            key_chars.end()
+        );
         return ExitCode::from(2);
     }
     let limits = HttpLimits {
@@ -80,6 +82,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
         body_read_timeout: std::time::Duration::from_secs(args.body_timeout_s),
         ..HttpLimits::default()
     };
+    if let Err(e) = limits.validate() {
+        eprintln!("eventmesh serve: {e}");
+        return ExitCode::from(2);
+    }
     let config = ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,

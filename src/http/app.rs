@@ -46,6 +46,37 @@ impl Default for HttpLimits {
     }
 }
 
+impl HttpLimits {
+    /// Refuses limits that cannot work: zero sizes, counts or timeouts, and a body limit
+    /// over what one stored event may hold (`RECORD_PAYLOAD_BYTES_MAX`: a larger body
+    /// would get through the front door and then fail as a 500).
+    pub fn validate(&self) -> Result<(), String> {
+        let max = crate::limits::RECORD_PAYLOAD_BYTES_MAX;
+        if self.body_bytes_max == 0 || self.body_bytes_max > max {
+            return Err(format!(
+                "the body limit must be 1 to {max} bytes (the most one stored event holds)"
+            ));
+        }
+        if self.batch_events_max == 0
+            || self.connections_max == 0
+            || self.headers_max == 0
+            || self.header_bytes_max == 0
+            || self.event_type_bytes_max == 0
+        {
+            return Err("limits must be positive".into());
+        }
+        let timeouts = [
+            self.header_read_timeout,
+            self.body_read_timeout,
+            self.request_timeout,
+        ];
+        if timeouts.iter().any(Duration::is_zero) {
+            return Err("timeouts must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 pub struct App {
     pub store: Store,
@@ -94,5 +125,28 @@ impl App {
             "{}/webhooks/{webhook_id}",
             self.public_url.trim_end_matches('/')
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_that_cannot_work_are_refused() {
+        assert_eq!(HttpLimits::default().validate(), Ok(()));
+        let max = crate::limits::RECORD_PAYLOAD_BYTES_MAX;
+        let with = |f: &dyn Fn(&mut HttpLimits)| {
+            let mut l = HttpLimits::default();
+            f(&mut l);
+            l.validate()
+        };
+        assert_eq!(with(&|l| l.body_bytes_max = max), Ok(()));
+        assert!(with(&|l| l.body_bytes_max = max + 1)
+            .expect_err("over the record limit")
+            .contains("the most one stored event holds"));
+        assert!(with(&|l| l.body_bytes_max = 0).is_err());
+        assert!(with(&|l| l.connections_max = 0).is_err());
+        assert!(with(&|l| l.body_read_timeout = Duration::ZERO).is_err());
     }
 }
