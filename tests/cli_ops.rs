@@ -151,12 +151,7 @@ fn failures_exit_non_zero_with_a_readable_message() {
         .args(["flow", "list", "--url", "http://127.0.0.1:1"])
         .output()
         .expect("run");
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::server::assert_failed_saying(&out, "cannot connect");
     let out = Command::new(env!("CARGO_BIN_EXE_eventmesh"))
         .args(["send", "not-a-url"])
         .output()

@@ -483,12 +483,7 @@ fn sigterm_drains_syncs_and_exits_zero_and_a_second_process_is_refused() {
         assert_eq!(s.send(&wh(&flow), &[("x-api-key", &key)], "{}").status, 200);
     }
     let second = serve_command(&dir).output().expect("run a second server");
-    assert!(!second.status.success());
-    assert!(
-        String::from_utf8_lossy(&second.stderr).contains("lock"),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
+    common::server::assert_failed_saying(&second, "lock");
     let status = s.terminate();
     assert!(status.success(), "{status:?}");
     let s = Server::start_in(&dir, &[]);

@@ -246,12 +246,7 @@ fn flow_secrets_are_sealed_at_rest_and_open_only_with_their_installation_secret(
         .args(["--secret-file".as_ref(), outside.as_os_str()])
         .output()
         .expect("run");
-    assert!(!failed.status.success());
-    assert!(
-        String::from_utf8_lossy(&failed.stderr).contains("move that file there"),
-        "{}",
-        String::from_utf8_lossy(&failed.stderr)
-    );
+    common::server::assert_failed_saying(&failed, "move that file there");
     std::fs::rename(dir.join("secret"), &outside).expect("move secret");
     let outside_arg = outside.to_str().expect("utf-8 path");
     let mut s = Server::start_in(&dir, &["--secret-file", outside_arg]);
@@ -260,11 +255,6 @@ fn flow_secrets_are_sealed_at_rest_and_open_only_with_their_installation_secret(
     assert!(!dir.join("secret").exists());
     // Without it, the server refuses to start rather than make a new secret.
     let refused = common::server::serve_command(&dir).output().expect("run");
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("installation secret"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    common::server::assert_failed_saying(&refused, "installation secret");
     assert!(!dir.join("secret").exists());
 }

@@ -61,18 +61,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let key_chars =
-        crate::store::keys::ADMIN_KEY_MIN_CHARS..=crate::store::keys::KEY_TEXT_MAX_CHARS;
-    if args
+    if let Some(Err(e)) = args
         .admin_key
-        .as_ref()
-        .is_some_and(|k| !key_chars.contains(&k.len()))
+        .as_deref()
+        .map(crate::store::keys::check_admin_key)
     {
-        eprintln!(
-            "eventmesh serve: the admin key must be {} to {} characters",
-            key_chars.start(),
-            key_chars.end()
-        );
+        eprintln!("eventmesh serve: {e}");
         return ExitCode::from(2);
     }
     let limits = HttpLimits {

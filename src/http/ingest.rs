@@ -53,7 +53,7 @@ struct Tally {
     duplicates: u32,
     first_offset: Option<u64>,
     event_id: Option<String>,
-    /// The attempt passed the credential and signature checks.
+    /// The attempt passed the credential and signature checks (every 2xx has).
     authenticated: bool,
 }
 
@@ -101,7 +101,7 @@ pub async fn ingest(app: &App, req: IngestRequest<'_>) -> Reply {
     }
     // Rejections before the sender proved who it is are counted per reason and second,
     // so a flood of them cannot push the real senders' entries out of view.
-    let recorded = if tally.authenticated || reply.status.is_success() {
+    let recorded = if tally.authenticated {
         flow.record_request(&entry)
     } else {
         flow.record_unauthenticated(entry)

@@ -19,6 +19,18 @@ pub const ADMIN_KEY_MIN_CHARS: usize = 24;
 /// Longest key text we look at; longer presented keys are invalid without hashing.
 pub const KEY_TEXT_MAX_CHARS: usize = 256;
 
+/// Checks an admin key an operator sets: one bound for setting the key and for
+/// presenting it, since a longer key could be set but would never match.
+pub fn check_admin_key(key: &str) -> Result<(), String> {
+    if (ADMIN_KEY_MIN_CHARS..=KEY_TEXT_MAX_CHARS).contains(&key.len()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the admin key must be {ADMIN_KEY_MIN_CHARS} to {KEY_TEXT_MAX_CHARS} characters"
+        ))
+    }
+}
+
 /// HMAC-SHA256 keyed once with the installation secret: each hash then starts from the
 /// keyed state instead of hashing the key pads again (two fewer SHA-256 blocks).
 #[derive(Clone)]
@@ -38,12 +50,17 @@ impl KeyHasher {
 
     /// Hashes key text under the installation secret.
     pub fn hash(&self, key: &str) -> String {
-        let Some(keyed) = &self.0 else {
-            return String::new();
-        };
-        let mut mac = keyed.clone();
-        mac.update(key.as_bytes());
-        hex(&mac.finalize().into_bytes())
+        self.mac(key.as_bytes())
+            .map(|m| hex(&m))
+            .unwrap_or_default()
+    }
+
+    /// HMAC-SHA256 of `data` under the installation secret (also the sealer's key
+    /// derivation, `seal.rs`).
+    pub fn mac(&self, data: &[u8]) -> Option<[u8; 32]> {
+        let mut mac = self.0.as_ref()?.clone();
+        mac.update(data);
+        Some(mac.finalize().into_bytes().into())
     }
 }
 

@@ -185,21 +185,12 @@ pub fn load(
         return Ok(Some(meta));
     }
     let path = meta_path(data_dir);
-    for flow in &mut meta.flows {
-        let id = flow.id.clone();
-        let sig = &mut flow.signature;
-        let fields = [
-            ("secret", sig.secret.as_mut()),
-            ("previous", sig.previous.as_mut().map(|p| &mut p.secret)),
-        ];
-        for (field, value) in fields {
-            if let Some(value) = value {
-                *value = sealer.open(value, &context(&id, field)).map_err(|e| {
-                    damaged(&path, format!("flow {id}: its signing {field} secret: {e}"))
-                })?;
-            }
-        }
-    }
+    each_secret(&mut meta, |context, secret| {
+        *secret = sealer
+            .open(secret, context)
+            .map_err(|e| damaged(&path, format!("the signing secret {context}: {e}")))?;
+        Ok(())
+    })?;
     Ok(Some(meta))
 }
 
@@ -213,24 +204,31 @@ pub fn save(
     let path = meta_path(data_dir);
     let mut stored = meta.clone();
     stored.version = META_VERSION;
-    for flow in &mut stored.flows {
-        let id = flow.id.clone();
-        let sig = &mut flow.signature;
-        if let Some(s) = sig.secret.as_mut() {
-            *s = sealer.seal(s, &context(&id, "secret"))?;
-        }
-        if let Some(p) = sig.previous.as_mut() {
-            p.secret = sealer.seal(&p.secret, &context(&id, "previous"))?;
-        }
-    }
+    each_secret(&mut stored, |context, secret| {
+        *secret = sealer.seal(secret, context)?;
+        Ok(())
+    })?;
     let bytes =
         serde_json::to_vec_pretty(&stored).map_err(|e| StoreError::io("encode", &path, e))?;
     write_atomic(storage, &path, &bytes).map_err(|e| StoreError::io("write", &path, e))
 }
 
-/// What a flow's sealed secret is bound to: its flow and field.
-fn context(flow_id: &str, field: &str) -> String {
-    format!("{flow_id}/{field}")
+/// Calls `f` on every flow signing secret (current and previous) with what its seal is
+/// bound to: `<flowId>/secret` or `<flowId>/previous`.
+fn each_secret(
+    meta: &mut Metadata,
+    mut f: impl FnMut(&str, &mut String) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    for flow in &mut meta.flows {
+        let sig = &mut flow.signature;
+        if let Some(secret) = sig.secret.as_mut() {
+            f(&format!("{}/secret", flow.id), secret)?;
+        }
+        if let Some(previous) = sig.previous.as_mut() {
+            f(&format!("{}/previous", flow.id), &mut previous.secret)?;
+        }
+    }
+    Ok(())
 }
 
 fn damaged(path: &Path, message: impl ToString) -> StoreError {

@@ -111,6 +111,13 @@ impl StoreConfig {
         }
     }
 
+    /// The installation secret's file: `secret_file`, or `<data>/secret`.
+    fn secret_path(&self) -> PathBuf {
+        self.secret_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(SECRET_FILE))
+    }
+
     fn log_config(&self) -> LogConfig {
         LogConfig {
             segment_bytes: self.segment_bytes,
@@ -309,11 +316,10 @@ impl Store {
         let lock = storage
             .lock_dir(&dir)
             .map_err(|e| StoreError::io("lock", &dir, e))?;
-        let installation_secret =
-            load_or_create_secret(&*storage, &dir, config.secret_file.as_deref())?;
-        let hasher = keys::KeyHasher::new(&installation_secret);
-        let sealer = seal::Sealer::new(&installation_secret);
-        restrict_secrets(&*storage, &dir, config.secret_file.as_deref());
+        let secret_path = config.secret_path();
+        let hasher = keys::KeyHasher::new(&load_or_create_secret(&*storage, &dir, &secret_path)?);
+        let sealer = seal::Sealer::new(&hasher);
+        restrict_secrets(&*storage, &dir, &secret_path);
         let now = config.clock.now_ms();
         let mut generated_admin_key = None;
         let mut meta = match meta::load(&*storage, &dir, &sealer)? {
@@ -342,15 +348,7 @@ impl Store {
             }
         };
         if let Some(k) = &config.admin_key {
-            // One bound for setting the key and for presenting it: a longer key could
-            // be set but would never match.
-            if k.len() < keys::ADMIN_KEY_MIN_CHARS || k.len() > keys::KEY_TEXT_MAX_CHARS {
-                return Err(StoreError::Invalid(format!(
-                    "the admin key must be {} to {} characters",
-                    keys::ADMIN_KEY_MIN_CHARS,
-                    keys::KEY_TEXT_MAX_CHARS
-                )));
-            }
+            keys::check_admin_key(k).map_err(StoreError::Invalid)?;
             meta.admin_key_hash = hasher.hash(k);
         }
         meta::save(&*storage, &dir, &meta, &sealer)?;
@@ -1064,11 +1062,10 @@ impl Store {
 /// can be reached by other users), the installation secret and the metadata (flow
 /// signing secrets), logging each change: data directories made by older releases had
 /// 0755 directories and 0644 files.
-fn restrict_secrets(storage: &dyn Storage, dir: &Path, secret_file: Option<&Path>) {
-    let secret = secret_file.map_or_else(|| dir.join(SECRET_FILE), Path::to_path_buf);
+fn restrict_secrets(storage: &dyn Storage, dir: &Path, secret: &Path) {
     for path in [
         dir.to_path_buf(),
-        secret,
+        secret.to_path_buf(),
         dir.join(meta::META_FILE),
         dir.join(FLOWS_DIR),
     ] {
@@ -1109,18 +1106,17 @@ fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<(), StoreErro
         .map_err(|e| StoreError::io("fsync directory", parent, e))
 }
 
-/// Reads the installation secret, from `secret_file` or else `<data>/secret`, creating
-/// it on first start. Once `meta.json` exists a missing secret is an error, never made
+/// Reads the installation secret at `path` (`StoreConfig::secret_path`), creating it
+/// on first start. Once `meta.json` exists a missing secret is an error, never made
 /// anew: a new secret would match no API key and open no flow secret.
 fn load_or_create_secret(
     storage: &dyn Storage,
     dir: &Path,
-    secret_file: Option<&Path>,
+    path: &Path,
 ) -> Result<Vec<u8>, StoreError> {
     let default = dir.join(SECRET_FILE);
-    let path = secret_file.map_or_else(|| default.clone(), Path::to_path_buf);
-    if storage.exists(&path) {
-        let bytes = read_to_vec(storage, &path).map_err(|e| StoreError::io("read", &path, e))?;
+    if storage.exists(path) {
+        let bytes = read_to_vec(storage, path).map_err(|e| StoreError::io("read", path, e))?;
         if bytes.len() == 32 {
             return Ok(bytes);
         }
@@ -1129,7 +1125,7 @@ fn load_or_create_secret(
             message: format!("the installation secret has {} bytes, not 32", bytes.len()),
         });
     }
-    if path != default && storage.exists(&default) {
+    if path != default.as_path() && storage.exists(&default) {
         return Err(StoreError::Invalid(format!(
             "the secret file {} does not exist but {} does: move that file there",
             path.display(),
@@ -1146,6 +1142,6 @@ fn load_or_create_secret(
         )));
     }
     let secret = ids::random_bytes(32)?;
-    write_atomic(storage, &path, &secret).map_err(|e| StoreError::io("write", &path, e))?;
+    write_atomic(storage, path, &secret).map_err(|e| StoreError::io("write", path, e))?;
     Ok(secret)
 }

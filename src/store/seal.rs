@@ -13,14 +13,12 @@
 //! the installation secret too can open them; `--secret-file` keeps it out of the data
 //! directory (docs/durability.md, "Secrets at rest").
 
+use crate::store::error::StoreError;
+use crate::store::ids::random_bytes;
+use crate::store::keys::KeyHasher;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-use crate::store::error::StoreError;
-use crate::store::ids::random_bytes;
 
 /// The prefix of a sealed value.
 pub const SEALED_PREFIX: &str = "sealed:v1:";
@@ -50,16 +48,12 @@ pub enum UnsealError {
 }
 
 impl Sealer {
-    pub fn new(installation_secret: &[u8]) -> Self {
-        // HMAC takes keys of any length, so this cannot fail; the fallback is unreachable.
-        let key = match <Hmac<Sha256> as Mac>::new_from_slice(installation_secret) {
-            Ok(mut mac) => {
-                mac.update(KEY_LABEL);
-                mac.finalize().into_bytes()
-            }
-            Err(_) => Default::default(),
-        };
-        Self(XChaCha20Poly1305::new(&key))
+    /// The sealer whose key is the HMAC of a fixed label under the installation
+    /// secret (the same keyed HMAC that hashes API keys).
+    pub fn new(hasher: &KeyHasher) -> Self {
+        // `mac` is `None` only if HMAC refused the key, which it never does.
+        let key = hasher.mac(KEY_LABEL).unwrap_or_default();
+        Self(XChaCha20Poly1305::new(&key.into()))
     }
 
     /// Seals `secret`, bound to `context` (for example `flow_x/secret`).
@@ -116,7 +110,7 @@ mod tests {
 
     #[test]
     fn a_sealed_secret_opens_only_with_its_key_and_context() {
-        let sealer = Sealer::new(&[7u8; 32]);
+        let sealer = Sealer::new(&KeyHasher::new(&[7u8; 32]));
         let sealed = sealer.seal("whsec_abc", "flow_1/secret").unwrap();
         assert!(sealed.starts_with(SEALED_PREFIX));
         assert!(!sealed.contains("whsec_abc"));
@@ -131,14 +125,14 @@ mod tests {
             Err(UnsealError::WrongKey)
         );
         assert_eq!(
-            Sealer::new(&[8u8; 32]).open(&sealed, "flow_1/secret"),
+            Sealer::new(&KeyHasher::new(&[8u8; 32])).open(&sealed, "flow_1/secret"),
             Err(UnsealError::WrongKey)
         );
     }
 
     #[test]
     fn each_seal_uses_a_fresh_nonce_and_damage_is_detected() {
-        let sealer = Sealer::new(&[1u8; 32]);
+        let sealer = Sealer::new(&KeyHasher::new(&[1u8; 32]));
         let a = sealer.seal("s", "c").unwrap();
         let b = sealer.seal("s", "c").unwrap();
         assert_ne!(a, b);

@@ -194,6 +194,13 @@ pub fn serve_args(dir: &Path) -> Vec<OsString> {
     args
 }
 
+/// Asserts that a finished command failed and that its stderr says `text`.
+pub fn assert_failed_saying(out: &std::process::Output, text: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it succeeded; stderr: {stderr}");
+    assert!(stderr.contains(text), "stderr lacks {text:?}: {stderr}");
+}
+
 /// `eventmesh serve` with `serve_args(dir)`.
 pub fn serve_command(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_eventmesh"));
