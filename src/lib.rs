@@ -6,7 +6,6 @@
 //! - [`log`]: the storage engine, one partition per `Log`; knows nothing of HTTP or flows.
 //! - [`store`]: flows on the log: metadata, keys, idempotency, consumers, request log, analytics.
 //! - [`limits`]: every bound, named, with its unit.
-//! - [`error`]: typed errors.
 //! - [`http`]: the hyper server: ingestion, the API, signatures, rate limits, metrics.
 //! - [`cli`]: the `eventmesh` subcommands.
 
@@ -14,7 +13,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cli;
-pub mod error;
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod http;
 pub mod limits;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::log::check::{check_partition, IndexState, PartitionCheck, Verdict};
-use crate::log::recovery::DamageKind;
+use crate::log::scan::DamageKind;
 use crate::log::segment::{self, SEGMENT_SUFFIX};
 use crate::log::storage::StdStorage;
 

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::log::recovery::DamageKind;
 use crate::log::repair::{repair_partition, RepairReport};
+use crate::log::scan::DamageKind;
 use crate::log::storage::StdStorage;
 
 fn print_report(r: &RepairReport, dry_run: bool) {

@@ -225,7 +225,7 @@ pub fn forbidden(message: impl Into<String>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::LogError;
+    use crate::log::LogError;
 
     fn retry_after(r: &Reply) -> Option<&HeaderValue> {
         r.headers

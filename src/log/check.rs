@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::LogError;
-use crate::log::open::{read_whole, segment_bases};
-use crate::log::recovery::{self, Damage, DamageKind};
+use crate::log::recovery::{read_whole, segment_bases};
+use crate::log::scan::{self, Damage, DamageKind};
 use crate::log::segment;
 use crate::log::storage::{read_to_vec, Storage};
-use crate::log::types::Offset;
+use crate::log::LogError;
+use crate::log::Offset;
 
 /// The state of a sealed segment's index file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ pub fn check_partition(storage: &dyn Storage, dir: &Path) -> Result<PartitionChe
             }
         }
         let bytes = read_whole(storage, &file)?;
-        let scan = recovery::scan(&bytes, base, is_last);
+        let scan = scan::scan(&bytes, base, is_last);
         let index = if is_last {
             IndexState::Active
         } else {

@@ -9,12 +9,12 @@
 //! string a sender controls (a key, a type, a payload) can pass as one of ours: a
 //! sender never learns the salt. Each group header also says how many bytes of the
 //! segment were already durable (`synced`) when it was written. That is what lets
-//! recovery tell a torn last write from damage to acknowledged bytes (`recovery.rs`).
+//! recovery tell a torn last write from damage to acknowledged bytes (`scan.rs`).
 //!
 //! Layouts (`docs/format.md`): like a frame, every header has its CRC at bytes 0-3 and
 //! its magic at bytes 4-7, so bytes 4-7 alone say what starts at a boundary.
 
-use crate::log::types::Offset;
+use crate::log::Offset;
 
 /// `"EMS2"`: segment header, format version 2.
 pub const SEGMENT_MAGIC: u32 = u32::from_le_bytes(*b"EMS2");

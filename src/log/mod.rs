@@ -2,21 +2,25 @@
 //!
 //! It knows nothing of HTTP, JSON or flows. Appends go through the group-commit writer
 //! thread (`writer.rs`); reads go through `RecordIter` (`reader.rs`) over published
-//! state (`shared.rs`); opening runs recovery (`open.rs`, `recovery.rs`); all file
+//! state (`shared.rs`); opening runs recovery (`recovery.rs`, over the pure
+//! segment scan in `scan.rs`); all file
 //! access goes through `storage::Storage`.
 
 pub mod check;
+pub mod clock;
+pub mod config;
+pub mod error;
 pub mod framing;
-mod open;
+pub mod offset;
 mod reader;
 pub mod record;
-pub mod recovery;
+mod recovery;
 pub mod repair;
+pub mod scan;
 pub mod segment;
 mod shared;
 pub mod stats;
 pub mod storage;
-pub mod types;
 mod writer;
 
 use std::future::Future;
@@ -30,14 +34,18 @@ use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{oneshot, watch};
 
-pub use crate::error::LogError;
-pub use open::RecoveryReport;
+#[cfg(any(test, feature = "testing"))]
+pub use clock::ManualClock;
+pub use clock::{Clock, SystemClock};
+#[cfg(any(test, feature = "testing"))]
+pub use config::Mutation;
+pub use config::{ConfigError, FsyncPolicy, LogConfig, Retention};
+pub use error::LogError;
+pub use offset::{AppendOutcome, Offset};
 pub use reader::RecordIter;
+pub use record::{Record, RecordInput};
+pub use recovery::RecoveryReport;
 pub use stats::WriterStats;
-pub use types::{
-    AppendOutcome, Clock, FsyncPolicy, LogConfig, ManualClock, Mutation, Offset, Record,
-    RecordInput, Retention, SystemClock,
-};
 
 use crate::limits::{OPEN_INDEXES_MAX, OPEN_MAPS_MAX, READ_RECORDS_MAX, WRITER_QUEUE_DEPTH_MAX};
 use shared::{ActiveSegment, Inner, SealedSegment, SegmentLru, View};
@@ -148,7 +156,7 @@ impl Log {
         let lock = storage
             .lock_dir(&dir)
             .map_err(|e| LogError::io("lock", &dir, e))?;
-        let recovered = open::recover(&*storage, &dir, &config, must_exist)?;
+        let recovered = recovery::recover(&*storage, &dir, &config, must_exist)?;
         let reader = storage
             .open_read(&recovered.active_path)
             .map_err(|e| LogError::io("open", &recovered.active_path, e))?;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::error::LogError;
 use crate::limits::ACTIVE_READ_CHUNK_BYTES;
 use crate::log::framing::{
     self, GROUP_HEADER_BYTES, GROUP_MAGIC, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
@@ -19,7 +18,8 @@ use crate::log::framing::{
 use crate::log::record::{self, FrameError, FRAME_HEADER_BYTES};
 use crate::log::shared::{map_sealed, ActiveSegment, Inner};
 use crate::log::storage::read_full;
-use crate::log::types::{Offset, Record};
+use crate::log::LogError;
+use crate::log::{Offset, Record};
 
 /// Records from an offset onwards, in order, ending at the end published when it gets there.
 #[derive(Debug)]

@@ -7,7 +7,63 @@ use crate::limits::{
     RECORD_FRAME_BYTES_MAX, RECORD_HEADER_COUNT_MAX, RECORD_HEADER_NAME_BYTES_MAX,
     RECORD_HEADER_VALUE_BYTES_MAX, RECORD_KEY_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX,
 };
-use crate::log::types::{Offset, RecordInput};
+use bytes::Bytes;
+
+use crate::log::offset::Offset;
+
+/// What a caller appends: the payload, an optional key, a few headers and its own flags.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordInput {
+    pub payload: Bytes,
+    /// The idempotency key; `None` for none. May not be empty.
+    pub key: Option<Bytes>,
+    /// Small (name, value) pairs such as the event type.
+    pub headers: Vec<(String, Bytes)>,
+    /// The caller's own flag bits; only bits in `ATTR_USER_MASK` (0x00ff) are allowed.
+    pub flags: u16,
+}
+
+impl RecordInput {
+    /// A record with only a payload.
+    pub fn new(payload: impl Into<Bytes>) -> Self {
+        Self {
+            payload: payload.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A stored record as read back. Its byte fields share the segment's buffer (no copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub offset: Offset,
+    /// Append time, Unix milliseconds. Never decreases along a partition.
+    pub timestamp_ms: i64,
+    /// The caller's flag bits as appended.
+    pub flags: u16,
+    pub key: Option<Bytes>,
+    /// The encoded header block; read it with `headers()` or `header()`.
+    pub headers_encoded: Bytes,
+    pub payload: Bytes,
+}
+
+impl Record {
+    /// The (name, value) headers in the order they were appended.
+    pub fn headers(&self) -> HeaderIter<'_> {
+        HeaderIter::new(&self.headers_encoded)
+    }
+
+    /// The value of the first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| v)
+    }
+
+    pub(crate) fn user_flags(attributes: u16) -> u16 {
+        attributes & ATTR_USER_MASK
+    }
+}
 
 /// `"EMR1"`: a frame of format version 1. Never zero, so a zeroed page never decodes.
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"EMR1");

@@ -1,446 +1,444 @@
-//! Scanning segments: the tail check on open, index rebuilds, and `eventmesh check`.
+//! Opening a partition directory: find the segments, trust or rebuild each sealed
+//! segment's index, scan the last segment, cut a torn tail, refuse corruption. Also
+//! the one way a segment file comes to exist (`create_segment`).
 //!
-//! Two formats are read (`docs/format.md`):
-//! - **v2** (written today): a segment header, then commit groups, each a group header
-//!   and whole frames. A group is all or nothing. At the first group that is not whole
-//!   and intact, the scan decides from what is on disk:
-//!   - torn tail: no intact group header after it claims that bytes at or past its
-//!     start had been made durable, so it is a write that never finished (power loss
-//!     may have kept any subset of its sectors); recovery cuts it;
-//!   - corruption: a later group header proves those bytes were synced (and so may have
-//!     been acknowledged), or the damage is in a sealed segment, or an intact header is
-//!     misplaced; recovery refuses it and names the file and byte.
-//!
-//!   Headers carry the segment's random salt inside their checksum, so bytes a sender
-//!   planted in a payload never pass as a header; frames are never searched for.
-//! - **v1** (read only): bare frames. At the first bad byte: torn tail if no frame that
-//!   passes its checksum starts anywhere after it, else corruption. An unfinished batch
-//!   (its last frame says "batch continues") is part of the torn tail.
-//!
-//! In both, zeros from the first bad byte to the end of the file are space the writer
-//! reserved ahead of its appends: the data ends there, cleanly, in any segment. Times
-//! never go back inside a segment; across segments the caller only warns.
+//! Recovery reads with `pread`, never through a map, so an unreadable sector is an
+//! error naming the file and byte (`LogError::Unreadable`), not a SIGBUS.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::error::LogError;
-use crate::log::framing::{
-    self, GroupHeader, SegmentHeader, GROUP_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
+use crate::log::framing::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::log::record::{self, FRAME_HEADER_BYTES};
+use crate::log::scan::{self, corruption_error, DamageKind, SegmentFormat};
+use crate::log::segment::{self, SegmentSummary, INDEX_SUFFIX, SEGMENT_SUFFIX};
+use crate::log::shared::SealedSegment;
+use crate::log::storage::{
+    read_full, read_to_vec, write_atomic, ReadableFile, Storage, WritableFile,
 };
-use crate::log::record::{self, ATTR_BATCH_CONTINUES, FRAME_HEADER_BYTES, FRAME_MAGIC};
-use crate::log::segment::SegmentSummary;
-use crate::log::types::Offset;
+use crate::log::writer::WriterStart;
+use crate::log::LogError;
+use crate::log::{LogConfig, Offset};
 
-/// Which kind of damage a scan found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DamageKind {
-    /// An unfinished write at the end of the last segment: recovery truncates it.
-    TornTail,
-    /// Anything else: recovery refuses to open the partition.
-    Corruption,
+/// What opening found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    /// Bytes of torn tail cut from the last segment (kept in a `.torn` side file).
+    pub truncated_bytes: u64,
+    /// Sealed segments whose index was missing or doubtful and was rebuilt by a scan.
+    pub indexes_rebuilt: usize,
+    /// Bytes read by scans (the last segment, plus any rebuilt segment).
+    pub scanned_bytes: u64,
+    /// Segments whose first record is older than the segment before's last: accepted
+    /// (a clock stepped back before times were carried across rolls), and logged.
+    pub time_regressions: usize,
 }
 
-/// Where and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Damage {
-    pub kind: DamageKind,
-    /// Byte position in the segment file where valid data ends.
-    pub position: u64,
-    pub reason: String,
+pub(crate) struct Recovered {
+    pub sealed: Vec<SealedSegment>,
+    pub active_path: PathBuf,
+    pub active: SegmentSummary,
+    pub file: Box<dyn WritableFile>,
+    pub start: WriterStart,
+    /// Sizes of the `.torn` side files, by segment base.
+    pub torn: std::collections::BTreeMap<Offset, u64>,
+    pub report: RecoveryReport,
 }
 
-impl Damage {
-    /// Damage at byte `pos`: a torn tail when `torn`, else corruption.
-    fn at(torn: bool, pos: usize, reason: String) -> Self {
-        Self {
-            kind: if torn {
-                DamageKind::TornTail
-            } else {
-                DamageKind::Corruption
-            },
-            position: pos as u64,
-            reason,
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LogError + 'a {
+    move |e| LogError::io(op, path, e)
+}
+
+/// Lists the base offsets of the segment files in `dir`, sorted, after removing
+/// leftovers that are never data: temp files and indexes without a segment.
+pub(crate) fn segment_bases(
+    storage: &dyn Storage,
+    dir: &Path,
+    tidy: bool,
+) -> Result<Vec<Offset>, LogError> {
+    let names = storage.list(dir).map_err(io("list", dir))?;
+    let mut bases: Vec<Offset> = names
+        .iter()
+        .filter_map(|n| segment::parse_name(n, SEGMENT_SUFFIX))
+        .collect();
+    bases.sort_unstable();
+    if tidy {
+        let mut removed = false;
+        for name in &names {
+            let orphan_index = segment::parse_name(name, INDEX_SUFFIX)
+                .is_some_and(|b| bases.binary_search(&b).is_err());
+            if name.ends_with(".tmp") || orphan_index {
+                let path = dir.join(name);
+                storage.remove(&path).map_err(io("remove", &path))?;
+                removed = true;
+            }
+        }
+        if removed {
+            storage.sync_dir(dir).map_err(io("fsync directory", dir))?;
         }
     }
+    Ok(bases)
 }
 
-/// Which format a segment's bytes are in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SegmentFormat {
-    /// Bare frames (format v1): read, never written any more.
-    V1,
-    /// A segment header and commit groups (format v2).
-    V2(SegmentHeader),
-    /// No header and no data: an empty file, or a header torn by a crash during a roll
-    /// with nothing after it. Open writes a fresh header (last segment only).
-    Fresh,
+/// A segment just created with its header, durably.
+pub(crate) struct NewSegment {
+    pub path: PathBuf,
+    pub file: Box<dyn WritableFile>,
+    pub reader: Arc<dyn ReadableFile>,
+    pub header: SegmentHeader,
 }
 
-/// The result of scanning one segment's bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanOutcome {
-    /// The valid prefix: whole records of whole batches (v1) or groups (v2).
-    pub summary: SegmentSummary,
-    pub damage: Option<Damage>,
-    pub format: SegmentFormat,
-}
-
-/// Scans `bytes`, the contents of the segment with base offset `base`. `is_last` says
-/// whether it is the partition's last segment (the only one that may have a torn tail).
-pub fn scan(bytes: &[u8], base: Offset, is_last: bool) -> ScanOutcome {
-    if framing::magic_at(bytes) == Some(SEGMENT_MAGIC) {
-        return match SegmentHeader::decode(bytes) {
-            Some(h) if h.base == base => scan_v2(bytes, h, is_last),
-            found => header_damage(bytes, base, is_last, found),
-        };
-    }
-    let out = scan_v1(bytes, base, is_last);
-    let nothing_whole = out.summary.bytes == 0
-        && out
-            .damage
-            .as_ref()
-            .is_none_or(|d| d.kind == DamageKind::TornTail);
-    if is_last && nothing_whole {
-        // An empty file, or the first write (a segment header, or a v1 frame) torn:
-        // there is no record to keep.
-        return ScanOutcome {
-            format: SegmentFormat::Fresh,
-            ..out
-        };
-    }
-    out
-}
-
-/// A segment that starts like a v2 one but whose header does not check out.
-fn header_damage(
-    bytes: &[u8],
+/// Creates segment `base` (format v2) durably: create, write its header, fdatasync,
+/// fsync the directory (unless `sync_dir` is false: a deliberate bug for the tests),
+/// open it for reading. If anything fails once the file exists, the file is removed
+/// and the directory fsynced, so no stray segment can block a later open. The error's
+/// flag says that even that failed: the caller must poison the log.
+pub(crate) fn create_segment(
+    storage: &dyn Storage,
+    dir: &Path,
     base: Offset,
-    is_last: bool,
-    found: Option<SegmentHeader>,
-) -> ScanOutcome {
-    // The header is synced before anything is written after it, so a torn header with
-    // nothing but zeros after it is a roll that a crash interrupted.
-    let after = bytes.get(SEGMENT_HEADER_BYTES..).unwrap_or(&[]);
-    let torn = is_last && found.is_none() && after.iter().all(|&b| b == 0);
-    ScanOutcome {
-        summary: SegmentSummary::empty(base),
-        damage: Some(Damage {
-            kind: if torn {
-                DamageKind::TornTail
-            } else {
-                DamageKind::Corruption
-            },
-            position: 0,
-            reason: match found {
-                Some(h) => format!("segment header names base {}, not {base}", h.base),
-                None => "segment header is damaged".into(),
-            },
-        }),
-        format: if torn {
-            SegmentFormat::Fresh
-        } else {
-            SegmentFormat::V1
-        },
-    }
-}
-
-/// One intact, whole group at the start of `rest`: its frames as (position in the
-/// group, length, time), or why not. `misplaced` is set when the header is intact (so
-/// ours) but does not belong here.
-fn check_group(
-    rest: &[u8],
-    h: &GroupHeader,
-    summary: &SegmentSummary,
-    misplaced: &mut bool,
-) -> Result<Vec<(usize, usize, i64)>, String> {
-    if h.first_offset != summary.next {
-        *misplaced = true;
-        return Err(format!(
-            "group starts at offset {}, expected {}",
-            h.first_offset, summary.next
-        ));
-    }
-    let len = usize::try_from(h.total_len()).unwrap_or(usize::MAX);
-    let Some(group) = rest.get(..len) else {
-        return Err(format!(
-            "group of {len} bytes, only {} in the file",
-            rest.len()
-        ));
+    ts_floor: i64,
+    config: &LogConfig,
+    sync_dir: bool,
+) -> Result<NewSegment, (LogError, bool)> {
+    let path = segment::segment_path(dir, base);
+    let salt = framing::new_salt(config.salt_seed, base)
+        .map_err(|e| (LogError::io("make a salt for", &path, e), false))?;
+    // Removes the new file (if it came to exist) and makes that durable.
+    let cleanup = |err: LogError| {
+        let cleaned = match storage.remove(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => storage.sync_dir(dir),
+        };
+        (err, cleaned.is_err())
     };
-    let body = &group[GROUP_HEADER_BYTES..];
-    if crc32fast::hash(body) != h.body_crc {
-        return Err("group checksum mismatch".into());
-    }
-    let mut frames = Vec::with_capacity(h.records as usize);
-    let mut at = GROUP_HEADER_BYTES;
-    let mut expect = summary.next;
-    let mut last_ts = summary.last_ts;
-    let mut continues = false;
-    while at < len {
-        let (frame, flen) = record::decode(&group[at..]).map_err(|e| e.to_string())?;
-        if frame.offset != expect || frame.timestamp_ms < last_ts {
-            return Err(format!(
-                "record {} (time {}) out of place in its group",
-                frame.offset, frame.timestamp_ms
-            ));
-        }
-        frames.push((at, flen, frame.timestamp_ms));
-        continues = frame.attributes & ATTR_BATCH_CONTINUES != 0;
-        expect = Offset(expect.0 + 1);
-        last_ts = frame.timestamp_ms;
-        at += flen;
-    }
-    if frames.len() != h.records as usize || frames.is_empty() || continues {
-        return Err(format!(
-            "group holds {} records, its header says {}",
-            frames.len(),
-            h.records
-        ));
-    }
-    Ok(frames)
-}
-
-fn scan_v2(bytes: &[u8], header: SegmentHeader, is_last: bool) -> ScanOutcome {
-    let mut summary = SegmentSummary::empty(header.base);
-    summary.bytes = SEGMENT_HEADER_BYTES as u64;
-    let mut pos = SEGMENT_HEADER_BYTES;
-    let mut damage = None;
-    while pos < bytes.len() {
-        let rest = &bytes[pos..];
-        let mut misplaced = false;
-        let checked = match GroupHeader::decode(rest, header.salt) {
-            Some(h) if h.synced > pos as u64 => {
-                misplaced = true;
-                Err(format!("group claims {} bytes synced before it", h.synced))
-            }
-            Some(h) => check_group(rest, &h, &summary, &mut misplaced).map(|f| (h, f)),
-            None => Err("no intact group header".into()),
-        };
-        match checked {
-            Ok((h, frames)) => {
-                for (at, len, ts) in frames {
-                    summary.note_record((pos + at) as u64, len as u64, ts);
-                }
-                pos += h.total_len() as usize;
-                summary.bytes = pos as u64;
-            }
-            Err(_) if rest.iter().all(|&b| b == 0) => break,
-            Err(reason) => {
-                let claim = framing::durable_claim_after(bytes, pos, header.salt);
-                let torn = is_last && !misplaced && claim <= pos as u64;
-                let reason = if claim > pos as u64 {
-                    format!("{reason}; a later group shows {claim} bytes were synced")
-                } else {
-                    reason
-                };
-                damage = Some(Damage::at(torn, pos, reason));
-                break;
-            }
-        }
-    }
-    ScanOutcome {
-        summary,
-        damage,
-        format: SegmentFormat::V2(header),
-    }
-}
-
-fn scan_v1(bytes: &[u8], base: Offset, is_last: bool) -> ScanOutcome {
-    let mut summary = SegmentSummary::empty(base);
-    // The state at the end of the last whole batch: (next, bytes, last_ts, index entries).
-    let mut whole = (summary.next, summary.bytes, summary.last_ts, 0usize);
-    let mut pos = 0usize;
-    let mut damage = None;
-    while pos < bytes.len() {
-        let found = record::decode(&bytes[pos..]);
-        let problem = match found {
-            Ok((frame, _)) if frame.offset != summary.next => Some(format!(
-                "record has offset {}, expected {}",
-                frame.offset, summary.next
-            )),
-            Ok((frame, _)) if frame.timestamp_ms < summary.last_ts => Some(format!(
-                "record {} has time {} before the previous record's {}",
-                frame.offset, frame.timestamp_ms, summary.last_ts
-            )),
-            Ok(_) => None,
-            Err(e) => Some(e.to_string()),
-        };
-        match (found, problem) {
-            (Ok((frame, len)), None) => {
-                summary.note_record(pos as u64, len as u64, frame.timestamp_ms);
-                pos += len;
-                if frame.attributes & ATTR_BATCH_CONTINUES == 0 {
-                    whole = (
-                        summary.next,
-                        summary.bytes,
-                        summary.last_ts,
-                        summary.index.len(),
-                    );
-                }
-            }
-            (_, Some(_)) if bytes[pos..].iter().all(|&b| b == 0) => {
-                // Zeros the writer reserved ahead of its appends (see `preallocate`):
-                // the end of the data, not damage.
-                break;
-            }
-            (found, Some(reason)) => {
-                let misplaced = found.is_ok();
-                let torn = is_last && !misplaced && !valid_frame_after(bytes, pos);
-                damage = Some(Damage::at(torn, pos, reason));
-                break;
-            }
-            // An Err always has a reason.
-            (Err(_), None) => break,
-        }
-    }
-    if whole.1 < summary.bytes {
-        // The last batch never finished. At the end of the last segment that is a torn
-        // write; a sealed segment is always whole, so there it is corruption.
-        let earlier = damage.take();
-        damage = Some(match earlier {
-            Some(d) if d.kind == DamageKind::Corruption => d,
-            _ => Damage {
-                kind: if is_last {
-                    DamageKind::TornTail
-                } else {
-                    DamageKind::Corruption
-                },
-                position: whole.1,
-                reason: format!("batch starting at offset {} has no last record", whole.0),
-            },
+    let header = SegmentHeader {
+        base,
+        salt,
+        ts_floor,
+    };
+    let mut file = match storage.create(&path) {
+        Ok(file) => file,
+        // The file may exist even so (a create that failed after its effect).
+        Err(e) => return Err(cleanup(LogError::io("create", &path, e))),
+    };
+    let made = file
+        .append(&header.encode())
+        .and_then(|()| file.sync_data())
+        .map_err(|e| LogError::io("write header of", &path, e))
+        .and_then(|()| match sync_dir {
+            true => storage
+                .sync_dir(dir)
+                .map_err(|e| LogError::io("fsync directory", dir, e)),
+            false => Ok(()),
+        })
+        .and_then(|()| {
+            storage
+                .open_read(&path)
+                .map_err(|e| LogError::io("open", &path, e))
         });
-    }
-    summary.next = whole.0;
-    summary.bytes = whole.1;
-    summary.last_ts = whole.2;
-    summary.index.truncate(whole.3);
-    ScanOutcome {
-        summary,
-        damage,
-        format: SegmentFormat::V1,
+    match made {
+        Ok(reader) => Ok(NewSegment {
+            path,
+            file,
+            reader,
+            header,
+        }),
+        Err(err) => {
+            drop(file);
+            Err(cleanup(err))
+        }
     }
 }
 
-/// Whether a frame that passes its checksum starts anywhere after `pos` (v1 only).
-fn valid_frame_after(bytes: &[u8], pos: usize) -> bool {
-    let magic = FRAME_MAGIC.to_le_bytes();
-    let mut at = pos + 1;
-    while at + FRAME_HEADER_BYTES <= bytes.len() {
-        if bytes[at + 4..at + 8] == magic && record::decode(&bytes[at..]).is_ok() {
-            return true;
+/// Reads a whole file with positioned reads (never a map), so that an unreadable
+/// sector is an error naming the file and the byte, not a SIGBUS.
+pub(crate) fn read_whole(storage: &dyn Storage, path: &Path) -> Result<Vec<u8>, LogError> {
+    let file = storage.open_read(path).map_err(io("open", path))?;
+    let len = file.len().map_err(io("stat", path))?;
+    let len = usize::try_from(len).map_err(|_| LogError::Corruption {
+        file: path.to_path_buf(),
+        position: 0,
+        reason: format!("file of {len} bytes is too large"),
+    })?;
+    let mut buf = vec![0u8; len];
+    let mut done = 0usize;
+    while done < len {
+        let end = (done + READ_CHUNK).min(len);
+        let n = file
+            .read_at(done as u64, &mut buf[done..end])
+            .map_err(|e| LogError::Unreadable {
+                file: path.to_path_buf(),
+                position: done as u64,
+                source: Arc::new(e),
+            })?;
+        if n == 0 {
+            buf.truncate(done);
+            break;
         }
-        at += 1;
+        done += n;
     }
-    false
+    Ok(buf)
 }
 
-/// Turns a scan's damage into the error recovery answers with.
-pub fn corruption_error(file: &Path, damage: &Damage) -> LogError {
-    LogError::Corruption {
-        file: PathBuf::from(file),
-        position: damage.position,
-        reason: damage.reason.clone(),
+const READ_CHUNK: usize = 1 << 20;
+
+/// The offset and time of the frame at `pos` of `file`, read with `pread`.
+fn frame_at_file(file: &dyn ReadableFile, pos: u64) -> Option<(Offset, i64)> {
+    let mut head = [0u8; FRAME_HEADER_BYTES];
+    if read_full(file, pos, &mut head).ok()? < FRAME_HEADER_BYTES {
+        return None;
     }
+    let len = record::peek_frame_len(&head).ok()?;
+    let mut frame = vec![0u8; len];
+    if read_full(file, pos, &mut frame).ok()? < len {
+        return None;
+    }
+    let (view, _) = record::decode(&frame).ok()?;
+    Some((view.offset, view.timestamp_ms))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::log::types::RecordInput;
-
-    fn segment(n: u64) -> Vec<u8> {
-        let mut buf = Vec::new();
-        for i in 0..n {
-            let rec = RecordInput::new(format!("payload {i}"));
-            record::encode_into(&mut buf, Offset(10 + i), 100 + i as i64, false, &rec);
+/// Recovers the partition in `dir`. With `must_exist`, a partition with no segment
+/// file at all is damage (its files went missing), never a new, empty partition.
+pub(crate) fn recover(
+    storage: &dyn Storage,
+    dir: &Path,
+    config: &LogConfig,
+    must_exist: bool,
+) -> Result<Recovered, LogError> {
+    let bases = segment_bases(storage, dir, true)?;
+    let mut report = RecoveryReport::default();
+    let Some((&last_base, sealed_bases)) = bases.split_last() else {
+        if must_exist {
+            return Err(LogError::Missing {
+                path: dir.to_path_buf(),
+                reason: "the partition has no segment file; it is never recreated empty".into(),
+            });
         }
-        buf
+        let seg =
+            create_segment(storage, dir, Offset(0), i64::MIN, config, true).map_err(|(e, _)| e)?;
+        report.segments = 1;
+        return Ok(Recovered {
+            sealed: Vec::new(),
+            active_path: seg.path,
+            active: SegmentSummary::fresh(Offset(0)),
+            file: seg.file,
+            start: WriterStart {
+                salt: seg.header.salt,
+                synced_len: SEGMENT_HEADER_BYTES as u64,
+                last_ts: i64::MIN,
+            },
+            torn: Default::default(),
+            report,
+        });
+    };
+    let mut sealed: Vec<SealedSegment> = Vec::with_capacity(sealed_bases.len() + 1);
+    let mut prev: Option<(Offset, i64)> = None;
+    for &base in sealed_bases {
+        check_contiguous(dir, base, prev)?;
+        let path = segment::segment_path(dir, base);
+        let summary = load_sealed(storage, dir, base, &mut report)?;
+        note_time_order(&path, prev, &summary, &mut report);
+        prev = Some((summary.next, summary.last_ts));
+        sealed.push(SealedSegment::new(path, summary));
     }
-
-    #[test]
-    fn clean_segment_has_no_damage() {
-        let bytes = segment(5);
-        let out = scan(&bytes, Offset(10), true);
-        assert_eq!(out.damage, None);
-        assert_eq!(out.summary.next, Offset(15));
-        assert_eq!(out.summary.bytes, bytes.len() as u64);
-        assert_eq!(out.summary.last_ts, 104);
+    check_contiguous(dir, last_base, prev)?;
+    let mut active_path = segment::segment_path(dir, last_base);
+    let bytes = read_whole(storage, &active_path)?;
+    report.scanned_bytes += bytes.len() as u64;
+    let out = scan::scan(&bytes, last_base, true);
+    let mut file = storage
+        .open_append(&active_path)
+        .map_err(io("open", &active_path))?;
+    if let Some(damage) = &out.damage {
+        if damage.kind == DamageKind::Corruption {
+            return Err(corruption_error(&active_path, damage));
+        }
+        let cut = &bytes[out.summary.bytes as usize..];
+        // Reserved zeros after the torn write are not part of it.
+        let written = cut.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        keep_torn_bytes(storage, &active_path, &cut[..written])?;
+        report.truncated_bytes = written as u64;
+        file.truncate(out.summary.bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(io("truncate torn tail of", &active_path))?;
+    } else if out.summary.bytes < bytes.len() as u64 {
+        // Zeros reserved by the writer: drop them so the file ends at its data again
+        // (the writer reserves afresh). Made durable by the fdatasync below.
+        file.truncate(out.summary.bytes)
+            .map_err(io("truncate reserved space of", &active_path))?;
     }
+    drop(bytes);
+    // The last segment's index is rebuilt by the scan above; an old file would be stale.
+    let stale_index = segment::index_path(dir, last_base);
+    if storage.exists(&stale_index) {
+        storage
+            .remove(&stale_index)
+            .map_err(io("remove", &stale_index))?;
+    }
+    let floor = prev.map_or(i64::MIN, |p| p.1);
+    let mut active = out.summary;
+    note_time_order(&active_path, prev, &active, &mut report);
+    let header = match out.format {
+        SegmentFormat::V2(h) => h,
+        SegmentFormat::Fresh => {
+            // An empty file, or a header a crash tore: the roll that made it never
+            // finished. Give it its header now.
+            let h = SegmentHeader {
+                base: last_base,
+                salt: framing::new_salt(config.salt_seed, last_base)
+                    .map_err(io("make a salt for", &active_path))?,
+                ts_floor: floor,
+            };
+            file.truncate(0)
+                .and_then(|()| file.append(&h.encode()))
+                .map_err(io("write header of", &active_path))?;
+            active = SegmentSummary::fresh(last_base);
+            h
+        }
+        SegmentFormat::V1 => {
+            // Format v1 is read, never written: seal it and start a v2 segment. Its
+            // bytes are whole (cut above) and made durable before the new name exists.
+            file.sync_data()
+                .map_err(io("fdatasync recovered tail of", &active_path))?;
+            let index = segment::index_path(dir, last_base);
+            let _ = write_atomic(storage, &index, &segment::encode_index(&active));
+            let last_ts = active.last_ts.max(floor);
+            let seg = create_segment(storage, dir, active.next, last_ts, config, true)
+                .map_err(|(e, _)| e)?;
+            sealed.push(SealedSegment::new(active_path, active));
+            active_path = seg.path;
+            active = SegmentSummary::fresh(seg.header.base);
+            file = seg.file;
+            seg.header
+        }
+    };
+    // What the scan read may be only in the page cache (say, after a failed fdatasync and
+    // a restart): make it durable before anything new is acknowledged after it.
+    file.sync_data()
+        .map_err(io("fdatasync recovered tail of", &active_path))?;
+    // A name created before a failed directory fsync may still be only in memory: make
+    // every name we now rely on durable before anything is acknowledged in it.
+    storage.sync_dir(dir).map_err(io("fsync directory", dir))?;
+    report.segments = sealed.len() + 1;
+    let synced_len = active.bytes;
+    let last_ts = active.last_ts.max(floor).max(header.ts_floor);
+    Ok(Recovered {
+        sealed,
+        active_path,
+        active,
+        file,
+        start: WriterStart {
+            salt: header.salt,
+            synced_len,
+            last_ts,
+        },
+        torn: torn_sizes(storage, dir)?,
+        report,
+    })
+}
 
-    #[test]
-    fn cut_last_record_is_a_torn_tail_at_its_start() {
-        let bytes = segment(3);
-        let two = segment(2).len();
-        for cut in two + 1..bytes.len() {
-            let out = scan(&bytes[..cut], Offset(10), true);
-            let d = out.damage.expect("damage");
-            assert_eq!(d.kind, DamageKind::TornTail, "cut at {cut}");
-            assert_eq!(d.position, two as u64);
-            assert_eq!(out.summary.next, Offset(12));
+/// The `.torn` side files in `dir` and their sizes, by the base of their segment.
+fn torn_sizes(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<std::collections::BTreeMap<Offset, u64>, LogError> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in storage.list(dir).map_err(io("list", dir))? {
+        if let Some(base) = segment::parse_name(&name, segment::TORN_SUFFIX) {
+            let path = dir.join(&name);
+            let len = storage
+                .open_read(&path)
+                .and_then(|f| f.len())
+                .map_err(io("stat", &path))?;
+            out.insert(base, len);
         }
     }
+    Ok(out)
+}
 
-    #[test]
-    fn damage_with_a_valid_record_after_it_is_corruption() {
-        let mut bytes = segment(3);
-        bytes[FRAME_HEADER_BYTES + 2] ^= 0xff; // inside the first payload
-        let out = scan(&bytes, Offset(10), true);
-        let d = out.damage.expect("damage");
-        assert_eq!(d.kind, DamageKind::Corruption);
-        assert_eq!(d.position, 0);
-    }
-
-    #[test]
-    fn a_tail_in_a_sealed_segment_is_corruption() {
-        let bytes = segment(3);
-        let out = scan(&bytes[..bytes.len() - 1], Offset(10), false);
-        assert_eq!(out.damage.map(|d| d.kind), Some(DamageKind::Corruption));
-    }
-
-    #[test]
-    fn unfinished_batch_is_cut_whole() {
-        let mut bytes = segment(1);
-        let first = bytes.len();
-        for i in 0..3u64 {
-            record::encode_into(
-                &mut bytes,
-                Offset(11 + i),
-                200,
-                true,
-                &RecordInput::new("b"),
-            );
-        }
-        let out = scan(&bytes, Offset(10), true);
-        let d = out.damage.expect("damage");
-        assert_eq!(d.kind, DamageKind::TornTail);
-        assert_eq!(d.position, first as u64);
-        assert_eq!(out.summary.next, Offset(11));
-    }
-
-    #[test]
-    fn reserved_zeros_after_the_last_record_are_a_clean_end() {
-        let mut bytes = segment(3);
-        let len = bytes.len();
-        bytes.resize(len + 4096, 0);
-        for is_last in [true, false] {
-            let out = scan(&bytes, Offset(10), is_last);
-            assert_eq!(out.damage, None);
-            assert_eq!(out.summary.bytes, len as u64);
-            assert_eq!(out.summary.next, Offset(13));
-        }
-        // A torn record in the reserved space is still a torn tail, cut at its start.
-        bytes[len + 100] = 1;
-        let out = scan(&bytes, Offset(10), true);
-        assert_eq!(
-            out.damage.map(|d| (d.kind, d.position)),
-            Some((DamageKind::TornTail, len as u64))
+/// Times never go back inside a segment (the scan checks that). Across segments, a
+/// partition written before the writer carried its time over a roll may step back:
+/// accepted, counted and logged, never refused.
+fn note_time_order(
+    path: &Path,
+    prev: Option<(Offset, i64)>,
+    summary: &SegmentSummary,
+    report: &mut RecoveryReport,
+) {
+    let (Some((_, before)), Some(first)) = (prev, summary.first_ts()) else {
+        return;
+    };
+    if first < before {
+        report.time_regressions += 1;
+        tracing::warn!(
+            segment = %path.display(),
+            first_ms = first,
+            previous_last_ms = before,
+            "segment starts earlier than the one before it (a clock stepped back); accepted"
         );
     }
+}
 
-    #[test]
-    fn misplaced_record_is_corruption() {
-        let bytes = segment(2);
-        let out = scan(&bytes, Offset(11), true);
-        assert_eq!(out.damage.map(|d| d.kind), Some(DamageKind::Corruption));
+fn check_contiguous(dir: &Path, base: Offset, prev: Option<(Offset, i64)>) -> Result<(), LogError> {
+    match prev {
+        Some((next, _)) if next != base => Err(LogError::Corruption {
+            file: segment::segment_path(dir, base),
+            position: 0,
+            reason: format!("segment starts at offset {base} but the one before ends at {next}"),
+        }),
+        _ => Ok(()),
     }
+}
+
+/// A sealed segment's summary: from its index file when that agrees with the segment
+/// (checked with a few positioned reads), else from a full scan (which must find no
+/// damage at all), rewriting the index.
+fn load_sealed(
+    storage: &dyn Storage,
+    dir: &Path,
+    base: Offset,
+    report: &mut RecoveryReport,
+) -> Result<SegmentSummary, LogError> {
+    let path = segment::segment_path(dir, base);
+    let index_path = segment::index_path(dir, base);
+    if let Ok(index) = read_to_vec(storage, &index_path) {
+        let file = storage.open_read(&path).map_err(io("open", &path))?;
+        let len = file.len().map_err(io("stat", &path))?;
+        let frame_at = |pos| frame_at_file(&*file, pos);
+        if let Some(summary) = segment::decode_index(&index, base, len, &frame_at) {
+            return Ok(summary);
+        }
+    }
+    let bytes = read_whole(storage, &path)?;
+    report.indexes_rebuilt += 1;
+    report.scanned_bytes += bytes.len() as u64;
+    let out = scan::scan(&bytes, base, false);
+    if let Some(damage) = &out.damage {
+        return Err(corruption_error(&path, damage));
+    }
+    if out.summary.is_empty() {
+        return Err(LogError::Corruption {
+            file: path,
+            position: 0,
+            reason: "a sealed segment holds no records".into(),
+        });
+    }
+    // Best effort: a missing index only costs the next open a scan.
+    let _ = write_atomic(storage, &index_path, &segment::encode_index(&out.summary));
+    Ok(out.summary)
+}
+
+/// Saves the bytes a torn-tail truncation cuts, durably, beside the segment.
+fn keep_torn_bytes(storage: &dyn Storage, segment: &Path, cut: &[u8]) -> Result<(), LogError> {
+    let mut name = segment.as_os_str().to_owned();
+    name.push(".torn");
+    let path = PathBuf::from(name);
+    let mut file = storage.create(&path).map_err(io("create", &path))?;
+    file.append(cut)
+        .and_then(|()| file.sync_data())
+        .map_err(io("write", &path))?;
+    let dir = segment.parent().unwrap_or(Path::new("."));
+    storage.sync_dir(dir).map_err(io("fsync directory", dir))
 }

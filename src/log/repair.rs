@@ -14,13 +14,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::LogError;
-use crate::log::open::{read_whole, segment_bases};
 use crate::log::record;
-use crate::log::recovery::{self, Damage, DamageKind};
+use crate::log::recovery::{read_whole, segment_bases};
+use crate::log::scan::{self, Damage, DamageKind};
 use crate::log::segment;
 use crate::log::storage::Storage;
-use crate::log::types::Offset;
+use crate::log::LogError;
+use crate::log::Offset;
 
 /// Suffix of what repair set aside.
 pub const ASIDE_SUFFIX: &str = ".aside";
@@ -113,7 +113,7 @@ pub fn repair_partition(
             break;
         }
         let bytes = read_whole(storage, &path)?;
-        let out = recovery::scan(&bytes, base, i + 1 == bases.len());
+        let out = scan::scan(&bytes, base, i + 1 == bases.len());
         report.kept_records += out.summary.next.0 - base.0;
         report.next_offset = out.summary.next;
         if let Some(damage) = out.damage {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::limits::INDEX_INTERVAL_BYTES;
 use crate::log::record;
-use crate::log::types::Offset;
+use crate::log::Offset;
 
 /// Width of the segment file name's decimal base offset.
 pub const SEGMENT_NAME_DIGITS: usize = 20;

@@ -11,11 +11,11 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-use crate::error::LogError;
-use crate::log::recovery;
+use crate::log::scan;
 use crate::log::segment::{self, SegmentSummary};
 use crate::log::storage::{read_to_vec, DirLock, ReadableFile, Storage};
-use crate::log::types::{LogConfig, Offset};
+use crate::log::LogError;
+use crate::log::{LogConfig, Offset};
 
 /// A segment that is never written again. Its sparse index is not held here: readers
 /// load it on demand through `Inner::sealed_index`, so memory does not grow with the log.
@@ -141,9 +141,9 @@ fn load_index(
             }
         }
     }
-    let out = recovery::scan(bytes, base, false);
+    let out = scan::scan(bytes, base, false);
     match &out.damage {
-        Some(damage) => Err(recovery::corruption_error(&segment.path, damage)),
+        Some(damage) => Err(scan::corruption_error(&segment.path, damage)),
         None => Ok(out.summary),
     }
 }

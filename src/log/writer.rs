@@ -15,18 +15,18 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
 
-use crate::error::LogError;
 use crate::limits::{
     APPEND_BATCH_BYTES_MAX, APPEND_BATCH_RECORDS_MAX, GROUP_COMMIT_BYTES_MAX,
     SEGMENT_RESERVE_BYTES, SEGMENT_RESERVE_MIN_BYTES,
 };
 use crate::log::framing::{GroupHeader, GROUP_HEADER_BYTES};
-use crate::log::open::{create_segment, NewSegment};
 use crate::log::record::{self, LimitError};
+use crate::log::recovery::{create_segment, NewSegment};
 use crate::log::segment::{self, SegmentSummary};
 use crate::log::shared::{ActiveSegment, Inner, SealedSegment};
 use crate::log::storage::{write_atomic, WritableFile};
-use crate::log::types::{AppendOutcome, FsyncPolicy, Mutation, RecordInput};
+use crate::log::LogError;
+use crate::log::{AppendOutcome, FsyncPolicy, RecordInput};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, LogError>>;
 
@@ -80,7 +80,7 @@ pub(crate) struct Writer {
     /// stamped earlier, whatever the clock says.
     last_ts: i64,
     /// First offset of the group being encoded into `buf`.
-    group_first: crate::log::types::Offset,
+    group_first: crate::log::Offset,
 }
 
 /// The active segment's state as recovery left it.
@@ -332,7 +332,7 @@ impl Writer {
                 FsyncPolicy::Never => false,
             };
         if sync_now && self.dirty {
-            if self.inner.config.mutation == Mutation::AckBeforeSync {
+            if self.inner.config.acks_before_sync() {
                 // Deliberate bug for the crash tests: publish and answer first.
                 self.publish();
                 for w in waiters.drain(..) {
@@ -488,7 +488,7 @@ impl Writer {
             base,
             self.last_ts,
             &inner.config,
-            inner.config.mutation != Mutation::NoDirSync,
+            !inner.config.skips_dir_sync(),
         )
         .map_err(|(err, leftover)| {
             // A new segment file that could not be removed would make every later

@@ -1,6 +1,6 @@
 //! Errors of the flow store. The HTTP layer maps each variant to one status.
 
-use crate::error::LogError;
+use crate::log::LogError;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-use crate::error::LogError;
 use crate::limits::INGEST_INFLIGHT_PER_FLOW_MAX;
 use crate::log::storage::{read_to_vec, write_atomic, Storage};
+use crate::log::LogError;
 use crate::log::{Clock, Log, LogConfig, Offset, RecordInput, Retention};
 use crate::store::analytics::{Aggregator, Report, Window};
 use crate::store::consumers::Consumers;

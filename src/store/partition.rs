@@ -5,7 +5,7 @@ use std::fmt::Debug;
 
 use tokio::sync::watch;
 
-use crate::error::LogError;
+use crate::log::LogError;
 use crate::log::{
     Log, LogStats, Offset, PendingAppend, Record, RecordInput, Retention, RetentionReport,
 };

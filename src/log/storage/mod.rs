@@ -2,8 +2,10 @@
 //!
 //! `StdStorage` is the real file system (and the only place with `unsafe`, for mmap).
 //! `SimStorage` is an in-memory file system that can lose power: it keeps what was
-//! fsynced, drops or tears the rest, and fails the Nth operation on demand.
+//! fsynced, drops or tears the rest, and fails the Nth operation on demand. It is built only with the `testing` feature
+//! (tests and the fuzz crate turn it on), never into the release binary.
 
+#[cfg(any(test, feature = "testing"))]
 mod sim;
 mod std_fs;
 
@@ -14,6 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+#[cfg(any(test, feature = "testing"))]
 pub use sim::{CrashMode, FaultKind, OpKind, SimStorage, SECTOR_BYTES};
 pub use std_fs::StdStorage;
 

@@ -1,96 +1,11 @@
-//! The engine's vocabulary: offsets, append inputs, stored records, configuration.
+//! How one partition behaves: durability, segment sizes, retention.
 
 use std::fmt;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use bytes::Bytes;
+use std::time::Duration;
 
 use crate::limits::{SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
-use crate::log::record::{HeaderIter, ATTR_USER_MASK};
-
-/// The position of a record in its partition: 0, 1, 2, … never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Offset(pub u64);
-
-impl fmt::Display for Offset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// What a caller appends: the payload, an optional key, a few headers and its own flags.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RecordInput {
-    pub payload: Bytes,
-    /// The idempotency key; `None` for none. May not be empty.
-    pub key: Option<Bytes>,
-    /// Small (name, value) pairs such as the event type.
-    pub headers: Vec<(String, Bytes)>,
-    /// The caller's own flag bits; only bits in `ATTR_USER_MASK` (0x00ff) are allowed.
-    pub flags: u16,
-}
-
-impl RecordInput {
-    /// A record with only a payload.
-    pub fn new(payload: impl Into<Bytes>) -> Self {
-        Self {
-            payload: payload.into(),
-            ..Self::default()
-        }
-    }
-}
-
-/// A stored record as read back. Its byte fields share the segment's buffer (no copy).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub offset: Offset,
-    /// Append time, Unix milliseconds. Never decreases along a partition.
-    pub timestamp_ms: i64,
-    /// The caller's flag bits as appended.
-    pub flags: u16,
-    pub key: Option<Bytes>,
-    /// The encoded header block; read it with `headers()` or `header()`.
-    pub headers_encoded: Bytes,
-    pub payload: Bytes,
-}
-
-impl Record {
-    /// The (name, value) headers in the order they were appended.
-    pub fn headers(&self) -> HeaderIter<'_> {
-        HeaderIter::new(&self.headers_encoded)
-    }
-
-    /// The value of the first header called `name`.
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| *n == name.as_bytes())
-            .map(|(_, v)| v)
-    }
-
-    pub(crate) fn user_flags(attributes: u16) -> u16 {
-        attributes & ATTR_USER_MASK
-    }
-}
-
-/// The offsets an append was given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppendOutcome {
-    /// Offset of the first record of the call.
-    pub first: Offset,
-    /// Number of records stored (all of the call's).
-    pub count: u32,
-    /// The append time stamped on every record of the call.
-    pub timestamp_ms: i64,
-}
-
-impl AppendOutcome {
-    /// Offset of the last record of the call.
-    pub fn last(&self) -> Offset {
-        Offset(self.first.0 + u64::from(self.count.saturating_sub(1)))
-    }
-}
+use crate::log::clock::{Clock, SystemClock};
 
 /// When the writer makes appended bytes durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +49,8 @@ impl fmt::Display for FsyncPolicy {
     }
 }
 
-/// Deliberate bugs for proving that the crash tests bite. Never set outside tests.
+/// Deliberate bugs for proving that the crash tests bite. Only in `testing` builds.
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mutation {
@@ -144,46 +60,6 @@ pub enum Mutation {
     AckBeforeSync,
     /// Skip the directory fsync after creating a segment.
     NoDirSync,
-}
-
-/// Source of append times, injectable for tests.
-pub trait Clock: Send + Sync + fmt::Debug {
-    /// Unix time in milliseconds.
-    fn now_ms(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-    }
-}
-
-/// A clock that moves only when told to.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(now_ms: i64) -> Self {
-        Self(AtomicI64::new(now_ms))
-    }
-    pub fn set(&self, now_ms: i64) {
-        self.0.store(now_ms, Ordering::SeqCst);
-    }
-    pub fn advance(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
 }
 
 /// How one partition behaves. Every field has a documented default.
@@ -202,6 +78,7 @@ pub struct LogConfig {
     /// production, since a predictable salt lets a sender forge group headers.
     #[doc(hidden)]
     pub salt_seed: Option<u64>,
+    #[cfg(any(test, feature = "testing"))]
     #[doc(hidden)]
     pub mutation: Mutation,
 }
@@ -214,6 +91,7 @@ impl Default for LogConfig {
             fsync: FsyncPolicy::Always,
             clock: Arc::new(SystemClock),
             salt_seed: None,
+            #[cfg(any(test, feature = "testing"))]
             mutation: Mutation::None,
         }
     }
@@ -225,6 +103,22 @@ impl Default for LogConfig {
 pub struct ConfigError(pub String);
 
 impl LogConfig {
+    /// Whether the writer acknowledges before its fdatasync (a deliberate bug, `testing`).
+    pub(crate) fn acks_before_sync(&self) -> bool {
+        #[cfg(any(test, feature = "testing"))]
+        return self.mutation == Mutation::AckBeforeSync;
+        #[cfg(not(any(test, feature = "testing")))]
+        false
+    }
+
+    /// Whether a new segment's directory entry goes unsynced (a deliberate bug, `testing`).
+    pub(crate) fn skips_dir_sync(&self) -> bool {
+        #[cfg(any(test, feature = "testing"))]
+        return self.mutation == Mutation::NoDirSync;
+        #[cfg(not(any(test, feature = "testing")))]
+        false
+    }
+
     /// Rejects nonsense; never clamps silently.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_LIMIT).contains(&self.segment_bytes) {

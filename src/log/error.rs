@@ -4,8 +4,9 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::log::config::ConfigError;
+use crate::log::offset::Offset;
 use crate::log::record::LimitError;
-use crate::log::types::{ConfigError, Offset};
 
 /// Everything the storage engine can fail with. Cheap to clone: one failed group
 /// commit hands the same error to every waiter.
