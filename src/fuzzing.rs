@@ -67,14 +67,7 @@ pub fn signature_headers(data: &[u8]) {
     let Ok(value) = http::HeaderValue::from_bytes(value) else {
         return;
     };
-    let names = [
-        "x-event-signature",
-        "x-hub-signature-256",
-        "stripe-signature",
-        "webhook-signature",
-        "x-shopify-hmac-sha256",
-        "x-slack-signature",
-    ];
+    let names = crate::http::signature::SIGNATURE_HEADERS;
     let mut headers = http::HeaderMap::new();
     for n in names {
         headers.insert(n, value.clone());

@@ -5,9 +5,11 @@
 //!
 //! - [`log`]: the storage engine, one partition per `Log`; knows nothing of HTTP or flows.
 //! - [`store`]: flows on the log: metadata, keys, idempotency, consumers, request log, analytics.
-//! - [`limits`]: every bound, named, with its unit.
 //! - [`http`]: the hyper server: ingestion, the API, signatures, rate limits, metrics.
 //! - [`cli`]: the `eventmesh` subcommands.
+//!
+//! Each layer names its bounds in its own `limits` module (`log::limits`,
+//! `store::limits`, `http::limits`).
 
 // Library code never unwraps: failures are typed errors (tests may unwrap; clippy.toml).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -16,7 +18,6 @@ pub mod cli;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod http;
-pub mod limits;
 pub mod log;
 pub mod rfc3339;
 pub mod store;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{assert_same, open_dir, read_all, rec, tiny};
-use eventmesh::limits::{APPEND_BATCH_RECORDS_MAX, RECORD_PAYLOAD_BYTES_MAX};
+use eventmesh::log::limits::{APPEND_BATCH_RECORDS_MAX, RECORD_PAYLOAD_BYTES_MAX};
 use eventmesh::log::record::LimitError;
 use eventmesh::log::{Log, LogConfig, LogError, ManualClock, Offset, RecordInput};
 

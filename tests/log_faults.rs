@@ -136,7 +136,7 @@ fn reserved_zeros_survive_a_crash_and_open_as_a_clean_end() {
     let first = (SEGMENT_HEADER_BYTES + group(0)) as u64;
     assert_eq!(
         bytes.len() as u64,
-        first + eventmesh::limits::SEGMENT_RESERVE_MIN_BYTES,
+        first + eventmesh::log::limits::SEGMENT_RESERVE_MIN_BYTES,
         "the file holds its data and the reserved zeros"
     );
     assert!(bytes[data..].iter().all(|&b| b == 0));

@@ -58,7 +58,7 @@ fn numbers_match_the_sequence_sent_and_survive_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let (store, flow) = open_with_flow(dir.path(), &clock);
-    let flow_id = flow.id.clone();
+    let flow_id = flow.id().to_owned();
     rt.block_on(async {
         for i in 0..6u32 {
             let mut ev = event(
@@ -83,7 +83,7 @@ fn numbers_match_the_sequence_sent_and_survive_restarts() {
             flow.record_request(&entry(status, 0, 0, 200)).expect("log");
         }
     });
-    let report = store.analytics(&flow, Window::Hour).expect("analytics");
+    let report = flow.analytics(Window::Hour).expect("analytics");
     assert_eq!(
         (report.received, report.accepted, report.duplicates),
         (9, 4, 2)
@@ -100,7 +100,7 @@ fn numbers_match_the_sequence_sent_and_survive_restarts() {
         "{:?}",
         report.latency_ms
     );
-    let consumers_before = store.consumers(&flow);
+    let consumers_before = flow.consumers();
 
     // A graceful restart: the checkpoint is written, then resumed from.
     store.sync_all().expect("sync");
@@ -108,16 +108,13 @@ fn numbers_match_the_sequence_sent_and_survive_restarts() {
     drop(store);
     let store = open(dir.path(), &clock);
     let flow = store.flow(&flow_id).expect("flow");
-    assert_eq!(
-        store.analytics(&flow, Window::Hour).expect("analytics"),
-        report
-    );
-    assert_eq!(store.consumers(&flow), consumers_before);
+    assert_eq!(flow.analytics(Window::Hour).expect("analytics"), report);
+    assert_eq!(flow.consumers(), consumers_before);
 
     // New traffic after the checkpoint, then an unclean stop (no checkpoint): the numbers
     // come back the same because the checkpoint's offsets resume over the logs.
     flow.record_request(&entry(429, 0, 0, 50)).expect("log");
-    let after = store.analytics(&flow, Window::Hour).expect("analytics");
+    let after = flow.analytics(Window::Hour).expect("analytics");
     assert_eq!(after.received, 10);
     std::mem::forget(flow);
     std::mem::forget(store);
@@ -127,15 +124,9 @@ fn numbers_match_the_sequence_sent_and_survive_restarts() {
     copy_tree(dir.path(), copy.path());
     let store = open(copy.path(), &clock);
     let flow = store.flow(&flow_id).expect("flow");
+    assert_eq!(flow.analytics(Window::Hour).expect("analytics"), after);
     assert_eq!(
-        store.analytics(&flow, Window::Hour).expect("analytics"),
-        after
-    );
-    assert_eq!(
-        store
-            .analytics(&flow, Window::Week)
-            .expect("analytics")
-            .received,
+        flow.analytics(Window::Week).expect("analytics").received,
         10
     );
 }
@@ -161,7 +152,7 @@ fn request_log_entries_are_read_in_order_across_batches() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let (_store, flow) = open_with_flow(dir.path(), &clock);
-    let total = eventmesh::store::requests::REQUEST_LOG_BATCH_MAX as u32 * 2 + 7;
+    let total = eventmesh::store::limits::REQUEST_LOG_BATCH_MAX as u32 * 2 + 7;
     for i in 0..total {
         flow.record_request(&entry(200, 1, 0, i)).expect("log");
     }

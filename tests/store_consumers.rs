@@ -2,6 +2,7 @@
 
 mod common;
 
+use eventmesh::store::Page;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,28 +53,39 @@ fn poll_reads_from_the_committed_offset_and_never_moves_it() {
     let (_sim, _clock, store, id, rt) = setup(10);
     let flow = store.flow(&id).expect("flow");
     rt.block_on(async {
-        let (events, next) = store
-            .poll(&flow, "c1", 3, usize::MAX, 0, never())
+        let Page { events, next, .. } = flow
+            .poll("c1", 3, usize::MAX, 0, never())
             .await
-            .expect("poll");
+            .expect("poll")
+            .page;
         assert_eq!(
             events.iter().map(|e| e.offset.0).collect::<Vec<_>>(),
             vec![0, 1, 2]
         );
         assert_eq!(next, Offset(3));
-        let (again, _) = store
-            .poll(&flow, "c1", 3, usize::MAX, 0, never())
+        let Page {
+            events: again,
+            next: _,
+            ..
+        } = flow
+            .poll("c1", 3, usize::MAX, 0, never())
             .await
-            .expect("poll");
+            .expect("poll")
+            .page;
         assert_eq!(again[0].offset, Offset(0), "no hidden position");
-        store.commit(&flow, "c1", next).await.expect("commit");
-        let (after, _) = store
-            .poll(&flow, "c1", 3, usize::MAX, 0, never())
+        flow.commit("c1", next).await.expect("commit");
+        let Page {
+            events: after,
+            next: _,
+            ..
+        } = flow
+            .poll("c1", 3, usize::MAX, 0, never())
             .await
-            .expect("poll");
+            .expect("poll")
+            .page;
         assert_eq!(after[0].offset, Offset(3));
         assert_eq!(after[0].payload.as_ref(), b"{\"i\":3}");
-        let views = store.consumers(&flow);
+        let views = flow.consumers();
         assert_eq!(
             (
                 views[0].name.as_str(),
@@ -82,13 +94,12 @@ fn poll_reads_from_the_committed_offset_and_never_moves_it() {
             ),
             ("c1", 3, 7)
         );
-        let beyond = store.commit(&flow, "c1", Offset(11)).await;
+        let beyond = flow.commit("c1", Offset(11)).await;
         assert!(matches!(beyond, Err(StoreError::Invalid(_))), "{beyond:?}");
-        store
-            .commit(&flow, "c1", Offset(10))
+        flow.commit("c1", Offset(10))
             .await
             .expect("commit at the end");
-        assert_eq!(store.consumers(&flow)[0].lag, 0);
+        assert_eq!(flow.consumers()[0].lag, 0);
     });
 }
 
@@ -99,40 +110,34 @@ fn seek_moves_to_earliest_latest_an_offset_or_a_time() {
     let flow = store.flow(&id).expect("flow");
     rt.block_on(async {
         assert_eq!(
-            store
-                .seek(&flow, "s", SeekTo::Latest)
+            flow.seek("s", SeekTo::Latest)
                 .await
                 .expect("seek")
-                .offset,
+                .committed_offset,
             10
         );
         assert_eq!(
-            store
-                .seek(&flow, "s", SeekTo::Earliest)
+            flow.seek("s", SeekTo::Earliest)
                 .await
                 .expect("seek")
-                .offset,
+                .committed_offset,
             0
         );
         assert_eq!(
-            store
-                .seek(&flow, "s", SeekTo::Offset(Offset(4)))
+            flow.seek("s", SeekTo::Offset(Offset(4)))
                 .await
                 .expect("seek")
-                .offset,
+                .committed_offset,
             4
         );
-        let t = store
-            .seek(&flow, "s", SeekTo::Timestamp(1_700_000_006_500))
+        let t = flow
+            .seek("s", SeekTo::Timestamp(1_700_000_006_500))
             .await
             .expect("seek");
-        assert_eq!(t.offset, 7, "first event at or after the time");
-        assert!(store.delete_consumer(&flow, "s").await.expect("delete"));
-        assert!(store.consumers(&flow).is_empty());
-        assert!(!store
-            .delete_consumer(&flow, "s")
-            .await
-            .expect("delete again"));
+        assert_eq!(t.committed_offset, 7, "first event at or after the time");
+        assert!(flow.delete_consumer("s").await.expect("delete"));
+        assert!(flow.consumers().is_empty());
+        assert!(!flow.delete_consumer("s").await.expect("delete again"));
     });
 }
 
@@ -144,23 +149,21 @@ fn a_long_poll_wakes_when_an_event_arrives() {
     let flow = store.flow(&id).expect("flow");
     rt.block_on(async {
         let poller = {
-            let (store, flow) = (store.clone(), Arc::clone(&flow));
-            tokio::spawn(async move {
-                store
-                    .poll(&flow, "w", 10, usize::MAX, 30_000, never())
-                    .await
-            })
+            let flow = Arc::clone(&flow);
+            tokio::spawn(async move { flow.poll("w", 10, usize::MAX, 30_000, never()).await })
         };
         // The poller is subscribed before or after this append; either way it sees it.
         tokio::task::yield_now().await;
         flow.ingest(&[event("{\"late\":true}", None)])
             .await
             .expect("ingest");
-        let (events, _) = tokio::time::timeout(Duration::from_secs(60), poller)
+        let events = tokio::time::timeout(Duration::from_secs(60), poller)
             .await
             .expect("the poll ended")
             .expect("task")
-            .expect("poll");
+            .expect("poll")
+            .page
+            .events;
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].payload.as_ref(), b"{\"late\":true}");
     });
@@ -172,15 +175,9 @@ fn commits_survive_power_loss_and_invalid_names_are_refused() {
     let (sim, clock, store, id, rt) = setup(5);
     let flow = store.flow(&id).expect("flow");
     rt.block_on(async {
-        store
-            .commit(&flow, "a.b-c_1", Offset(4))
-            .await
-            .expect("commit");
+        flow.commit("a.b-c_1", Offset(4)).await.expect("commit");
         for bad in ["", "has space", "../x", &"n".repeat(129)] {
-            assert!(
-                store.commit(&flow, bad, Offset(1)).await.is_err(),
-                "{bad:?}"
-            );
+            assert!(flow.commit(bad, Offset(1)).await.is_err(), "{bad:?}");
         }
     });
     drop(flow);
@@ -188,7 +185,7 @@ fn commits_survive_power_loss_and_invalid_names_are_refused() {
     drop(store);
     let store = sim_store(&sim, &clock);
     let flow = store.flow(&id).expect("flow");
-    let views = store.consumers(&flow);
+    let views = flow.consumers();
     assert_eq!(views.len(), 1);
     assert_eq!((views[0].committed_offset, views[0].lag), (4, 1));
 }
@@ -201,12 +198,7 @@ fn the_consumer_log_compacts_and_keeps_every_consumer() {
     let flow = store.flow(&id).expect("flow");
     rt.block_on(async {
         for i in 0..70_000u64 {
-            store
-                .commit(
-                    &flow,
-                    &format!("c{}-{}", i % 7, "n".repeat(40)),
-                    Offset(i % 4),
-                )
+            flow.commit(&format!("c{}-{}", i % 7, "n".repeat(40)), Offset(i % 4))
                 .await
                 .expect("commit");
         }
@@ -226,7 +218,7 @@ fn the_consumer_log_compacts_and_keeps_every_consumer() {
     drop(store);
     let store = sim_store(&sim, &clock);
     let flow = store.flow(&id).expect("flow");
-    let views = store.consumers(&flow);
+    let views = flow.consumers();
     assert_eq!(views.len(), 7);
     for v in views {
         let i: u64 = v.name[1..2].parse().expect("number");

@@ -6,6 +6,7 @@
 
 mod common;
 
+use eventmesh::store::Page;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -133,7 +134,9 @@ fn a_corrupt_or_unreadable_flow_is_quarantined_and_the_others_serve() {
             .await
             .expect("ingest");
     });
-    let (events, _) = flow
+    let Page {
+        events, next: _, ..
+    } = flow
         .read_events(Offset(0), 100, usize::MAX, None)
         .expect("read");
     assert_eq!(events.len(), 6);
@@ -202,7 +205,7 @@ fn one_flows_failing_upkeep_leaves_retention_and_checkpoints_running_for_the_oth
             false,
         );
         let flow = store.flow(&bad).expect("flow");
-        assert!(store.commit(&flow, "c", Offset(1)).await.is_err());
+        assert!(flow.commit("c", Offset(1)).await.is_err());
     });
     let poisoned = store.poisoned_logs();
     assert_eq!(poisoned.len(), 1, "{poisoned:?}");
@@ -233,10 +236,10 @@ fn one_flows_failing_upkeep_leaves_retention_and_checkpoints_running_for_the_oth
         true,
     );
     let good_flow = store.flow(&good).expect("flow");
-    let first_before = good_flow.events().first_offset();
+    let first_before = good_flow.first();
     assert!(store.maintenance().is_err(), "the failure is reported");
     assert!(
-        good_flow.events().first_offset() > first_before,
+        good_flow.first() > first_before,
         "the good flow's retention ran"
     );
     assert!(
@@ -275,7 +278,7 @@ fn a_commit_past_the_durable_end_waits_for_the_events_to_be_synced() {
             Offset(0),
             "acknowledged, not yet durable"
         );
-        store.commit(&flow, "c", Offset(5)).await.expect("commit");
+        flow.commit("c", Offset(5)).await.expect("commit");
     });
     assert_eq!(flow.durable_end(), Offset(5));
     drop(flow);
@@ -283,8 +286,8 @@ fn a_commit_past_the_durable_end_waits_for_the_events_to_be_synced() {
     sim.crash(CrashMode::DropUnsynced);
     let store = Store::open(config).expect("reopen");
     let flow = store.flow(&id).expect("flow");
-    let end = flow.events().next_offset();
-    let committed = store.consumers(&flow)[0].committed_offset;
+    let end = flow.end();
+    let committed = flow.consumers()[0].committed_offset;
     assert_eq!(
         (committed, end),
         (5, Offset(5)),
@@ -333,7 +336,7 @@ fn after_a_repair_a_consumer_committed_past_the_new_end_reads_from_it() {
                 .await
                 .expect("ingest");
         }
-        store.commit(&flow, "c", Offset(5)).await.expect("commit");
+        flow.commit("c", Offset(5)).await.expect("commit");
     });
     drop(store);
     let events = flow_dir(&id).join("events");
@@ -358,17 +361,13 @@ fn after_a_repair_a_consumer_committed_past_the_new_end_reads_from_it() {
             stored,
             vec![eventmesh::store::IngestOutcome::Stored { offset: Offset(2) }]
         );
-        let (got, next) = store
-            .poll(
-                &flow,
-                "c",
-                10,
-                usize::MAX,
-                0,
-                tokio::sync::watch::channel(false).1,
-            )
+        let Page {
+            events: got, next, ..
+        } = flow
+            .poll("c", 10, usize::MAX, 0, tokio::sync::watch::channel(false).1)
             .await
-            .expect("poll");
+            .expect("poll")
+            .page;
         assert_eq!(
             got.iter().map(|e| e.offset).collect::<Vec<_>>(),
             vec![Offset(2)]

@@ -73,7 +73,7 @@ fn a_key_seen_in_the_window_is_a_duplicate_with_the_first_offset() {
             "the window has passed"
         );
     });
-    assert_eq!(flow.events().next_offset(), Offset(3));
+    assert_eq!(flow.end(), Offset(3));
 }
 
 #[test]
@@ -120,11 +120,7 @@ fn a_batch_is_all_or_nothing_and_dedups_within_itself() {
             .await;
         assert!(matches!(bad, Err(StoreError::IdempotencyKeyReused { .. })));
     });
-    assert_eq!(
-        flow.events().next_offset(),
-        Offset(3),
-        "nothing of the refused batch"
-    );
+    assert_eq!(flow.end(), Offset(3), "nothing of the refused batch");
 }
 
 #[test]
@@ -188,7 +184,7 @@ fn concurrent_appends_with_overlapping_keys_store_each_key_once() {
         );
     }
     assert_eq!(stored, 50);
-    assert_eq!(flow.events().next_offset(), Offset(50));
+    assert_eq!(flow.end(), Offset(50));
 }
 
 #[test]
@@ -216,7 +212,7 @@ fn dedup_survives_a_restart_by_rebuilding_from_the_log() {
     drop(store);
     let store = sim_store(&sim, &clock);
     let flow = store.flow(&rec.id).expect("flow");
-    assert_eq!(flow.dedup_stats().0, 20);
+    assert_eq!(flow.stats().dedup_keys, 20);
     rt.block_on(async {
         let out = flow
             .ingest(&[event("{\"i\":7}", Some("k7"))])
@@ -281,9 +277,9 @@ proptest! {
                     acked.insert(key, offset);
                 }
                 Step::Commit { permille } => {
-                    let end = flow.events().next_offset().0;
+                    let end = flow.end().0;
                     let to = Offset(end * u64::from(permille) / 1000);
-                    rt.block_on(store.commit(&flow, "c", to)).expect("commit");
+                    rt.block_on(flow.commit("c", to)).expect("commit");
                     committed = Some(to);
                 }
                 Step::Crash { torn } => {
@@ -292,9 +288,9 @@ proptest! {
                     drop(store);
                     store = sim_store(&sim, &clock);
                     let flow = store.flow(&rec.id).expect("flow after crash");
-                    let end = flow.events().next_offset();
+                    let end = flow.end();
                     prop_assert!(end.0 >= acked.len() as u64, "acknowledged events lost");
-                    let listed = store.consumers(&flow);
+                    let listed = flow.consumers();
                     match committed {
                         None => prop_assert!(listed.is_empty()),
                         Some(c) => {

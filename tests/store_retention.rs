@@ -2,6 +2,7 @@
 
 mod common;
 
+use eventmesh::store::Page;
 use std::sync::Arc;
 
 use common::store::{event, runtime, ADMIN};
@@ -44,10 +45,7 @@ fn max_bytes_retention_deletes_old_segments_and_frees_disk() {
     let flow = store.flow(&rec.id).expect("flow");
     let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(1000));
     rt.block_on(async {
-        store
-            .commit(&flow, "slow", Offset(0))
-            .await
-            .expect("commit");
+        flow.commit("slow", Offset(0)).await.expect("commit");
         for _ in 0..3000 {
             flow.ingest(&[event(&body, None)]).await.expect("ingest");
         }
@@ -58,12 +56,13 @@ fn max_bytes_retention_deletes_old_segments_and_frees_disk() {
     store.maintenance().expect("maintenance");
     let after = du(&events_dir);
     assert!(after <= 1024 * 1024 + 128 * 1024, "{after} bytes left");
-    let first = flow.events().first_offset();
+    let first = flow.first();
     assert!(first > Offset(1500), "first retained offset {first}");
     rt.block_on(async {
-        let (events, _) = store
+        let Page {
+            events, next: _, ..
+        } = flow
             .poll(
-                &flow,
                 "slow",
                 1,
                 usize::MAX,
@@ -71,10 +70,11 @@ fn max_bytes_retention_deletes_old_segments_and_frees_disk() {
                 tokio::sync::watch::channel(false).1,
             )
             .await
-            .expect("poll");
+            .expect("poll")
+            .page;
         assert_eq!(events[0].offset, first);
     });
-    let lag = store.consumers(&flow)[0].lag;
+    let lag = flow.consumers()[0].lag;
     assert_eq!(lag, 3000 - first.0);
 }
 
@@ -113,7 +113,7 @@ fn keys_of_events_deleted_by_retention_survive_a_graceful_restart() {
     });
     store.maintenance().expect("maintenance");
     assert!(
-        flow.events().first_offset() > Offset(1000),
+        flow.first() > Offset(1000),
         "retention deleted the first events"
     );
     store.sync_all().expect("graceful shutdown");
@@ -128,5 +128,5 @@ fn keys_of_events_deleted_by_retention_survive_a_graceful_restart() {
         again,
         vec![eventmesh::store::IngestOutcome::Duplicate { offset: Offset(5) }]
     );
-    assert_eq!(flow.dedup_stats().0, 3000);
+    assert_eq!(flow.stats().dedup_keys, 3000);
 }

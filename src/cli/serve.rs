@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::http::{serve, HttpLimits, ServeConfig};
+use crate::http::{limits, serve, HttpLimits, ServeConfig};
 use crate::log::FsyncPolicy;
 
 #[derive(Debug, Args)]
@@ -31,23 +31,23 @@ pub struct ServeArgs {
     #[arg(long, env = "EVENTMESH_PUBLIC_URL")]
     public_url: Option<String>,
     /// Largest request body, in bytes: at most 8 MiB (the most one stored event holds).
-    #[arg(long, env = "EVENTMESH_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "EVENTMESH_BODY_LIMIT", default_value_t = limits::BODY_BYTES_DEFAULT)]
     body_limit: usize,
     /// Most open connections; more are answered 503.
-    #[arg(long, env = "EVENTMESH_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(long, env = "EVENTMESH_MAX_CONNECTIONS", default_value_t = limits::CONNECTIONS_DEFAULT)]
     max_connections: usize,
     /// Seconds a client has to send its request headers.
     #[arg(
         long = "header-timeout",
         env = "EVENTMESH_HEADER_TIMEOUT",
-        default_value_t = 10
+        default_value_t = limits::HEADER_READ_TIMEOUT_S_DEFAULT
     )]
     header_timeout_s: u64,
     /// Seconds a client has to send its request body.
     #[arg(
         long = "body-timeout",
         env = "EVENTMESH_BODY_TIMEOUT",
-        default_value_t = 30
+        default_value_t = limits::BODY_READ_TIMEOUT_S_DEFAULT
     )]
     body_timeout_s: u64,
 }

@@ -1,41 +1,21 @@
 //! The management API: workspaces, keys, flows, the request log and the playground.
 
-use std::time::Instant;
-
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use serde::de::DeserializeOwned;
+use http::StatusCode;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use crate::http::app::App;
-use crate::http::auth::{query_param, Caller};
-use crate::http::ingest::{ingest, BodyRead, IngestRequest};
-use crate::http::response::{bad_request, flow_unavailable, no_content, not_found, Reply};
-use crate::http::signature;
+use crate::http::auth::{readable_flow, readable_workspace, Caller};
+use crate::http::request::{parse_body, query_param};
+use crate::http::response::{api_error, bad_request, no_content, Reply};
 use crate::rfc3339;
 use crate::store::meta::{
     ApiKeyRecord, FlowRecord, RateLimit, RetentionConfig, Scope, SignatureScheme, Workspace,
 };
 use crate::store::{
-    FlowPatch, NewFlow, NewKey, StoreError, KEY_ROTATION_GRACE_SECONDS_DEFAULT,
-    KEY_ROTATION_GRACE_SECONDS_MAX,
+    FlowPatch, NewFlow, NewKey, KEY_ROTATION_GRACE_SECONDS_DEFAULT, KEY_ROTATION_GRACE_SECONDS_MAX,
 };
-
-/// Parses a JSON request body into `T`, or a 400 reply.
-pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Reply> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        &b"{}"[..]
-    } else {
-        &body[..]
-    };
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
-}
-
-/// Maps a store error of an `/api` call to its reply (`response::store_error`).
-pub fn store_reply(e: StoreError) -> Reply {
-    crate::http::response::store_error(e, crate::http::response::Attempt::Api)
-}
 
 /// `Some(None)` for an explicit `null`, `Some(Some(v))` for a value, `None` when absent.
 fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
@@ -93,7 +73,7 @@ struct WorkspaceBody {
 pub fn create_workspace(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Reply> {
     caller.require_admin()?;
     let b: WorkspaceBody = parse_body(body)?;
-    let ws = app.store.create_workspace(&b.name).map_err(store_reply)?;
+    let ws = app.store.create_workspace(&b.name).map_err(api_error)?;
     Ok(Reply::json(StatusCode::CREATED, workspace_json(&ws)))
 }
 
@@ -141,7 +121,7 @@ pub fn create_key(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Rep
             env: b.env,
             expires_at_ms,
         })
-        .map_err(store_reply)?;
+        .map_err(api_error)?;
     Ok(Reply::json(StatusCode::CREATED, key_json(&rec, Some(&key))))
 }
 
@@ -169,13 +149,13 @@ pub fn rotate_key(app: &App, caller: &Caller, id: &str, body: &Bytes) -> Result<
             "graceSeconds must be 0..={KEY_ROTATION_GRACE_SECONDS_MAX} (30 days)"
         )));
     }
-    let (rec, key) = app.store.rotate_key(id, grace).map_err(store_reply)?;
+    let (rec, key) = app.store.rotate_key(id, grace).map_err(api_error)?;
     Ok(Reply::ok(key_json(&rec, Some(&key))))
 }
 
 pub fn revoke_key(app: &App, caller: &Caller, id: &str) -> Result<Reply, Reply> {
     caller.require_admin()?;
-    app.store.revoke_key(id).map_err(store_reply)?;
+    app.store.revoke_key(id).map_err(api_error)?;
     Ok(no_content())
 }
 
@@ -255,7 +235,7 @@ pub fn create_flow(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Re
             retention: b.retention.map(RetentionConfig::from),
             dedup_key_pointer: b.dedup_key_pointer.flatten(),
         })
-        .map_err(store_reply)?;
+        .map_err(api_error)?;
     let mut v = flow_json(app, &rec);
     if let (Some(secret), Some(sig)) = (
         secret,
@@ -265,19 +245,6 @@ pub fn create_flow(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Re
         sig.insert("secret".into(), Value::String(secret));
     }
     Ok(Reply::json(StatusCode::CREATED, v))
-}
-
-/// The workspace a listing covers: a key's own, or the one the admin names with
-/// `workspaceId` (none: all). A workspace key may not read another one.
-pub fn readable_workspace(caller: &Caller, query: Option<&str>) -> Result<Option<String>, Reply> {
-    let ws = caller
-        .workspace()
-        .map(str::to_owned)
-        .or_else(|| query_param(query, "workspaceId"));
-    if let Some(w) = &ws {
-        caller.may_read(w, "workspace")?;
-    }
-    Ok(ws)
 }
 
 pub fn list_flows(app: &App, caller: &Caller, query: Option<&str>) -> Result<Reply, Reply> {
@@ -291,36 +258,9 @@ pub fn list_flows(app: &App, caller: &Caller, query: Option<&str>) -> Result<Rep
     Ok(Reply::ok(json!({ "flows": flows })))
 }
 
-/// The flow `id` if `caller` may read it (404 otherwise, for other workspaces too).
-pub fn readable_flow(
-    app: &App,
-    caller: &Caller,
-    id: &str,
-) -> Result<std::sync::Arc<crate::store::Flow>, Reply> {
-    let Some(flow) = app.store.flow(id) else {
-        // A quarantined flow answers 503 to whoever may read it, 404 to anyone else.
-        let record = app
-            .store
-            .flow_records(None)
-            .into_iter()
-            .find(|f| f.id == id);
-        let reason = app.store.flow_unavailable(id);
-        return Err(match (record, reason) {
-            (Some(record), Some(reason)) => match caller.may_read(&record.workspace_id, "flow") {
-                Ok(()) => flow_unavailable(id, &reason),
-                Err(reply) => reply,
-            },
-            _ => not_found("flow"),
-        });
-    };
-    let ws = flow.record.read().workspace_id.clone();
-    caller.may_read(&ws, "flow")?;
-    Ok(flow)
-}
-
 pub fn get_flow(app: &App, caller: &Caller, id: &str) -> Result<Reply, Reply> {
     let flow = readable_flow(app, caller, id)?;
-    let rec = flow.record.read().clone();
+    let rec = flow.record();
     Ok(Reply::ok(flow_json(app, &rec)))
 }
 
@@ -347,13 +287,13 @@ pub fn patch_flow(app: &App, caller: &Caller, id: &str, body: &Bytes) -> Result<
                 dedup_key_pointer: b.dedup_key_pointer,
             },
         )
-        .map_err(store_reply)?;
+        .map_err(api_error)?;
     Ok(Reply::ok(flow_json(app, &rec)))
 }
 
 pub fn delete_flow(app: &App, caller: &Caller, id: &str) -> Result<Reply, Reply> {
     caller.require_admin()?;
-    app.store.delete_flow(id).map_err(store_reply)?;
+    app.store.delete_flow(id).map_err(api_error)?;
     app.rate.forget(id);
     Ok(no_content())
 }
@@ -373,7 +313,7 @@ pub async fn requests(
             .filter(|l| (1..=1000).contains(l))
             .ok_or_else(|| bad_request("limit must be 1..=1000"))?,
     };
-    let entries = flow.recent_requests(limit).await.map_err(store_reply)?;
+    let entries = flow.recent_requests(limit).await.map_err(api_error)?;
     let list: Vec<Value> = entries
         .into_iter()
         .map(|(at, e)| {
@@ -394,122 +334,4 @@ pub async fn requests(
         })
         .collect();
     Ok(Reply::ok(json!({ "requests": list })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[serde(deny_unknown_fields)]
-struct PlaygroundBody {
-    webhook_url: String,
-    payload: Value,
-    #[serde(default)]
-    headers: serde_json::Map<String, Value>,
-}
-
-/// The webhook id in a webhook URL (`…/webhooks/<id>`, query and trailing parts ignored).
-fn webhook_id_of(url: &str) -> Option<&str> {
-    let rest = &url[url.find("/webhooks/")? + "/webhooks/".len()..];
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    Some(&rest[..end]).filter(|id| !id.is_empty())
-}
-
-/// Runs a payload through the ingestion path of the named webhook, in process: no
-/// outbound connection is ever made, whatever the URL's host says.
-pub async fn playground(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Reply> {
-    let b: PlaygroundBody = parse_body(body)?;
-    let started = Instant::now();
-    let webhook_id = webhook_id_of(&b.webhook_url)
-        .ok_or_else(|| bad_request("webhookUrl must contain /webhooks/<id>"))?;
-    let flow = app.store.flow_by_webhook(webhook_id).ok_or_else(|| {
-        match app.store.unavailable_by_webhook(webhook_id) {
-            Some((id, reason)) => flow_unavailable(&id, &reason),
-            None => crate::http::auth::webhook_not_found(),
-        }
-    })?;
-    let record = flow.record.read().clone();
-    caller.may_test(&record.workspace_id)?;
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    for (name, value) in &b.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| bad_request(format!("bad header name {name:?}")))?;
-        let text = value
-            .as_str()
-            .map_or_else(|| value.to_string(), str::to_owned);
-        let value = HeaderValue::from_str(&text)
-            .map_err(|_| bad_request(format!("bad value for header {name}")))?;
-        headers.insert(name, value);
-    }
-    let payload = Bytes::from(serde_json::to_vec(&b.payload).unwrap_or_default());
-    let scheme = record.signature.scheme;
-    if scheme != SignatureScheme::None && !has_signature(&headers) {
-        // A test sender cannot compute signatures: sign with the flow's current secret.
-        if let Some(secret) = &record.signature.secret {
-            let now_s = app.store.now_ms().div_euclid(1000);
-            let msg_id = format!("msg_playground_{}", started.elapsed().as_nanos());
-            for (name, value) in signature::sign(scheme, secret, &payload, now_s, &msg_id) {
-                if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(&value),
-                ) {
-                    headers.insert(n, v);
-                }
-            }
-        }
-    }
-    let reply = ingest(
-        app,
-        IngestRequest {
-            webhook_id,
-            headers: &headers,
-            query: None,
-            body: if payload.len() > app.limits.body_bytes_max {
-                BodyRead::TooLarge
-            } else {
-                BodyRead::Complete(payload)
-            },
-            batch: false,
-            playground: true,
-            started,
-        },
-    )
-    .await;
-    Ok(Reply::ok(json!({
-        "statusCode": reply.status.as_u16(),
-        "response": reply.body_value(),
-        "latencyMs": started.elapsed().as_secs_f64() * 1000.0,
-    })))
-}
-
-fn has_signature(headers: &HeaderMap) -> bool {
-    [
-        "x-event-signature",
-        "x-hub-signature-256",
-        "stripe-signature",
-        "webhook-signature",
-        "svix-signature",
-        "x-shopify-hmac-sha256",
-        "x-slack-signature",
-    ]
-    .iter()
-    .any(|h| headers.contains_key(*h))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_webhook_id_is_taken_from_any_url_shape() {
-        assert_eq!(
-            webhook_id_of("https://x.dev/webhooks/wh_1?a=b"),
-            Some("wh_1")
-        );
-        assert_eq!(webhook_id_of("/webhooks/wh_2/batch"), Some("wh_2"));
-        assert_eq!(webhook_id_of("http://169.254.169.254/latest"), None);
-        assert_eq!(webhook_id_of("/webhooks/"), None);
-    }
 }

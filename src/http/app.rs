@@ -3,6 +3,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::http::limits::{
+    BATCH_EVENTS_DEFAULT, BODY_BYTES_DEFAULT, BODY_READ_TIMEOUT_S_DEFAULT, CONNECTIONS_DEFAULT,
+    EVENT_TYPE_BYTES_DEFAULT, HEADERS_DEFAULT, HEADER_BYTES_DEFAULT, HEADER_READ_TIMEOUT_S_DEFAULT,
+    REQUEST_TIMEOUT_DEFAULT,
+};
 use crate::http::metrics::Metrics;
 use crate::http::ratelimit::RateLimiter;
 use crate::store::Store;
@@ -33,15 +38,15 @@ pub struct HttpLimits {
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
-            body_bytes_max: 1024 * 1024,
-            batch_events_max: 1000,
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(60),
-            connections_max: 4096,
-            headers_max: 100,
-            header_bytes_max: 64 * 1024,
-            event_type_bytes_max: 256,
+            body_bytes_max: BODY_BYTES_DEFAULT,
+            batch_events_max: BATCH_EVENTS_DEFAULT,
+            header_read_timeout: Duration::from_secs(HEADER_READ_TIMEOUT_S_DEFAULT),
+            body_read_timeout: Duration::from_secs(BODY_READ_TIMEOUT_S_DEFAULT),
+            request_timeout: REQUEST_TIMEOUT_DEFAULT,
+            connections_max: CONNECTIONS_DEFAULT,
+            headers_max: HEADERS_DEFAULT,
+            header_bytes_max: HEADER_BYTES_DEFAULT,
+            event_type_bytes_max: EVENT_TYPE_BYTES_DEFAULT,
         }
     }
 }
@@ -51,7 +56,7 @@ impl HttpLimits {
     /// over what one stored event may hold (`RECORD_PAYLOAD_BYTES_MAX`: a larger body
     /// would get through the front door and then fail as a 500).
     pub fn validate(&self) -> Result<(), String> {
-        let max = crate::limits::RECORD_PAYLOAD_BYTES_MAX;
+        let max = crate::log::limits::RECORD_PAYLOAD_BYTES_MAX;
         if self.body_bytes_max == 0 || self.body_bytes_max > max {
             return Err(format!(
                 "the body limit must be 1 to {max} bytes (the most one stored event holds)"
@@ -135,7 +140,7 @@ mod tests {
     #[test]
     fn limits_that_cannot_work_are_refused() {
         assert_eq!(HttpLimits::default().validate(), Ok(()));
-        let max = crate::limits::RECORD_PAYLOAD_BYTES_MAX;
+        let max = crate::log::limits::RECORD_PAYLOAD_BYTES_MAX;
         let with = |f: &dyn Fn(&mut HttpLimits)| {
             let mut l = HttpLimits::default();
             f(&mut l);

@@ -1,65 +1,12 @@
 //! Who is calling: the presented key (header, bearer or query) and what it may do.
 
-use http::header::AUTHORIZATION;
 use http::{HeaderMap, StatusCode};
 
-use crate::http::response::{forbidden, unauthorized, Reply};
+use crate::http::app::App;
+use crate::http::request::{bearer, header_str, query_param};
+use crate::http::response::{flow_unavailable, forbidden, not_found, unauthorized, Reply};
 use crate::store::meta::Scope;
 use crate::store::{KeyAuth, Store};
-
-/// Longest query string looked at for keys, in bytes.
-pub const QUERY_BYTES_MAX: usize = 8192;
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// Decodes `%XX` and `+` in a query value; `None` if it is not valid UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The value of query parameter `name`, decoded.
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    let query = query.filter(|q| q.len() <= QUERY_BYTES_MAX)?;
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v)).flatten()
-    })
-}
 
 /// The key a webhook sender presented: `X-API-Key`, `Authorization: Bearer`, or the
 /// `api_key` / `access_token` query parameter (for senders that cannot set headers).
@@ -152,9 +99,50 @@ impl Caller {
     }
 }
 
+/// The workspace a listing covers: a key's own, or the one the admin names with
+/// `workspaceId` (none: all). A workspace key may not read another one.
+pub fn readable_workspace(caller: &Caller, query: Option<&str>) -> Result<Option<String>, Reply> {
+    let ws = caller
+        .workspace()
+        .map(str::to_owned)
+        .or_else(|| query_param(query, "workspaceId"));
+    if let Some(w) = &ws {
+        caller.may_read(w, "workspace")?;
+    }
+    Ok(ws)
+}
+
+/// The flow `id` if `caller` may read it (404 otherwise, for other workspaces too).
+pub fn readable_flow(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+) -> Result<std::sync::Arc<crate::store::Flow>, Reply> {
+    let Some(flow) = app.store.flow(id) else {
+        // A quarantined flow answers 503 to whoever may read it, 404 to anyone else.
+        let record = app
+            .store
+            .flow_records(None)
+            .into_iter()
+            .find(|f| f.id == id);
+        let reason = app.store.flow_unavailable(id);
+        return Err(match (record, reason) {
+            (Some(record), Some(reason)) => match caller.may_read(&record.workspace_id, "flow") {
+                Ok(()) => flow_unavailable(id, &reason),
+                Err(reply) => reply,
+            },
+            _ => not_found("flow"),
+        });
+    };
+    let ws = flow.record().workspace_id.clone();
+    caller.may_read(&ws, "flow")?;
+    Ok(flow)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::AUTHORIZATION;
 
     #[test]
     fn keys_come_from_header_bearer_or_query_in_that_order() {
@@ -171,13 +159,5 @@ mod tests {
         assert_eq!(presented_key(&h, Some("api_key=pk_q")), Some("pk_b".into()));
         h.insert("x-api-key", "pk_h".parse().expect("value"));
         assert_eq!(presented_key(&h, None), Some("pk_h".into()));
-    }
-
-    #[test]
-    fn percent_decoding_refuses_bad_escapes_and_bad_utf8() {
-        assert_eq!(percent_decode("a%20b+c"), Some("a b c".into()));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%ff"), None);
-        assert_eq!(percent_decode("%4"), Some("%4".into()));
     }
 }

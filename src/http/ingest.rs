@@ -15,22 +15,17 @@ use serde_json::{json, Value};
 
 use crate::http::app::App;
 use crate::http::auth::presented_key;
-use crate::http::response::{flow_unavailable, Reply};
+use crate::http::limits::PLAYGROUND_RATE_LIMIT;
+use crate::http::request::{header_str, BodyRead};
+use crate::http::response::{flow_unavailable, ingest_error, Reply};
 use crate::http::signature;
-use crate::limits::RECORD_KEY_BYTES_MAX;
+use crate::log::limits::RECORD_KEY_BYTES_MAX;
 use crate::store::event::event_id;
 use crate::store::flow::Flow;
 use crate::store::ids::{is_token, WEBHOOK_ID_BYTES, WEBHOOK_PREFIX};
 use crate::store::meta::{FlowRecord, Scope, SignatureScheme};
 use crate::store::requests::RequestEntry;
-use crate::store::{EventInput, IngestOutcome, StoreError};
-
-/// The request body as read: whole, or cut off at the size limit.
-#[derive(Debug, Clone)]
-pub enum BodyRead {
-    Complete(Bytes),
-    TooLarge,
-}
+use crate::store::{EventInput, IngestOutcome};
 
 /// One ingestion attempt.
 #[derive(Debug)]
@@ -107,7 +102,7 @@ pub async fn ingest(app: &App, req: IngestRequest<'_>) -> Reply {
         flow.record_unauthenticated(entry)
     };
     if let Err(e) = recorded {
-        tracing::warn!(flow = %flow.id, error = %e, "request log write failed");
+        tracing::warn!(flow = %flow.id(), error = %e, "request log write failed");
     }
     reply
 }
@@ -123,7 +118,7 @@ async fn checked(
     req: &IngestRequest<'_>,
     tally: &mut Tally,
 ) -> Result<Reply, Reply> {
-    let record = Arc::clone(&flow.record.read());
+    let record = flow.record();
     let now_ms = app.store.now_ms();
     // 2. Credentials.
     check_credentials(app, &record, req)?;
@@ -215,15 +210,9 @@ async fn checked(
             "the server is shutting down",
         ));
     }
-    let outcomes = flow.ingest(&events).await.map_err(store_error)?;
+    let outcomes = flow.ingest(&events).await.map_err(ingest_error)?;
     Ok(answer(app, flow, &outcomes, req.batch, tally))
 }
-
-/// The playground's own rate budget per flow.
-pub const PLAYGROUND_RATE_LIMIT: crate::store::meta::RateLimit = crate::store::meta::RateLimit {
-    per_second: 2,
-    burst: 10,
-};
 
 fn too_large(app: &App) -> Reply {
     reject(
@@ -454,14 +443,6 @@ const EVENT_TYPE_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("ce-type"),
 ];
 
-fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
 fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
@@ -483,14 +464,17 @@ fn idempotency_key(
         Some(i) => format!("{k}#{i}"),
         None => k.to_owned(),
     };
-    if let Some(k) = header(headers, &IDEMPOTENCY_KEY) {
+    if let Some(k) = header_str(headers, &IDEMPOTENCY_KEY) {
         return (Some(per_element(k)), true);
     }
-    let from_headers = DELIVERY_ID_HEADERS.iter().find_map(|h| header(headers, h));
+    let from_headers = DELIVERY_ID_HEADERS
+        .iter()
+        .find_map(|h| header_str(headers, h));
     if let Some(k) = from_headers {
         return (Some(per_element(k)), false);
     }
-    if let (Some(source), Some(id)) = (header(headers, &CE_SOURCE), header(headers, &CE_ID)) {
+    if let (Some(source), Some(id)) = (header_str(headers, &CE_SOURCE), header_str(headers, &CE_ID))
+    {
         return (Some(per_element(&format!("{source} {id}"))), false);
     }
     if let Some(pointer) = &record.dedup_key_pointer {
@@ -526,7 +510,7 @@ fn event_type(value: &Value, headers: &HeaderMap, max: usize) -> String {
         .or_else(|| {
             EVENT_TYPE_HEADERS
                 .iter()
-                .find_map(|h| header(headers, h).map(str::to_owned))
+                .find_map(|h| header_str(headers, h).map(str::to_owned))
         })
         .unwrap_or_else(|| "unknown".into());
     let mut end = found.len().min(max);
@@ -534,10 +518,6 @@ fn event_type(value: &Value, headers: &HeaderMap, max: usize) -> String {
         end -= 1;
     }
     found[..end].to_owned()
-}
-
-fn store_error(e: StoreError) -> Reply {
-    crate::http::response::store_error(e, crate::http::response::Attempt::Ingest)
 }
 
 /// One event's answer. Fields in the order `json!` would give (alphabetical), so the
@@ -576,7 +556,7 @@ fn answer(
                     (offset, true)
                 }
             };
-            let id = event_id(&flow.id, offset);
+            let id = event_id(flow.id(), offset);
             if tally.first_offset.is_none() {
                 tally.first_offset = Some(offset.0);
                 tally.event_id = Some(id.clone());

@@ -9,12 +9,7 @@
 //! `Infinity`). Python refuses integers over 4,300 digits by default, so the number
 //! bound sits far below that.
 
-/// Deepest nesting of objects and arrays together. Readers get a body inside an
-/// envelope (an events page adds 3 levels, an SSE event 1), and serde_json reads at
-/// most 128 levels by default: 100 leaves room for them.
-pub const JSON_DEPTH_MAX: usize = 100;
-/// Longest number, in characters (sign, digits, point and exponent).
-pub const JSON_NUMBER_CHARS_MAX: usize = 100;
+use crate::http::limits::{JSON_DEPTH_MAX, JSON_NUMBER_CHARS_MAX};
 
 /// Why a body is not acceptable JSON, and the byte where that was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,11 +8,15 @@ pub mod connections;
 pub mod dashboard;
 pub mod ingest;
 pub mod json_check;
+pub mod limits;
 pub mod metrics;
+pub mod playground;
 pub mod ratelimit;
 pub mod reads;
+pub mod request;
 pub mod response;
 pub mod router;
+pub mod routes;
 pub mod server;
 pub mod signature;
 

@@ -4,41 +4,27 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Frame;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::http::api::{parse_body, readable_flow, readable_workspace, store_reply};
 use crate::http::app::App;
-use crate::http::auth::{query_param, Caller};
-use crate::http::response::{bad_request, bytes_response, not_found, Body, Reply};
+use crate::http::auth::{readable_flow, readable_workspace, Caller};
+use crate::http::limits::{
+    PAGE_BYTES_DEFAULT, PAGE_BYTES_MAX, PAGE_EVENTS_MAX, SSE_BUFFER_FRAMES, SSE_HEARTBEAT,
+    SSE_READ_BATCH, SSE_READ_BYTES,
+};
+use crate::http::request::{limit_param, offset_param, parse_body, query_param};
+use crate::http::response::{api_error, bad_request, bytes_response, not_found, Body, Reply};
 use crate::log::Offset;
 use crate::rfc3339;
 use crate::store::analytics::Window;
-use crate::store::{Flow, SeekTo, StoredEvent};
-
-/// Most events one page or poll returns.
-pub const PAGE_EVENTS_MAX: usize = 1000;
-/// Default payload budget of one page or poll (`maxBytes`); one event is always returned.
-pub const PAGE_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
-/// Largest `maxBytes` a page or poll may ask for.
-pub const PAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// SSE frames queued per client before the stream waits for the client to drain them:
-/// a stream reads from the log at its client's pace, so a slow subscriber holds at
-/// most this many frames (plus one read batch) in memory.
-pub const SSE_BUFFER_FRAMES: usize = 1;
-/// SSE heartbeat period (the contract asks for at least every 15 s).
-pub const SSE_HEARTBEAT: Duration = Duration::from_secs(10);
-/// Events an SSE stream reads per batch from the log.
-const SSE_READ_BATCH: usize = 256;
-/// Payload bytes an SSE stream reads per batch (at least one event).
-const SSE_READ_BYTES: usize = 1024 * 1024;
+use crate::store::{ConsumerView, Flow, Page, SeekTo, StoredEvent};
 
 /// Appends one event as JSON to `out`, with the stored payload embedded as is (it was
 /// validated as JSON at ingestion and is checksummed on disk). Written by hand: this is
@@ -96,83 +82,11 @@ fn events_page(events: &[StoredEvent], extra: &[(&str, Value)]) -> Response<Body
     )
 }
 
-fn limit_param(
-    query: Option<&str>,
-    name: &str,
-    default: usize,
-    max: usize,
-) -> Result<usize, Reply> {
-    match query_param(query, name) {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| bad_request(format!("{name} must be 1..={max}"))),
-    }
-}
-
-fn offset_param(query: Option<&str>, name: &str) -> Result<Option<Offset>, Reply> {
-    query_param(query, name)
-        .map(|v| {
-            v.parse::<u64>()
-                .map(Offset)
-                .map_err(|_| bad_request(format!("{name} must be an offset")))
-        })
-        .transpose()
-}
-
-/// Routes the reading endpoints; `None` when the path is not one of them.
-pub async fn route(
-    app: &Arc<App>,
-    caller: &Caller,
-    method: &Method,
-    segments: &[&str],
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Option<Response<Body>> {
-    let result = match (method, segments) {
-        (&Method::GET, ["flows", id, "events"]) => events(app, caller, id, query),
-        (&Method::GET, ["flows", id, "events", offset]) => one_event(app, caller, id, offset),
-        (&Method::POST, ["flows", id, "consumers", name, "poll"]) => {
-            poll(app, caller, id, name, query).await
-        }
-        (&Method::POST, ["flows", id, "consumers", name, "commit"]) => {
-            commit(app, caller, id, name, body).await
-        }
-        (&Method::POST, ["flows", id, "consumers", name, "seek"]) => {
-            seek(app, caller, id, name, body).await
-        }
-        (&Method::GET, ["flows", id, "consumers"]) => consumers(app, caller, id),
-        (&Method::DELETE, ["flows", id, "consumers", name]) => {
-            delete_consumer(app, caller, id, name).await
-        }
-        (&Method::GET, ["flows", id, "stream"]) => stream(app, caller, id, query, headers),
-        (&Method::GET, ["flows", id, "analytics"]) => analytics(app, caller, id, query).await,
-        (&Method::GET, ["analytics"]) => workspace_analytics(app, caller, query).await,
-        (_, ["flows", _, "events"] | ["flows", _, "events", _] | ["flows", _, "consumers"])
-        | (_, ["flows", _, "consumers", _] | ["flows", _, "consumers", _, _])
-        | (_, ["flows", _, "stream"] | ["flows", _, "analytics"] | ["analytics"]) => {
-            Err(Reply::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this path does not take that method",
-            ))
-        }
-        _ => return None,
-    };
-    Some(match result {
-        Ok(r) => r,
-        Err(reply) => reply.into_response(),
-    })
-}
-
 fn ok(reply: Reply) -> Result<Response<Body>, Reply> {
     Ok(reply.into_response())
 }
 
-fn events(
+pub fn events(
     app: &App,
     caller: &Caller,
     id: &str,
@@ -186,30 +100,35 @@ fn events(
         (None, Some(t)) => {
             let ms = rfc3339::parse_ms(&t)
                 .ok_or_else(|| bad_request("since must be an RFC 3339 time"))?;
-            flow.events()
-                .offset_for_timestamp(ms)
-                .map_err(|e| store_reply(e.into()))?
+            flow.offset_at(ms).map_err(api_error)?
         }
-        (None, None) => flow.events().first_offset(),
+        (None, None) => flow.first(),
     };
     let kind = query_param(query, "type");
     let max_bytes = limit_param(query, "maxBytes", PAGE_BYTES_DEFAULT, PAGE_BYTES_MAX)?;
-    let (events, next) = flow
+    let page = flow
         .read_events(from, limit, max_bytes, kind.as_deref())
-        .map_err(store_reply)?;
-    let end = flow.events().next_offset().0;
+        .map_err(api_error)?;
     Ok(events_page(
-        &events,
-        &[("nextOffset", json!(next.0)), ("endOffset", json!(end))],
+        &page.events,
+        &[
+            ("nextOffset", json!(page.next.0)),
+            ("endOffset", json!(page.end.0)),
+        ],
     ))
 }
 
-fn one_event(app: &App, caller: &Caller, id: &str, offset: &str) -> Result<Response<Body>, Reply> {
+pub fn one_event(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    offset: &str,
+) -> Result<Response<Body>, Reply> {
     let flow = readable_flow(app, caller, id)?;
     let offset = offset
         .parse::<u64>()
         .map_err(|_| bad_request("the offset must be a number"))?;
-    match flow.event_at(Offset(offset)).map_err(store_reply)? {
+    match flow.event_at(Offset(offset)).map_err(api_error)? {
         Some(ev) => Ok(bytes_response(
             StatusCode::OK,
             "application/json",
@@ -220,13 +139,11 @@ fn one_event(app: &App, caller: &Caller, id: &str, offset: &str) -> Result<Respo
     }
 }
 
-fn consumer_json(name: &str, committed: u64, flow: &Flow) -> Value {
-    let first = flow.events().first_offset().0;
-    let end = flow.events().next_offset().0;
-    json!({ "name": name, "committedOffset": committed, "lag": end.saturating_sub(committed.max(first)) })
+fn consumer_json(c: &ConsumerView) -> Value {
+    json!({ "name": c.name, "committedOffset": c.committed_offset, "lag": c.lag })
 }
 
-async fn poll(
+pub async fn poll(
     app: &App,
     caller: &Caller,
     id: &str,
@@ -244,19 +161,16 @@ async fn poll(
             .ok_or_else(|| bad_request("waitMs must be 0..=30000"))?,
     };
     let max_bytes = limit_param(query, "maxBytes", PAGE_BYTES_DEFAULT, PAGE_BYTES_MAX)?;
-    let (events, next) = app
-        .store
-        .poll(&flow, name, max, max_bytes, wait_ms, app.stopping())
+    let polled = flow
+        .poll(name, max, max_bytes, wait_ms, app.stopping())
         .await
-        .map_err(store_reply)?;
-    let committed = flow.consumers.get(name).map(|s| s.offset);
-    let end = flow.events().next_offset().0;
+        .map_err(api_error)?;
     Ok(events_page(
-        &events,
+        &polled.page.events,
         &[
-            ("nextOffset", json!(next.0)),
-            ("endOffset", json!(end)),
-            ("committedOffset", json!(committed)),
+            ("nextOffset", json!(polled.page.next.0)),
+            ("endOffset", json!(polled.page.end.0)),
+            ("committedOffset", json!(polled.committed)),
         ],
     ))
 }
@@ -267,7 +181,7 @@ struct CommitBody {
     offset: u64,
 }
 
-async fn commit(
+pub async fn commit(
     app: &App,
     caller: &Caller,
     id: &str,
@@ -276,12 +190,11 @@ async fn commit(
 ) -> Result<Response<Body>, Reply> {
     let flow = readable_flow(app, caller, id)?;
     let b: CommitBody = parse_body(body)?;
-    let state = app
-        .store
-        .commit(&flow, name, Offset(b.offset))
+    let view = flow
+        .commit(name, Offset(b.offset))
         .await
-        .map_err(store_reply)?;
-    ok(Reply::ok(consumer_json(name, state.offset, &flow)))
+        .map_err(api_error)?;
+    ok(Reply::ok(consumer_json(&view)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,7 +205,7 @@ struct SeekBody {
     timestamp: Option<String>,
 }
 
-async fn seek(
+pub async fn seek(
     app: &App,
     caller: &Caller,
     id: &str,
@@ -314,15 +227,14 @@ async fn seek(
             ))
         }
     };
-    let state = app.store.seek(&flow, name, to).await.map_err(store_reply)?;
-    ok(Reply::ok(consumer_json(name, state.offset, &flow)))
+    let view = flow.seek(name, to).await.map_err(api_error)?;
+    ok(Reply::ok(consumer_json(&view)))
 }
 
-fn consumers(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, Reply> {
+pub fn consumers(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, Reply> {
     let flow = readable_flow(app, caller, id)?;
-    let list: Vec<Value> = app
-        .store
-        .consumers(&flow)
+    let list: Vec<Value> = flow
+        .consumers()
         .into_iter()
         .map(|c| {
             json!({
@@ -336,19 +248,14 @@ fn consumers(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, Rep
     ok(Reply::ok(Value::Array(list)))
 }
 
-async fn delete_consumer(
+pub async fn delete_consumer(
     app: &App,
     caller: &Caller,
     id: &str,
     name: &str,
 ) -> Result<Response<Body>, Reply> {
     let flow = readable_flow(app, caller, id)?;
-    if app
-        .store
-        .delete_consumer(&flow, name)
-        .await
-        .map_err(store_reply)?
-    {
+    if flow.delete_consumer(name).await.map_err(api_error)? {
         ok(crate::http::response::no_content())
     } else {
         Err(not_found("consumer"))
@@ -360,7 +267,7 @@ fn window_param(query: Option<&str>) -> Result<Window, Reply> {
     Window::parse(&w).ok_or_else(|| bad_request("window must be 1h, 24h or 7d"))
 }
 
-async fn analytics(
+pub async fn analytics(
     app: &Arc<App>,
     caller: &Caller,
     id: &str,
@@ -379,12 +286,11 @@ async fn analytics(
                     "analytics task failed",
                 )
             })?
-            .map_err(store_reply)?
+            .map_err(api_error)?
     };
     let mut v = serde_json::to_value(&report).unwrap_or(Value::Null);
-    let consumers: Vec<Value> = app
-        .store
-        .consumers(&flow)
+    let consumers: Vec<Value> = flow
+        .consumers()
         .into_iter()
         .map(|c| json!({"name": c.name, "lag": c.lag}))
         .collect();
@@ -403,7 +309,7 @@ async fn analytics(
     ok(Reply::ok(v))
 }
 
-async fn workspace_analytics(
+pub async fn workspace_analytics(
     app: &Arc<App>,
     caller: &Caller,
     query: Option<&str>,
@@ -421,8 +327,8 @@ async fn workspace_analytics(
             .iter()
             .map(|f| {
                 (
-                    f.id.clone(),
-                    f.record.read().name.clone(),
+                    f.id().to_owned(),
+                    f.record().name.clone(),
                     f.analytics(window),
                 )
             })
@@ -440,7 +346,7 @@ async fn workspace_analytics(
     let mut rejected = serde_json::Map::new();
     let mut per_flow = Vec::new();
     for (id, name, report) in reports {
-        let r = report.map_err(store_reply)?;
+        let r = report.map_err(api_error)?;
         received += r.received;
         accepted += r.accepted;
         duplicates += r.duplicates;
@@ -528,7 +434,7 @@ fn sse_frame(ev: &StoredEvent) -> Bytes {
     Bytes::from(out)
 }
 
-fn stream(
+pub fn stream(
     app: &Arc<App>,
     caller: &Caller,
     id: &str,
@@ -542,7 +448,7 @@ fn stream(
         .map(|last| Offset(last + 1));
     let from = match resume {
         Some(o) => o,
-        None => offset_param(query, "from")?.unwrap_or_else(|| flow.events().next_offset()),
+        None => offset_param(query, "from")?.unwrap_or_else(|| flow.end()),
     };
     let (tx, rx) = mpsc::channel::<Bytes>(SSE_BUFFER_FRAMES);
     let _ = tx.try_send(Bytes::from_static(b": stream open\n\n"));
@@ -583,7 +489,7 @@ async fn tail(
     tx: mpsc::Sender<Bytes>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut end = flow.events().subscribe();
+    let mut end = flow.tail();
     let mut heartbeat = tokio::time::interval(SSE_HEARTBEAT);
     heartbeat.tick().await;
     loop {
@@ -595,7 +501,7 @@ async fn tail(
             flow2.read_events(from, SSE_READ_BATCH, SSE_READ_BYTES, None)
         })
         .await;
-        let Ok(Ok((events, next))) = read else {
+        let Ok(Ok(Page { events, next, .. })) = read else {
             let _ = tx.try_send(Bytes::from_static(
                 b"event: error\ndata: {\"error\":\"read_failed\"}\n\n",
             ));

@@ -206,6 +206,16 @@ pub fn store_error(e: StoreError, attempt: Attempt) -> Reply {
     }
 }
 
+/// A store error met by an `/api` call.
+pub fn api_error(e: StoreError) -> Reply {
+    store_error(e, Attempt::Api)
+}
+
+/// A store error met while ingesting.
+pub fn ingest_error(e: StoreError) -> Reply {
+    store_error(e, Attempt::Ingest)
+}
+
 pub fn bad_request(message: impl Into<String>) -> Reply {
     Reply::error(StatusCode::BAD_REQUEST, "invalid_request", message)
 }
@@ -225,7 +235,7 @@ pub fn forbidden(message: impl Into<String>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::LogError;
+    use crate::store::partition::PartitionError;
 
     fn retry_after(r: &Reply) -> Option<&HeaderValue> {
         r.headers
@@ -239,13 +249,11 @@ mod tests {
         // Proves the one mapping: an overloaded or failed log answers 503 (overload with
         // Retry-After) whether an event or a consumer commit met it; only words differ.
         for attempt in [Attempt::Ingest, Attempt::Api] {
-            let r = store_error(StoreError::from(LogError::Overloaded), attempt);
+            let r = store_error(StoreError::from(PartitionError::Overloaded), attempt);
             assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{attempt:?}");
             assert_eq!(r.error_code(), Some("unavailable"));
             assert_eq!(retry_after(&r).map(|v| v.as_bytes()), Some(&b"1"[..]));
-            let poisoned = LogError::Poisoned {
-                reason: "fdatasync failed".into(),
-            };
+            let poisoned = PartitionError::ReadOnly("fdatasync failed".into());
             let r = store_error(StoreError::from(poisoned), attempt);
             assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{attempt:?}");
             assert_eq!(r.error_code(), Some("unavailable"));

@@ -1,155 +1,47 @@
-//! Routes a request to its handler. Reads bodies with a size limit and a deadline.
+//! Answers a request: looks it up in the route table (`routes.rs`), authenticates
+//! `/api` calls, reads the body with its limit and deadline, and dispatches to the
+//! handler. Handlers are peers in their own files; this is the only place that knows
+//! them all.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use crate::http::api;
 use crate::http::app::App;
 use crate::http::auth::{api_caller, Caller};
-use crate::http::dashboard;
-use crate::http::ingest::{ingest, BodyRead, IngestRequest};
+use crate::http::ingest::{ingest, IngestRequest};
 use crate::http::metrics::StoreGauges;
-use crate::http::reads;
+use crate::http::request::{read_body, BodyRead};
 use crate::http::response::{bytes_response, not_found, Body, Reply};
+use crate::http::routes::{lookup, Handler, Lookup};
+use crate::http::{api, dashboard, playground, reads};
 use crate::log::WriterStats;
 
-/// Every route the server answers, as (method, path template). `docs/openapi.yaml` must
-/// list each one; a test checks it.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/"),
-    ("GET", "/assets/{file}"),
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("POST", "/webhooks/{webhookId}"),
-    ("POST", "/webhooks/{webhookId}/batch"),
-    ("POST", "/api/workspaces"),
-    ("GET", "/api/workspaces"),
-    ("POST", "/api/keys"),
-    ("GET", "/api/keys"),
-    ("POST", "/api/keys/{keyId}/rotate"),
-    ("DELETE", "/api/keys/{keyId}"),
-    ("POST", "/api/flows"),
-    ("GET", "/api/flows"),
-    ("GET", "/api/flows/{flowId}"),
-    ("PATCH", "/api/flows/{flowId}"),
-    ("DELETE", "/api/flows/{flowId}"),
-    ("GET", "/api/flows/{flowId}/requests"),
-    ("POST", "/api/playground/test"),
-    ("GET", "/api/flows/{flowId}/events"),
-    ("GET", "/api/flows/{flowId}/events/{offset}"),
-    ("POST", "/api/flows/{flowId}/consumers/{name}/poll"),
-    ("POST", "/api/flows/{flowId}/consumers/{name}/commit"),
-    ("POST", "/api/flows/{flowId}/consumers/{name}/seek"),
-    ("GET", "/api/flows/{flowId}/consumers"),
-    ("DELETE", "/api/flows/{flowId}/consumers/{name}"),
-    ("GET", "/api/flows/{flowId}/stream"),
-    ("GET", "/api/flows/{flowId}/analytics"),
-    ("GET", "/api/analytics"),
-];
+pub use crate::http::routes::ROUTES;
 
-/// Bytes of an oversize body read and thrown away before answering 413, so that the
-/// client, still sending, reads our answer instead of a connection reset.
-pub const OVERSIZE_DRAIN_BYTES_MAX: u64 = 16 * 1024 * 1024;
-
-/// Reads a body up to `limit` bytes within `deadline`. Over the limit: `TooLarge`
-/// (the rest is drained, up to `OVERSIZE_DRAIN_BYTES_MAX`, and discarded); past the
-/// deadline: a 408 reply.
-async fn read_body<B>(
-    mut body: B,
-    limit: usize,
-    declared: Option<u64>,
-    deadline: Duration,
-) -> Result<BodyRead, Reply>
-where
-    B: hyper::body::Body<Data = Bytes> + Unpin,
-{
-    let read = async {
-        let mut buf = bytes::BytesMut::new();
-        let mut seen = 0u64;
-        // A declared length over the limit is answered at once, unread: a client that
-        // sends it slowly must not hold the connection until the body deadline. The
-        // answer closes the connection (`handle`), since the body was not read.
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Ok(BodyRead::TooLarge);
-        }
-        let mut too_large = false;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| ())?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            seen += data.len() as u64;
-            if seen > limit as u64 {
-                too_large = true;
-                buf = bytes::BytesMut::new();
-            }
-            if seen > OVERSIZE_DRAIN_BYTES_MAX {
-                break;
-            }
-            if !too_large {
-                buf.extend_from_slice(&data);
-            }
-        }
-        Ok(if too_large {
-            BodyRead::TooLarge
-        } else {
-            BodyRead::Complete(buf.freeze())
-        })
-    };
-    match tokio::time::timeout(deadline, read).await {
-        Err(_) => Err(Reply::error(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "the body did not arrive in time",
-        )),
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(())) => Err(Reply::error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the body could not be read",
-        )),
-    }
-}
-
-fn method_not_allowed() -> Reply {
-    Reply::error(
+/// A 405 with the methods the route table has for the path in `Allow`.
+fn method_not_allowed(allow: &[&str]) -> Response<Body> {
+    let mut r = Reply::error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "this path does not take that method",
     )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+        r.headers_mut().insert(http::header::ALLOW, v);
+    }
+    r
 }
 
-/// The methods `ROUTES` lists for `path`, for the `Allow` header of a 405.
-pub fn allowed_methods(path: &str) -> Vec<&'static str> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let mut out: Vec<&'static str> = ROUTES
-        .iter()
-        .filter(|(_, template)| {
-            let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
-            parts.len() == segments.len()
-                && parts.iter().zip(&segments).all(|(t, s)| {
-                    (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
-                })
-        })
-        .map(|(method, _)| *method)
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
-/// Answers one request. A 405 carries `Allow`, taken from `ROUTES`.
+/// Answers one request.
 pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {
-    let path = req.uri().path().to_owned();
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -187,12 +79,6 @@ where
             http::HeaderValue::from_static("close"),
         );
     }
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-        let allow = allowed_methods(&path).join(", ");
-        if let Ok(v) = http::HeaderValue::from_str(&allow) {
-            response.headers_mut().insert(http::header::ALLOW, v);
-        }
-    }
     response
 }
 
@@ -204,56 +90,30 @@ where
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
-    let query = parts.uri.query().map(str::to_owned);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = parts.method.clone();
-    let limits = app.limits.clone();
-
-    if method == Method::GET || method == Method::HEAD {
-        if let Some(response) = dashboard::serve(&path, method == Method::HEAD) {
-            return response;
-        }
-    }
-    match (method.clone(), segments.as_slice()) {
-        (Method::GET, ["healthz"]) => return Reply::ok(json!({"status": "ok"})).into_response(),
-        (Method::GET, ["readyz"]) => return readyz(&app).into_response(),
-        (Method::GET, ["metrics"]) => return metrics(&app),
-        (_, ["webhooks", id]) | (_, ["webhooks", id, "batch"]) => {
-            if method != Method::POST {
-                return method_not_allowed().into_response();
+    let found = lookup(&parts.method, &segments);
+    if segments.first() != Some(&"api") {
+        return match found {
+            Lookup::Found { handler, params } => {
+                let open = OpenRequest {
+                    parts: &parts,
+                    path: &path,
+                    params: &params,
+                    declared,
+                    started,
+                };
+                open_route(&app, handler, open, body).await
             }
-            let batch = segments.len() == 3;
-            let body = match read_body(
-                body,
-                limits.body_bytes_max,
-                declared,
-                limits.body_read_timeout,
-            )
-            .await
-            {
-                Ok(b) => b,
-                Err(reply) => return reply.into_response(),
-            };
-            let request = IngestRequest {
-                webhook_id: id,
-                headers: &parts.headers,
-                query: query.as_deref(),
-                body,
-                batch,
-                playground: false,
-                started,
-            };
-            return ingest(&app, request).await.into_response();
-        }
-        (_, ["api", ..]) => {}
-        _ => return not_found("route").into_response(),
+            Lookup::MethodNotAllowed { allow } => method_not_allowed(&allow),
+            Lookup::NotFound => not_found("route").into_response(),
+        };
     }
-
-    // /api: authenticate first, then read the body.
+    // /api: authenticate first, then read the body, then answer what the table says.
     let caller = match api_caller(&app.store, &parts.headers) {
         Ok(c) => c,
         Err(reply) => return reply.into_response(),
     };
+    let limits = &app.limits;
     let body = match read_body(
         body,
         limits.body_bytes_max,
@@ -273,66 +133,132 @@ where
         }
         Err(reply) => return reply.into_response(),
     };
-    if let Some(response) = reads::route(
-        &app,
-        &caller,
-        &method,
-        &segments[1..],
-        query.as_deref(),
-        &parts.headers,
-        &body,
-    )
-    .await
-    {
-        return response;
+    match found {
+        Lookup::Found { handler, params } => {
+            let call = ApiCall {
+                caller: &caller,
+                params: &params,
+                query: parts.uri.query(),
+                parts: &parts,
+                body: &body,
+            };
+            api_dispatch(&app, handler, call).await
+        }
+        Lookup::MethodNotAllowed { allow } => method_not_allowed(&allow),
+        Lookup::NotFound => not_found("route").into_response(),
     }
-    let result = api_route(
-        &app,
-        &caller,
-        &method,
-        &segments[1..],
-        query.as_deref(),
-        &body,
-    )
-    .await;
-    match result {
+}
+
+/// A request to a route outside `/api` (no key: webhooks check their own).
+struct OpenRequest<'a> {
+    parts: &'a Parts,
+    path: &'a str,
+    params: &'a [&'a str],
+    declared: Option<u64>,
+    started: Instant,
+}
+
+async fn open_route<B>(
+    app: &Arc<App>,
+    handler: Handler,
+    req: OpenRequest<'_>,
+    body: B,
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    match handler {
+        Handler::Dashboard | Handler::Asset => {
+            dashboard::serve(req.path, req.parts.method == Method::HEAD)
+                .unwrap_or_else(|| not_found("route").into_response())
+        }
+        Handler::Healthz => Reply::ok(json!({"status": "ok"})).into_response(),
+        Handler::Readyz => readyz(app).into_response(),
+        Handler::Metrics => metrics(app),
+        Handler::Ingest | Handler::IngestBatch => {
+            let limits = &app.limits;
+            let body = match read_body(
+                body,
+                limits.body_bytes_max,
+                req.declared,
+                limits.body_read_timeout,
+            )
+            .await
+            {
+                Ok(b) => b,
+                Err(reply) => return reply.into_response(),
+            };
+            let request = IngestRequest {
+                webhook_id: req.params.first().copied().unwrap_or(""),
+                headers: &req.parts.headers,
+                query: req.parts.uri.query(),
+                body,
+                batch: handler == Handler::IngestBatch,
+                playground: false,
+                started: req.started,
+            };
+            ingest(app, request).await.into_response()
+        }
+        // `/api` routes are answered by `api_dispatch`; the table keeps them under /api.
+        _ => not_found("route").into_response(),
+    }
+}
+
+/// An authenticated `/api` call with its body read.
+struct ApiCall<'a> {
+    caller: &'a Caller,
+    params: &'a [&'a str],
+    query: Option<&'a str>,
+    parts: &'a Parts,
+    body: &'a Bytes,
+}
+
+/// One arm per `/api` handler of the route table.
+async fn api_dispatch(app: &Arc<App>, handler: Handler, call: ApiCall<'_>) -> Response<Body> {
+    let (caller, query, body) = (call.caller, call.query, call.body);
+    let p = |i: usize| call.params.get(i).copied().unwrap_or("");
+    let reply = match handler {
+        Handler::CreateWorkspace => api::create_workspace(app, caller, body),
+        Handler::ListWorkspaces => api::list_workspaces(app, caller),
+        Handler::CreateKey => api::create_key(app, caller, body),
+        Handler::ListKeys => api::list_keys(app, caller),
+        Handler::RotateKey => api::rotate_key(app, caller, p(0), body),
+        Handler::RevokeKey => api::revoke_key(app, caller, p(0)),
+        Handler::CreateFlow => api::create_flow(app, caller, body),
+        Handler::ListFlows => api::list_flows(app, caller, query),
+        Handler::GetFlow => api::get_flow(app, caller, p(0)),
+        Handler::PatchFlow => api::patch_flow(app, caller, p(0), body),
+        Handler::DeleteFlow => api::delete_flow(app, caller, p(0)),
+        Handler::FlowRequests => api::requests(app, caller, p(0), query).await,
+        Handler::Playground => playground::playground(app, caller, body).await,
+        _ => return reads_dispatch(app, handler, &call).await,
+    };
+    match reply {
         Ok(reply) | Err(reply) => reply.into_response(),
     }
 }
 
-async fn api_route(
-    app: &App,
-    caller: &Caller,
-    method: &Method,
-    segments: &[&str],
-    query: Option<&str>,
-    body: &Bytes,
-) -> Result<Reply, Reply> {
-    match (method, segments) {
-        (&Method::POST, ["workspaces"]) => api::create_workspace(app, caller, body),
-        (&Method::GET, ["workspaces"]) => api::list_workspaces(app, caller),
-        (&Method::POST, ["keys"]) => api::create_key(app, caller, body),
-        (&Method::GET, ["keys"]) => api::list_keys(app, caller),
-        (&Method::POST, ["keys", id, "rotate"]) => api::rotate_key(app, caller, id, body),
-        (&Method::DELETE, ["keys", id]) => api::revoke_key(app, caller, id),
-        (&Method::POST, ["flows"]) => api::create_flow(app, caller, body),
-        (&Method::GET, ["flows"]) => api::list_flows(app, caller, query),
-        (&Method::GET, ["flows", id]) => api::get_flow(app, caller, id),
-        (&Method::PATCH, ["flows", id]) => api::patch_flow(app, caller, id, body),
-        (&Method::DELETE, ["flows", id]) => api::delete_flow(app, caller, id),
-        (&Method::GET, ["flows", id, "requests"]) => api::requests(app, caller, id, query).await,
-        (&Method::POST, ["playground", "test"]) => api::playground(app, caller, body).await,
-        (
-            _,
-            ["workspaces"]
-            | ["keys"]
-            | ["keys", _]
-            | ["keys", _, "rotate"]
-            | ["flows"]
-            | ["flows", _],
-        )
-        | (_, ["flows", _, "requests"] | ["playground", "test"]) => Err(method_not_allowed()),
+/// The reading handlers, which may answer with a stream (SSE) or preserialised bytes.
+async fn reads_dispatch(app: &Arc<App>, handler: Handler, call: &ApiCall<'_>) -> Response<Body> {
+    let (caller, query, body) = (call.caller, call.query, call.body);
+    let p = |i: usize| call.params.get(i).copied().unwrap_or("");
+    let result = match handler {
+        Handler::Events => reads::events(app, caller, p(0), query),
+        Handler::Event => reads::one_event(app, caller, p(0), p(1)),
+        Handler::Poll => reads::poll(app, caller, p(0), p(1), query).await,
+        Handler::Commit => reads::commit(app, caller, p(0), p(1), body).await,
+        Handler::Seek => reads::seek(app, caller, p(0), p(1), body).await,
+        Handler::Consumers => reads::consumers(app, caller, p(0)),
+        Handler::DeleteConsumer => reads::delete_consumer(app, caller, p(0), p(1)).await,
+        Handler::Stream => reads::stream(app, caller, p(0), query, &call.parts.headers),
+        Handler::FlowAnalytics => reads::analytics(app, caller, p(0), query).await,
+        Handler::WorkspaceAnalytics => reads::workspace_analytics(app, caller, query).await,
+        // Routes outside /api never reach here (`answer` sends them to `open_route`).
         _ => Err(not_found("route")),
+    };
+    match result {
+        Ok(r) => r,
+        Err(reply) => reply.into_response(),
     }
 }
 
@@ -352,7 +278,7 @@ fn readyz(app: &App) -> Reply {
     let writable = flows.iter().any(|f| {
         app.store
             .flow(&f.id)
-            .is_some_and(|flow| flow.events().poisoned().is_none())
+            .is_some_and(|flow| flow.health().writable)
     });
     let listed = json!({
         "unavailableFlows": unavailable
@@ -393,8 +319,9 @@ fn metrics(app: &App) -> Response<Body> {
     };
     for f in &records {
         if let Some(flow) = app.store.flow(&f.id) {
-            engine.add(&flow.events().writer_stats());
-            gauges.dedup_keys += flow.dedup_stats().0 as u64;
+            let stats = flow.stats();
+            engine.add(&stats.writer);
+            gauges.dedup_keys += stats.dedup_keys as u64;
         }
     }
     let poisoned = app.store.poisoned_logs();

@@ -13,16 +13,11 @@ use http::HeaderMap;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::http::limits::{
+    SIGNATURE_ENTRIES_MAX, SIGNATURE_HEADER_BYTES_MAX, SIGNATURE_TOLERANCE_S,
+};
 use crate::store::ids::hex;
 use crate::store::meta::SignatureScheme;
-
-/// Largest |now - signed timestamp| accepted, in seconds.
-pub const SIGNATURE_TOLERANCE_S: i64 = 300;
-/// Most comma/space-separated entries looked at in one signature header; more is Malformed
-/// (so a header with 1,000 entries costs nothing).
-pub const SIGNATURE_ENTRIES_MAX: usize = 16;
-/// Longest signature header value looked at, in bytes; longer is Malformed.
-pub const SIGNATURE_HEADER_BYTES_MAX: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -38,18 +33,31 @@ pub enum SignatureError {
 
 type HmacSha256 = Hmac<Sha256>;
 
-const H_EVENTMESH: &str = "x-event-signature";
-const H_GITHUB: &str = "x-hub-signature-256";
-const H_STRIPE: &str = "stripe-signature";
-const H_SHOPIFY: &str = "x-shopify-hmac-sha256";
-const H_SLACK_SIG: &str = "x-slack-signature";
-const H_SLACK_TS: &str = "x-slack-request-timestamp";
-const H_STD_ID: &str = "webhook-id";
-const H_STD_TS: &str = "webhook-timestamp";
-const H_STD_SIG: &str = "webhook-signature";
-const H_SVIX_ID: &str = "svix-id";
-const H_SVIX_TS: &str = "svix-timestamp";
-const H_SVIX_SIG: &str = "svix-signature";
+/// The header that carries a signature in each scheme (Standard Webhooks' under both of
+/// its names): a request with none of them is unsigned.
+pub const SIGNATURE_HEADERS: [&str; 7] = [
+    H_EVENTMESH,
+    H_GITHUB,
+    H_STRIPE,
+    H_STD_SIG,
+    H_SVIX_SIG,
+    H_SHOPIFY,
+    H_SLACK_SIG,
+];
+
+// Each scheme's header names, lowercase.
+pub const H_EVENTMESH: &str = "x-event-signature";
+pub const H_GITHUB: &str = "x-hub-signature-256";
+pub const H_STRIPE: &str = "stripe-signature";
+pub const H_SHOPIFY: &str = "x-shopify-hmac-sha256";
+pub const H_SLACK_SIG: &str = "x-slack-signature";
+pub const H_SLACK_TS: &str = "x-slack-request-timestamp";
+pub const H_STD_ID: &str = "webhook-id";
+pub const H_STD_TS: &str = "webhook-timestamp";
+pub const H_STD_SIG: &str = "webhook-signature";
+pub const H_SVIX_ID: &str = "svix-id";
+pub const H_SVIX_TS: &str = "svix-timestamp";
+pub const H_SVIX_SIG: &str = "svix-signature";
 
 /// Verifies the request's signature for `scheme` over the raw `body`, trying each of
 /// `secrets` (current and, during a rotation, previous). `now_s` is Unix seconds (injected

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::limits::{SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
 use crate::log::clock::{Clock, SystemClock};
+use crate::log::limits::{SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
 
 /// When the writer makes appended bytes durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod framing;
+pub mod limits;
 pub mod offset;
 mod reader;
 pub mod record;
@@ -47,7 +48,9 @@ pub use record::{Record, RecordInput};
 pub use recovery::RecoveryReport;
 pub use stats::WriterStats;
 
-use crate::limits::{OPEN_INDEXES_MAX, OPEN_MAPS_MAX, READ_RECORDS_MAX, WRITER_QUEUE_DEPTH_MAX};
+use crate::log::limits::{
+    OPEN_INDEXES_MAX, OPEN_MAPS_MAX, READ_RECORDS_MAX, WRITER_QUEUE_DEPTH_MAX,
+};
 use shared::{ActiveSegment, Inner, SealedSegment, SegmentLru, View};
 use storage::{StdStorage, Storage};
 use writer::{Writer, WriterMsg};

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::limits::ACTIVE_READ_CHUNK_BYTES;
 use crate::log::framing::{
     self, GROUP_HEADER_BYTES, GROUP_MAGIC, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
 };
+use crate::log::limits::ACTIVE_READ_CHUNK_BYTES;
 use crate::log::record::{self, FrameError, FRAME_HEADER_BYTES};
 use crate::log::shared::{map_sealed, ActiveSegment, Inner};
 use crate::log::storage::read_full;

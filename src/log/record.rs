@@ -3,9 +3,10 @@
 //! The byte layout is documented in `docs/format.md` ("Record frame"); the constants
 //! here are that table. A test at the bottom pins it against a hand-made frame.
 
-use crate::limits::{
-    RECORD_FRAME_BYTES_MAX, RECORD_HEADER_COUNT_MAX, RECORD_HEADER_NAME_BYTES_MAX,
-    RECORD_HEADER_VALUE_BYTES_MAX, RECORD_KEY_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX,
+use crate::log::limits::{
+    APPEND_BATCH_BYTES_MAX, APPEND_BATCH_RECORDS_MAX, RECORD_FRAME_BYTES_MAX,
+    RECORD_HEADER_COUNT_MAX, RECORD_HEADER_NAME_BYTES_MAX, RECORD_HEADER_VALUE_BYTES_MAX,
+    RECORD_KEY_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX,
 };
 use bytes::Bytes;
 
@@ -58,6 +59,22 @@ impl Record {
         self.headers()
             .find(|(n, _)| *n == name.as_bytes())
             .map(|(_, v)| v)
+    }
+
+    /// The record `input` becomes at `offset`, appended at `timestamp_ms`: what a read
+    /// of its frame gives back, for partitions that keep records whole (in memory).
+    /// `input` must have passed `validate`.
+    pub fn from_input(offset: Offset, timestamp_ms: i64, input: &RecordInput) -> Self {
+        let mut headers = Vec::with_capacity(headers_len(input));
+        encode_headers_into(&mut headers, input);
+        Self {
+            offset,
+            timestamp_ms,
+            flags: input.flags & ATTR_USER_MASK,
+            key: input.key.clone(),
+            headers_encoded: Bytes::from(headers),
+            payload: input.payload.clone(),
+        }
     }
 
     pub(crate) fn user_flags(attributes: u16) -> u16 {
@@ -178,12 +195,45 @@ pub fn validate(input: &RecordInput) -> Result<usize, LimitError> {
     Ok(encoded_len(input))
 }
 
+/// Checks one append call: 1 to `APPEND_BATCH_RECORDS_MAX` records, each valid, of at
+/// most `APPEND_BATCH_BYTES_MAX` encoded bytes together. Returns those bytes.
+pub fn validate_batch(records: &[RecordInput]) -> Result<usize, LimitError> {
+    if records.is_empty() || records.len() > APPEND_BATCH_RECORDS_MAX {
+        return Err(LimitError::BatchLength {
+            count: records.len(),
+            max: APPEND_BATCH_RECORDS_MAX,
+        });
+    }
+    let mut total = 0usize;
+    for r in records {
+        total += validate(r)?;
+    }
+    if total > APPEND_BATCH_BYTES_MAX {
+        return Err(LimitError::BatchBytes {
+            bytes: total,
+            max: APPEND_BATCH_BYTES_MAX,
+        });
+    }
+    Ok(total)
+}
+
 fn headers_len(input: &RecordInput) -> usize {
     input
         .headers
         .iter()
         .map(|(name, value)| 1 + name.len() + 2 + value.len())
         .sum()
+}
+
+/// The header block of `input`: per header a name length (u8), the name, a value
+/// length (u16 LE) and the value. `input` must have passed `validate`.
+fn encode_headers_into(buf: &mut Vec<u8>, input: &RecordInput) {
+    for (name, value) in &input.headers {
+        buf.push(name.len() as u8);
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        buf.extend_from_slice(value);
+    }
 }
 
 /// Length of the frame `input` encodes to. Assumes `validate` passed.
@@ -229,12 +279,7 @@ pub fn encode_into(
     buf.extend_from_slice(&(hlen as u32).to_le_bytes());
     buf.extend_from_slice(&(input.payload.len() as u32).to_le_bytes());
     buf.extend_from_slice(key);
-    for (name, value) in &input.headers {
-        buf.push(name.len() as u8);
-        buf.extend_from_slice(name.as_bytes());
-        buf.extend_from_slice(&(value.len() as u16).to_le_bytes());
-        buf.extend_from_slice(value);
-    }
+    encode_headers_into(buf, input);
     buf.extend_from_slice(&input.payload);
     let crc = crc32fast::hash(&buf[start + POS_MAGIC..]);
     buf[start + POS_CRC..start + POS_CRC + 4].copy_from_slice(&crc.to_le_bytes());

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::limits::INDEX_INTERVAL_BYTES;
+use crate::log::limits::INDEX_INTERVAL_BYTES;
 use crate::log::record;
 use crate::log::Offset;
 

@@ -15,12 +15,11 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
 
-use crate::limits::{
-    APPEND_BATCH_BYTES_MAX, APPEND_BATCH_RECORDS_MAX, GROUP_COMMIT_BYTES_MAX,
-    SEGMENT_RESERVE_BYTES, SEGMENT_RESERVE_MIN_BYTES,
-};
 use crate::log::framing::{GroupHeader, GROUP_HEADER_BYTES};
-use crate::log::record::{self, LimitError};
+use crate::log::limits::{
+    GROUP_COMMIT_BYTES_MAX, SEGMENT_RESERVE_BYTES, SEGMENT_RESERVE_MIN_BYTES,
+};
+use crate::log::record;
 use crate::log::recovery::{create_segment, NewSegment};
 use crate::log::segment::{self, SegmentSummary};
 use crate::log::shared::{ActiveSegment, Inner, SealedSegment};
@@ -238,24 +237,7 @@ impl Writer {
 
     /// Validates and encodes one append call into the buffer.
     fn encode(&mut self, records: &[RecordInput], now_ms: i64) -> Result<AppendOutcome, LogError> {
-        if records.is_empty() || records.len() > APPEND_BATCH_RECORDS_MAX {
-            return Err(LimitError::BatchLength {
-                count: records.len(),
-                max: APPEND_BATCH_RECORDS_MAX,
-            }
-            .into());
-        }
-        let mut total = 0usize;
-        for r in records {
-            total += record::validate(r)?;
-        }
-        if total > APPEND_BATCH_BYTES_MAX {
-            return Err(LimitError::BatchBytes {
-                bytes: total,
-                max: APPEND_BATCH_BYTES_MAX,
-            }
-            .into());
-        }
+        record::validate_batch(records)?;
         // Times never go back along a partition, even if the clock does: not within a
         // segment, not across a roll, not across a reopen (`last_ts` comes from recovery).
         let ts = now_ms.max(self.last_ts);

@@ -17,11 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::log::storage::Storage;
 use crate::log::{FsyncPolicy, Log, LogConfig, Offset, RecordInput};
 use crate::store::error::StoreError;
+use crate::store::limits::{CONSUMERS_PER_FLOW_MAX, CONSUMER_NAME_BYTES_MAX};
 
-/// Most named consumers per flow.
-pub const CONSUMERS_PER_FLOW_MAX: usize = 1000;
-/// Longest consumer name, in bytes (letters, digits, `.`, `_`, `-`).
-pub const CONSUMER_NAME_BYTES_MAX: usize = 128;
 /// The consumer log is compacted once it is larger than this.
 pub const CONSUMER_LOG_COMPACT_BYTES: u64 = 4 * 1024 * 1024;
 const CONSUMER_LOG_SEGMENT_BYTES: u64 = 1024 * 1024;
@@ -222,7 +219,7 @@ impl Consumers {
         };
         self.log.roll()?;
         let snapshot_start = self.log.next_offset();
-        for chunk in snapshot.chunks(crate::limits::APPEND_BATCH_RECORDS_MAX) {
+        for chunk in snapshot.chunks(crate::log::limits::APPEND_BATCH_RECORDS_MAX) {
             self.log.append_batch(chunk.to_vec())?;
         }
         self.log.roll()?;

@@ -17,8 +17,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use sha2::{Digest, Sha256};
 
-/// Most keys one flow's index holds before dropping its oldest bucket early.
-pub const DEDUP_KEYS_PER_FLOW_MAX: usize = 10_000_000;
 /// The window is cut into this many buckets.
 pub const DEDUP_BUCKETS: i64 = 16;
 

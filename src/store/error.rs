@@ -1,6 +1,7 @@
 //! Errors of the flow store. The HTTP layer maps each variant to one status.
 
 use crate::log::LogError;
+use crate::store::partition::PartitionError;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -22,9 +23,9 @@ pub enum StoreError {
     /// `INGEST_INFLIGHT_PER_FLOW_MAX`): nothing of the call was stored; retry shortly.
     #[error("the flow's write queue is full")]
     Overloaded,
-    /// The engine failed; for appends, nothing of the call was acknowledged.
+    /// A log or partition failed; for appends, nothing of the call was acknowledged.
     #[error(transparent)]
-    Log(LogError),
+    Partition(PartitionError),
     /// Metadata or a state file could not be read or written.
     #[error("{op} {path}: {message}")]
     Io {
@@ -44,12 +45,19 @@ pub enum StoreError {
     FlowUnavailable { id: String, reason: String },
 }
 
+impl From<PartitionError> for StoreError {
+    fn from(e: PartitionError) -> Self {
+        match e {
+            PartitionError::Overloaded => Self::Overloaded,
+            other => Self::Partition(other),
+        }
+    }
+}
+
+/// The flow's own logs (request log, consumers) fail the same way its partition does.
 impl From<LogError> for StoreError {
     fn from(e: LogError) -> Self {
-        match e {
-            LogError::Overloaded => Self::Overloaded,
-            other => Self::Log(other),
-        }
+        PartitionError::from(e).into()
     }
 }
 
@@ -59,7 +67,7 @@ impl StoreError {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Self::Log(LogError::Poisoned { .. } | LogError::Closed) | Self::Unavailable(_)
+            Self::Partition(PartitionError::ReadOnly(_)) | Self::Unavailable(_)
         )
     }
 

@@ -10,14 +10,11 @@ use subtle::ConstantTimeEq;
 
 use crate::store::error::StoreError;
 use crate::store::ids::{hex, random_bytes, KEY_ID_BYTES};
+use crate::store::limits::{ADMIN_KEY_MIN_CHARS, KEY_TEXT_MAX_CHARS};
 use crate::store::meta::ApiKeyRecord;
 
 /// Bytes of randomness in a key's secret part (256 bits).
 pub const KEY_SECRET_BYTES: usize = 32;
-/// Shortest admin key an operator may set.
-pub const ADMIN_KEY_MIN_CHARS: usize = 24;
-/// Longest key text we look at; longer presented keys are invalid without hashing.
-pub const KEY_TEXT_MAX_CHARS: usize = 256;
 
 /// Checks an admin key an operator sets: one bound for setting the key and for
 /// presenting it, since a longer key could be set but would never match.

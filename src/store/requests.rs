@@ -25,15 +25,10 @@ pub const REQUEST_LOG_MAX_BYTES: u64 = 256 * 1024 * 1024;
 pub const REQUEST_LOG_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// Longest error message kept in an entry, in bytes.
 pub const REQUEST_MESSAGE_BYTES_MAX: usize = 256;
-/// Entries buffered per flow before they are handed to the request log's writer in one
-/// batch (one queue message and one write instead of one each).
-pub const REQUEST_LOG_BATCH_MAX: usize = 256;
 /// How often the server hands buffered entries over when fewer are waiting. An entry's
 /// time in the request log is when it was written: at most about this much after its
 /// answer.
 pub const REQUEST_LOG_FLUSH_PERIOD: std::time::Duration = std::time::Duration::from_millis(20);
-/// Most entries one request-log read returns.
-pub const REQUEST_LOG_READ_MAX: usize = 1000;
 /// Record header holding an entry's `count` (u32 little-endian) when it is over 1.
 /// A header, not a field, so entries written before it was added still decode.
 pub const REQUEST_COUNT_HEADER: &str = "n";

@@ -23,11 +23,6 @@ pub const APPEND_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Most append calls waiting in one partition's writer queue; a full queue
 /// makes `append` wait (backpressure), `try_append` answer `Overloaded`.
 pub const WRITER_QUEUE_DEPTH_MAX: usize = 8192;
-/// Most ingest calls of one flow waiting for their append to be durable. One more is
-/// answered 503 with `Retry-After` at once, so that under overload the excess is refused
-/// quickly and the accepted requests' queueing stays bounded (at about this many divided
-/// by the group-commit rate: ~30 ms at 35 K events/s) instead of growing.
-pub const INGEST_INFLIGHT_PER_FLOW_MAX: usize = 1024;
 /// Most bytes the writer gathers into one group before it writes and syncs.
 pub const GROUP_COMMIT_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Most zeroed space the writer reserves ahead of the active segment's data, in bytes

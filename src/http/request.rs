@@ -1,0 +1,183 @@
+//! What every handler reads from a request: the body (bounded, with a deadline),
+//! a JSON body, query parameters (percent-decoded, bounded) and header values.
+//! Handlers are peers: each takes these helpers from here, none from another handler.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AsHeaderName, AUTHORIZATION};
+use http::{HeaderMap, StatusCode};
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+
+use crate::http::limits::{OVERSIZE_DRAIN_BYTES_MAX, QUERY_BYTES_MAX};
+use crate::http::response::{bad_request, Reply};
+use crate::log::Offset;
+
+/// The request body as read: whole, or cut off at the size limit.
+#[derive(Debug, Clone)]
+pub enum BodyRead {
+    Complete(Bytes),
+    TooLarge,
+}
+
+/// Reads a body up to `limit` bytes within `deadline`. Over the limit: `TooLarge`
+/// (the rest is drained, up to `OVERSIZE_DRAIN_BYTES_MAX`, and discarded); past the
+/// deadline: a 408 reply.
+pub async fn read_body<B>(
+    mut body: B,
+    limit: usize,
+    declared: Option<u64>,
+    deadline: Duration,
+) -> Result<BodyRead, Reply>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let read = async {
+        let mut buf = bytes::BytesMut::new();
+        let mut seen = 0u64;
+        // A declared length over the limit is answered at once, unread: a client that
+        // sends it slowly must not hold the connection until the body deadline. The
+        // answer closes the connection (`handle`), since the body was not read.
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Ok(BodyRead::TooLarge);
+        }
+        let mut too_large = false;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| ())?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen += data.len() as u64;
+            if seen > limit as u64 {
+                too_large = true;
+                buf = bytes::BytesMut::new();
+            }
+            if seen > OVERSIZE_DRAIN_BYTES_MAX {
+                break;
+            }
+            if !too_large {
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(if too_large {
+            BodyRead::TooLarge
+        } else {
+            BodyRead::Complete(buf.freeze())
+        })
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Err(_) => Err(Reply::error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the body did not arrive in time",
+        )),
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(())) => Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body could not be read",
+        )),
+    }
+}
+
+/// Parses a JSON request body into `T`, or a 400 reply.
+pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Reply> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        &body[..]
+    };
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// A header's value as trimmed, non-empty text (`None` if absent, empty or not text).
+pub fn header_str<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<&str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Decodes `%XX` and `+` in a query value; `None` if it is not valid UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The value of query parameter `name`, decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    let query = query.filter(|q| q.len() <= QUERY_BYTES_MAX)?;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v)).flatten()
+    })
+}
+
+pub fn limit_param(
+    query: Option<&str>,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, Reply> {
+    match query_param(query, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| bad_request(format!("{name} must be 1..={max}"))),
+    }
+}
+
+pub fn offset_param(query: Option<&str>, name: &str) -> Result<Option<Offset>, Reply> {
+    query_param(query, name)
+        .map(|v| {
+            v.parse::<u64>()
+                .map(Offset)
+                .map_err(|_| bad_request(format!("{name} must be an offset")))
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_refuses_bad_escapes_and_bad_utf8() {
+        assert_eq!(percent_decode("a%20b+c"), Some("a b c".into()));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(percent_decode("%4"), Some("%4".into()));
+    }
+}
