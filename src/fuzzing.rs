@@ -1,5 +1,5 @@
 //! Entry points shared by the cargo-fuzz targets in `fuzz/` and the stable test that
-//! replays their corpus (`tests/fuzz_corpus.rs`). Each takes arbitrary bytes and must
+//! replays their corpus (`tests/it/fuzz_corpus.rs`). Each takes arbitrary bytes and must
 //! never panic; each checks the invariants that hold for any input.
 #![doc(hidden)]
 

@@ -1,114 +1,15 @@
-//! Helpers shared by the engine's behaviour tests.
+//! Helpers shared by the integration tests (tests/it) and the suites kept apart
+//! (crash_kill9.rs, faults_os.rs, dashboard_e2e.rs).
 #![allow(dead_code)]
 
-use std::path::Path;
-use std::sync::Arc;
-
-use bytes::Bytes;
-use eventmesh::log::storage::SimStorage;
-use eventmesh::log::{Log, LogConfig, Offset, Record, RecordInput};
-
-/// A record whose payload, key and type header all derive from `i`.
-pub fn rec(i: u64) -> RecordInput {
-    RecordInput {
-        payload: Bytes::from(format!(
-            "{{\"n\":{i},\"pad\":\"{}\"}}",
-            "p".repeat((i % 50) as usize)
-        )),
-        key: (!i.is_multiple_of(3)).then(|| Bytes::from(format!("key-{i}"))),
-        headers: vec![("type".into(), Bytes::from(format!("t{}", i % 4)))],
-        flags: (i % 2) as u16,
-    }
-}
-
-/// Asserts a stored record holds exactly what `input` appended.
-pub fn assert_same(stored: &Record, input: &RecordInput) {
-    assert_eq!(
-        stored.payload, input.payload,
-        "payload of {}",
-        stored.offset
-    );
-    assert_eq!(stored.key, input.key, "key of {}", stored.offset);
-    assert_eq!(stored.flags, input.flags, "flags of {}", stored.offset);
-    let headers: Vec<(String, Bytes)> = stored
-        .headers()
-        .map(|(n, v)| {
-            (
-                String::from_utf8_lossy(n).into_owned(),
-                Bytes::copy_from_slice(v),
-            )
-        })
-        .collect();
-    assert_eq!(headers, input.headers, "headers of {}", stored.offset);
-}
-
-/// Every record from `from` to the end.
-pub fn read_all(log: &Log, from: Offset) -> Vec<Record> {
-    log.iter_from(from)
-        .collect::<Result<Vec<_>, _>>()
-        .expect("read the whole log")
-}
-
-pub fn tiny(segment_bytes: u64) -> LogConfig {
-    LogConfig {
-        segment_bytes,
-        ..LogConfig::default()
-    }
-}
-
-pub fn open_sim(sim: &SimStorage, config: LogConfig) -> Log {
-    Log::open_with("/p", config, Arc::new(sim.clone())).expect("open sim log")
-}
-
-pub fn open_dir(dir: &Path, config: LogConfig) -> Log {
-    Log::open(dir, config).expect("open log")
-}
+/// The admin key every test server and store is started with.
+pub const ADMIN: &str = "test-admin-key-0123456789abcdef";
 
 pub mod model;
+pub mod records;
+pub mod server;
+pub mod store;
 pub mod webdriver;
 
-pub mod store {
-    use std::sync::Arc;
-
-    use bytes::Bytes;
-    use eventmesh::log::storage::{SimStorage, Storage};
-    use eventmesh::log::ManualClock;
-    use eventmesh::store::{EventInput, Store, StoreConfig};
-
-    pub const ADMIN: &str = "test-admin-key-0123456789abcdef";
-
-    pub fn config_on(storage: Arc<dyn Storage>, clock: Arc<ManualClock>) -> StoreConfig {
-        StoreConfig {
-            admin_key: Some(ADMIN.into()),
-            segment_bytes: 64 * 1024,
-            storage,
-            clock,
-            ..StoreConfig::new("/data")
-        }
-    }
-
-    pub fn sim_store(sim: &SimStorage, clock: &Arc<ManualClock>) -> Store {
-        Store::open(config_on(Arc::new(sim.clone()), Arc::clone(clock))).expect("open store")
-    }
-
-    pub fn event(body: &str, key: Option<&str>) -> EventInput {
-        EventInput {
-            payload: Bytes::copy_from_slice(body.as_bytes()),
-            event_type: "order.created".into(),
-            idempotency_key: key.map(str::to_owned),
-            strict_key: true,
-            verified: false,
-            test: false,
-        }
-    }
-
-    pub fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    }
-}
-
-pub mod server;
+#[allow(unused_imports)]
+pub use records::*;

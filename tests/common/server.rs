@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub const ADMIN: &str = "test-admin-key-0123456789abcdef";
+pub use super::ADMIN;
 
 pub struct Server {
     pub child: Child,

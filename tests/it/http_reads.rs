@@ -2,7 +2,7 @@
 //! consumers (poll, commit, seek, long-poll); the SSE tail and its resume; analytics
 //! numbers; and all of it after kill -9.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 

@@ -1,6 +1,6 @@
 //! Appending and reading one partition: offsets, batches, segments, time lookup, limits.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

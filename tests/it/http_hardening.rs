@@ -2,7 +2,7 @@
 //! requests, hostile webhook ids and signature headers, and the connection cap. The
 //! server answers each with its documented status and keeps serving others.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::time::Duration;

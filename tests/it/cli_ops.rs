@@ -1,7 +1,7 @@
 //! The operator command line against a running test server: flows, keys, send,
 //! replay, tail, and readable failures.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

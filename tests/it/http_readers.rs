@@ -4,7 +4,7 @@
 //! to a byte budget, non-reading subscribers hold no copy of the log, and SIGTERM ends
 //! streams and long polls at once.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};

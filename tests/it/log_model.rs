@@ -2,7 +2,7 @@
 //! crash and reopen on the simulated disk, checked against a plain Vec after every
 //! reopen. And the proof that it bites: deliberately broken builds fail it.
 
-mod common;
+use crate::common;
 
 use common::model::{Harness, Op};
 use eventmesh::log::storage::{FaultKind, OpKind};

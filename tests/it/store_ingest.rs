@@ -1,7 +1,7 @@
 //! Ingestion through the flow store: idempotency (atomic check-and-append, windows,
 //! key reuse, restarts, power loss), batches all or nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

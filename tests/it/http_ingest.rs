@@ -2,7 +2,7 @@
 //! contract in its order, key placement, scopes, workspaces, batches, dedup across a
 //! kill -9, the playground, the request log, metrics, readiness and shutdown.
 
-mod common;
+use crate::common;
 
 use common::server::{serve_command, Server, ADMIN};
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! is quarantined (503 naming the file and byte) while every other flow serves, and
 //! `eventmesh repair` brings it back.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

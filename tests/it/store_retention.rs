@@ -1,6 +1,6 @@
 //! A flow's retention frees disk by whole segments; consumers below it read from the start.
 
-mod common;
+use crate::common;
 
 use eventmesh::store::Page;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! `eventmesh check`: exit 0 when clean, 2 for a torn tail (naming file and byte),
 //! 1 for corruption (naming file and byte), and it changes nothing.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -11,7 +11,7 @@ use eventmesh::log::storage::SimStorage;
 use eventmesh::store::{Store, StoreConfig};
 use http_body_util::{BodyExt, Full};
 
-const ADMIN: &str = "route-table-admin-key-0123456789";
+use crate::common::ADMIN;
 
 fn app() -> Arc<App> {
     let config = StoreConfig {

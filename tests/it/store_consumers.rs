@@ -1,6 +1,6 @@
 //! Consumers: poll from the committed offset, commit, seek, lag, long-poll, durability.
 
-mod common;
+use crate::common;
 
 use eventmesh::store::Page;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! blocks an open, `.torn` files go with their segment, and an unreadable sector is an
 //! error naming the file and byte.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

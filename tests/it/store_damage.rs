@@ -4,7 +4,7 @@
 //! commit is never beyond the durable end, and a deleted flow's files wait for its
 //! in-flight appends.
 
-mod common;
+use crate::common;
 
 use eventmesh::store::Page;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Analytics from the logs: numbers match a known sequence, and are the same after a
 //! restart (resuming from the checkpoint) and after an unclean stop.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Metadata of the flow store: workspaces, API keys, flows. Durable, atomic, hashed keys.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! test, tampering, rotation of the flow secret, and Slack's url_verification echo.
 //! (The published vectors are checked with an injected clock in `http::signature`'s tests.)
 
-mod common;
+use crate::common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

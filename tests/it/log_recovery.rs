@@ -1,7 +1,7 @@
 //! Recovery on open: torn tails are cut, corruption is refused with file and byte,
 //! derived indexes are rebuilt, and nothing acknowledged after damage is deleted.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Retention deletes whole sealed segments by size and age, frees the disk, never
 //! touches the active segment, and leaves readers of deleted segments working.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! I/O faults through the storage trait: a failed fsync poisons the log and is never
 //! retried; a failed write is undone and the log goes on; reads keep working.
 
-mod common;
+use crate::common;
 
 use eventmesh::log::framing::{GROUP_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! cannot drift silently.
 //! Regenerate v2 (only with a format version bump): EVENTMESH_WRITE_GOLDEN=1 cargo test --test log_golden
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,43 @@
+//! A flow store on SimStorage with a manual clock, and events to ingest into it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use eventmesh::log::storage::{SimStorage, Storage};
+use eventmesh::log::ManualClock;
+use eventmesh::store::{EventInput, Store, StoreConfig};
+
+pub use super::ADMIN;
+
+pub fn config_on(storage: Arc<dyn Storage>, clock: Arc<ManualClock>) -> StoreConfig {
+    StoreConfig {
+        admin_key: Some(ADMIN.into()),
+        segment_bytes: 64 * 1024,
+        storage,
+        clock,
+        ..StoreConfig::new("/data")
+    }
+}
+
+pub fn sim_store(sim: &SimStorage, clock: &Arc<ManualClock>) -> Store {
+    Store::open(config_on(Arc::new(sim.clone()), Arc::clone(clock))).expect("open store")
+}
+
+pub fn event(body: &str, key: Option<&str>) -> EventInput {
+    EventInput {
+        payload: Bytes::copy_from_slice(body.as_bytes()),
+        event_type: "order.created".into(),
+        idempotency_key: key.map(str::to_owned),
+        strict_key: true,
+        verified: false,
+        test: false,
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}

@@ -1,0 +1,35 @@
+//! The integration tests, as one crate (one harness to compile and link, not one per
+//! file). Each module is one area; `common` holds the shared helpers. Three suites stay
+//! binaries of their own: `crash_kill9.rs` (kills the server), `faults_os.rs` (strace
+//! fault injection) and `dashboard_e2e.rs` (a real browser), so that they can be run,
+//! and fail, apart.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli_check;
+mod cli_ops;
+mod codemap;
+mod faults_disk;
+mod fuzz_corpus;
+mod http_hardening;
+mod http_ingest;
+mod http_readers;
+mod http_reads;
+mod http_signatures;
+mod log_append_read;
+mod log_damage;
+mod log_faults;
+mod log_golden;
+mod log_model;
+mod log_recovery;
+mod log_retention;
+mod openapi_routes;
+mod routes_dispatch;
+mod store_analytics;
+mod store_backends;
+mod store_consumers;
+mod store_damage;
+mod store_ingest;
+mod store_meta;
+mod store_retention;
