@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
 use crate::http::app::App;
 use crate::http::auth::presented_key;
+use crate::http::event_fields::{event_type, has_control, idempotency_key};
 use crate::http::limits::PLAYGROUND_RATE_LIMIT;
-use crate::http::request::{header_str, BodyRead};
+use crate::http::request::BodyRead;
 use crate::http::response::{flow_unavailable, ingest_error, Reply};
 use crate::http::signature;
 use crate::log::limits::RECORD_KEY_BYTES_MAX;
@@ -142,9 +143,45 @@ async fn checked(
         Some(Some(Ok(v))) => v.len().max(1),
         _ => 1,
     };
+    check_rate(app, &record, req.playground, count, now_ms)?;
+    // 5. Body: size, type and JSON.
+    let Some(parsed) = early.unwrap_or_else(parse) else {
+        return Err(too_large(app));
+    };
+    check_content_type(req)?;
+    let values = parsed?;
+    tally.events = u32::try_from(values.len()).unwrap_or(u32::MAX);
+    if record.signature.scheme == SignatureScheme::Slack && !req.batch {
+        if let Some(challenge) = slack_challenge(&values[0].1) {
+            return Ok(Reply::ok(json!({ "challenge": challenge })));
+        }
+    }
+    // 6. Idempotency keys and event types.
+    let events = event_inputs(app, &record, req, values, verified)?;
+    // 7. Append (durable under the configured policy before we answer).
+    if app.draining() {
+        return Err(reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is shutting down",
+        ));
+    }
+    let outcomes = flow.ingest(&events).await.map_err(ingest_error)?;
+    Ok(answer(app, flow, &outcomes, req.batch, tally))
+}
+
+/// Takes `count` from the flow's rate budget (the playground's own, for a test), or a
+/// 429 with `Retry-After`.
+fn check_rate(
+    app: &App,
+    record: &FlowRecord,
+    playground: bool,
+    count: usize,
+    now_ms: i64,
+) -> Result<(), Reply> {
     // The playground has a small budget of its own: testing never uses up the real
     // senders' rate limit, and cannot flood the flow either.
-    let (bucket, limit) = match req.playground {
+    let (bucket, limit) = match playground {
         true => (&app.playground_rate, Some(PLAYGROUND_RATE_LIMIT)),
         false => (&app.rate, record.rate_limit),
     };
@@ -162,22 +199,21 @@ async fn checked(
             .with_header(RETRY_AFTER, HeaderValue::from(retry_s)));
         }
     }
-    // 5. Body: size, type and JSON.
-    let Some(parsed) = early.unwrap_or_else(parse) else {
-        return Err(too_large(app));
-    };
-    check_content_type(req)?;
-    let values = parsed?;
-    tally.events = u32::try_from(values.len()).unwrap_or(u32::MAX);
-    if record.signature.scheme == SignatureScheme::Slack && !req.batch {
-        if let Some(challenge) = slack_challenge(&values[0].1) {
-            return Ok(Reply::ok(json!({ "challenge": challenge })));
-        }
-    }
-    // 6. Idempotency keys and event types.
+    Ok(())
+}
+
+/// The events to store, each with its idempotency key (and whether it is strict) and
+/// its type; a key too long, or a key or type with control characters, is a 400.
+fn event_inputs(
+    app: &App,
+    record: &FlowRecord,
+    req: &IngestRequest<'_>,
+    values: Vec<(Bytes, Value)>,
+    verified: bool,
+) -> Result<Vec<EventInput>, Reply> {
     let mut events = Vec::with_capacity(values.len());
     for (i, (raw, value)) in values.into_iter().enumerate() {
-        let (key, strict) = idempotency_key(&record, req.headers, &value, req.batch.then_some(i));
+        let (key, strict) = idempotency_key(record, req.headers, &value, req.batch.then_some(i));
         if key.as_ref().is_some_and(|k| k.len() > RECORD_KEY_BYTES_MAX) {
             return Err(reject(
                 StatusCode::BAD_REQUEST,
@@ -202,16 +238,7 @@ async fn checked(
             test: req.playground,
         });
     }
-    // 7. Append (durable under the configured policy before we answer).
-    if app.draining() {
-        return Err(reject(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the server is shutting down",
-        ));
-    }
-    let outcomes = flow.ingest(&events).await.map_err(ingest_error)?;
-    Ok(answer(app, flow, &outcomes, req.batch, tally))
+    Ok(events)
 }
 
 fn too_large(app: &App) -> Reply {
@@ -423,101 +450,6 @@ fn slack_challenge(value: &Value) -> Option<String> {
     (value.get("type")?.as_str()? == "url_verification")
         .then(|| value.get("challenge")?.as_str().map(str::to_owned))
         .flatten()
-}
-
-// Header names parsed once: a lookup by `&str` parses the name on every call.
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-/// Delivery ids of common senders, in the order they are tried.
-const DELIVERY_ID_HEADERS: [HeaderName; 4] = [
-    HeaderName::from_static("webhook-id"),
-    HeaderName::from_static("svix-id"),
-    HeaderName::from_static("x-github-delivery"),
-    HeaderName::from_static("x-shopify-webhook-id"),
-];
-const CE_SOURCE: HeaderName = HeaderName::from_static("ce-source");
-const CE_ID: HeaderName = HeaderName::from_static("ce-id");
-/// Event type headers of common senders, in the order they are tried.
-const EVENT_TYPE_HEADERS: [HeaderName; 3] = [
-    HeaderName::from_static("x-github-event"),
-    HeaderName::from_static("x-shopify-topic"),
-    HeaderName::from_static("ce-type"),
-];
-
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The idempotency key, first present of the contract's sources, and whether it came
-/// from `Idempotency-Key` (the only source whose reuse with another body is a 422).
-/// In a batch, a key from a header names the whole request, so element `i` gets `key#i`.
-fn idempotency_key(
-    record: &FlowRecord,
-    headers: &HeaderMap,
-    value: &Value,
-    batch_index: Option<usize>,
-) -> (Option<String>, bool) {
-    let per_element = |k: &str| match batch_index {
-        Some(i) => format!("{k}#{i}"),
-        None => k.to_owned(),
-    };
-    if let Some(k) = header_str(headers, &IDEMPOTENCY_KEY) {
-        return (Some(per_element(k)), true);
-    }
-    let from_headers = DELIVERY_ID_HEADERS
-        .iter()
-        .find_map(|h| header_str(headers, h));
-    if let Some(k) = from_headers {
-        return (Some(per_element(k)), false);
-    }
-    if let (Some(source), Some(id)) = (header_str(headers, &CE_SOURCE), header_str(headers, &CE_ID))
-    {
-        return (Some(per_element(&format!("{source} {id}"))), false);
-    }
-    if let Some(pointer) = &record.dedup_key_pointer {
-        if let Some(k) = value.pointer(pointer).and_then(scalar) {
-            return (Some(k), false);
-        }
-    }
-    if record.signature.scheme == SignatureScheme::Stripe {
-        if let Some(k) = value.get("id").and_then(scalar) {
-            return (Some(k), false);
-        }
-    }
-    (None, false)
-}
-
-/// Whether `s` holds a C0 control character or DEL.
-fn has_control(s: &str) -> bool {
-    s.chars().any(|c| c <= '\u{1f}' || c == '\u{7f}')
-}
-
-/// The event type: body `event`, body `type`, `X-GitHub-Event`, `X-Shopify-Topic`,
-/// `ce-type`, else `unknown`; cut to `max` bytes.
-fn event_type(value: &Value, headers: &HeaderMap, max: usize) -> String {
-    let found = ["event", "type"]
-        .iter()
-        .find_map(|k| {
-            value
-                .get(*k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        })
-        .or_else(|| {
-            EVENT_TYPE_HEADERS
-                .iter()
-                .find_map(|h| header_str(headers, h).map(str::to_owned))
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let mut end = found.len().min(max);
-    while !found.is_char_boundary(end) {
-        end -= 1;
-    }
-    found[..end].to_owned()
 }
 
 /// One event's answer. Fields in the order `json!` would give (alphabetical), so the

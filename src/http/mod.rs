@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod connections;
 pub mod dashboard;
+pub mod event_fields;
 pub mod ingest;
 pub mod json_check;
 pub mod limits;

@@ -126,8 +126,9 @@ fn validate_secret(scheme: SignatureScheme, secret: &str) -> Result<(), StoreErr
 }
 
 impl Store {
-    /// Creates a flow; returns it and its signature secret (shown this once).
-    pub fn create_flow(&self, new: NewFlow) -> Result<(FlowRecord, Option<String>), StoreError> {
+    /// A new flow's record from the caller's settings, each validated, defaults filled
+    /// in, ids generated; and its signature secret.
+    fn new_flow_record(&self, new: NewFlow) -> Result<(FlowRecord, Option<String>), StoreError> {
         validate_name("flow", &new.name)?;
         let scheme = new.scheme.unwrap_or(SignatureScheme::None);
         let secret = match (scheme, new.secret) {
@@ -167,6 +168,12 @@ impl Store {
             dedup_key_pointer: new.dedup_key_pointer.filter(|p| !p.is_empty()),
             created_at_ms: self.now_ms(),
         };
+        Ok((record, secret))
+    }
+
+    /// Creates a flow; returns it and its signature secret (shown this once).
+    pub fn create_flow(&self, new: NewFlow) -> Result<(FlowRecord, Option<String>), StoreError> {
+        let (record, secret) = self.new_flow_record(new)?;
         if !self.workspace_exists(&record.workspace_id) {
             return Err(StoreError::NotFound { what: "workspace" });
         }

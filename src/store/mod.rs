@@ -145,65 +145,21 @@ impl Store {
         let hasher = keys::KeyHasher::new(&load_or_create_secret(&*storage, &dir, &secret_path)?);
         let sealer = seal::Sealer::new(&hasher);
         restrict_secrets(&*storage, &dir, &secret_path);
-        let now = config.clock.now_ms();
-        let mut generated_admin_key = None;
-        let mut meta = match meta::load(&*storage, &dir, &sealer)? {
-            Some(m) => m,
-            None => {
-                let admin = match &config.admin_key {
-                    Some(k) => k.clone(),
-                    None => {
-                        let k = keys::new_admin_key()?;
-                        generated_admin_key = Some(k.clone());
-                        k
-                    }
-                };
-                Metadata {
-                    version: meta::META_VERSION,
-                    admin_key_hash: hasher.hash(&admin),
-                    workspaces: vec![Workspace {
-                        id: ids::DEFAULT_WORKSPACE_ID.into(),
-                        name: "default".into(),
-                        created_at_ms: now,
-                    }],
-                    keys: Vec::new(),
-                    flows: Vec::new(),
-                    deleted_flows: Vec::new(),
-                }
-            }
+        let (mut meta, generated_admin_key) = match meta::load(&*storage, &dir, &sealer)? {
+            Some(m) => (m, None),
+            None => first_metadata(&config, &hasher)?,
         };
         if let Some(k) = &config.admin_key {
             keys::check_admin_key(k).map_err(StoreError::Invalid)?;
             meta.admin_key_hash = hasher.hash(k);
         }
         meta::save(&*storage, &dir, &meta, &sealer)?;
-        let flows_dir = dir.join(FLOWS_DIR);
-        create_dir_durably(&*storage, &flows_dir)?;
+        create_dir_durably(&*storage, &dir.join(FLOWS_DIR))?;
         let partitions = config
             .partitions
             .clone()
             .unwrap_or_else(|| Arc::new(LogBackend::new(Arc::clone(&storage))));
-        let mut flows = HashMap::new();
-        let mut unavailable = HashMap::new();
-        let mut webhooks = HashMap::new();
-        for record in &meta.flows {
-            webhooks.insert(record.webhook_id.clone(), record.id.clone());
-            let opened = open_flow(&config, &*partitions, record, false);
-            match opened {
-                Ok(flow) => {
-                    flows.insert(record.id.clone(), Arc::new(flow));
-                }
-                // One damaged flow never stops the others: it is quarantined.
-                Err(e) => {
-                    tracing::error!(
-                        flow = %record.id,
-                        error = %e,
-                        "flow quarantined: its logs cannot be opened; it answers 503 until repaired"
-                    );
-                    unavailable.insert(record.id.clone(), e.to_string());
-                }
-            }
-        }
+        let (flows, unavailable, webhooks) = open_flows(&config, &*partitions, &meta.flows);
         let store = Self {
             inner: Arc::new(Inner {
                 config,
@@ -256,6 +212,69 @@ impl Store {
     pub fn metadata(&self) -> Metadata {
         self.inner.meta.lock().clone()
     }
+}
+
+/// The metadata of a new data directory: the default workspace and the admin key (the
+/// configured one, or one generated now and returned to print once).
+fn first_metadata(
+    config: &StoreConfig,
+    hasher: &keys::KeyHasher,
+) -> Result<(Metadata, Option<String>), StoreError> {
+    let (admin, generated) = match &config.admin_key {
+        Some(k) => (k.clone(), None),
+        None => {
+            let k = keys::new_admin_key()?;
+            (k.clone(), Some(k))
+        }
+    };
+    let meta = Metadata {
+        version: meta::META_VERSION,
+        admin_key_hash: hasher.hash(&admin),
+        workspaces: vec![Workspace {
+            id: ids::DEFAULT_WORKSPACE_ID.into(),
+            name: "default".into(),
+            created_at_ms: config.clock.now_ms(),
+        }],
+        keys: Vec::new(),
+        flows: Vec::new(),
+        deleted_flows: Vec::new(),
+    };
+    Ok((meta, generated))
+}
+
+type OpenedFlows = (
+    HashMap<String, Arc<Flow>>,
+    HashMap<String, String>,
+    HashMap<String, String>,
+);
+
+/// Opens every flow of `records`: (open flows, quarantined flows with why, webhook id →
+/// flow id). One damaged flow never stops the others: it is quarantined.
+fn open_flows(
+    config: &StoreConfig,
+    partitions: &dyn PartitionBackend,
+    records: &[FlowRecord],
+) -> OpenedFlows {
+    let mut flows = HashMap::new();
+    let mut unavailable = HashMap::new();
+    let mut webhooks = HashMap::new();
+    for record in records {
+        webhooks.insert(record.webhook_id.clone(), record.id.clone());
+        match open_flow(config, partitions, record, false) {
+            Ok(flow) => {
+                flows.insert(record.id.clone(), Arc::new(flow));
+            }
+            Err(e) => {
+                tracing::error!(
+                    flow = %record.id,
+                    error = %e,
+                    "flow quarantined: its logs cannot be opened; it answers 503 until repaired"
+                );
+                unavailable.insert(record.id.clone(), e.to_string());
+            }
+        }
+    }
+    (flows, unavailable, webhooks)
 }
 
 /// Opens flow `record`'s files under `<data>/flows/<id>/` (made, with `create`).

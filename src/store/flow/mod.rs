@@ -125,6 +125,28 @@ pub fn log_configs(base: &LogConfig) -> [(&'static str, LogConfig); 3] {
     ]
 }
 
+/// With `create`, makes the flow's directory durable in its parent; without, checks
+/// that it is there (a missing one is damage, never recreated empty).
+fn prepare_dir(storage: &dyn Storage, dir: &Path, create: bool) -> Result<(), StoreError> {
+    if create {
+        storage
+            .create_dir_all(dir)
+            .map_err(|e| StoreError::io("create", dir, e))?;
+        if let Some(parent) = dir.parent() {
+            storage
+                .sync_dir(parent)
+                .map_err(|e| StoreError::io("fsync directory", parent, e))?;
+        }
+    } else if !storage.exists(dir) {
+        return Err(LogError::Missing {
+            path: dir.to_path_buf(),
+            reason: "the flow's directory is gone; it is never recreated empty".into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 impl Flow {
     /// Opens the flow's files under `dir` and rebuilds its derived state. With `create`
     /// (a new flow) the directory and its logs are made, each made durable in its
@@ -138,22 +160,7 @@ impl Flow {
         base: &LogConfig,
         create: bool,
     ) -> Result<Self, StoreError> {
-        if create {
-            storage
-                .create_dir_all(&dir)
-                .map_err(|e| StoreError::io("create", &dir, e))?;
-            if let Some(parent) = dir.parent() {
-                storage
-                    .sync_dir(parent)
-                    .map_err(|e| StoreError::io("fsync directory", parent, e))?;
-            }
-        } else if !storage.exists(&dir) {
-            return Err(LogError::Missing {
-                path: dir,
-                reason: "the flow's directory is gone; it is never recreated empty".into(),
-            }
-            .into());
-        }
+        prepare_dir(&*storage, &dir, create)?;
         let [events, requests, consumers] = log_configs(base);
         let events = partitions.open(&dir, events.1, create)?;
         let requests = {

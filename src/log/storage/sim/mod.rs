@@ -15,10 +15,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::{DirLock, ReadableFile, Storage, WritableFile};
+mod files;
+mod fs;
 
 /// Bytes of one simulated disk sector: the unit a power loss keeps or loses.
 pub const SECTOR_BYTES: usize = 512;
@@ -91,7 +91,7 @@ struct Fault {
 
 /// A fault due now: its error, and whether the operation takes effect first.
 #[derive(Debug, Clone, Copy)]
-struct Due {
+pub(super) struct Due {
     kind: FaultKind,
     after: bool,
 }
@@ -365,34 +365,8 @@ impl SimStorage {
     }
 }
 
-#[derive(Debug)]
-struct SimHandle {
-    state: Arc<Mutex<State>>,
-    inode: u64,
-    generation: u64,
-    /// The name it was opened by (for path-scoped faults).
-    path: PathBuf,
-}
-
-impl SimHandle {
-    fn with<T>(&self, f: impl FnOnce(&mut State, u64, &Path) -> io::Result<T>) -> io::Result<T> {
-        let mut st = self.state.lock();
-        if st.generation != self.generation {
-            return Err(dead());
-        }
-        f(&mut st, self.inode, &self.path)
-    }
-}
-
-#[derive(Debug)]
-struct SimWritable {
-    handle: SimHandle,
-    /// Logical end: where the next append is written.
-    len: u64,
-}
-
 /// Writes `buf` into `data` at `pos`, overwriting and extending as a `pwrite` would.
-fn write_at(data: &mut Vec<u8>, pos: usize, buf: &[u8]) {
+pub(super) fn write_at(data: &mut Vec<u8>, pos: usize, buf: &[u8]) {
     let end = pos + buf.len();
     if data.len() < end {
         data.resize(end, 0);
@@ -401,322 +375,14 @@ fn write_at(data: &mut Vec<u8>, pos: usize, buf: &[u8]) {
 }
 
 /// The result of an operation that a fault may fail before or after its effect.
-fn settle(due: Option<Due>) -> io::Result<()> {
+pub(super) fn settle(due: Option<Due>) -> io::Result<()> {
     due.map_or(Ok(()), |d| Err(d.kind.error()))
-}
-
-impl WritableFile for SimWritable {
-    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        let pos = usize::try_from(self.len).unwrap_or(usize::MAX);
-        self.handle.with(|st, id, path| {
-            let fault = st.op(OpKind::Append, path);
-            let inode = st.inodes.entry(id).or_default();
-            match fault {
-                Some(Due { after: false, kind }) => {
-                    write_at(&mut inode.data, pos, &buf[..buf.len() / 2]);
-                    Err(kind.error())
-                }
-                due => {
-                    write_at(&mut inode.data, pos, buf);
-                    settle(due)
-                }
-            }
-        })?;
-        self.len += buf.len() as u64;
-        Ok(())
-    }
-
-    fn preallocate(&mut self, upto: u64) -> io::Result<()> {
-        let upto = usize::try_from(upto).unwrap_or(usize::MAX);
-        self.handle.with(|st, id, path| {
-            let fault = st.op(OpKind::Preallocate, path);
-            let inode = st.inodes.entry(id).or_default();
-            if inode.data.len() >= upto {
-                return settle(fault);
-            }
-            match fault {
-                Some(Due { after: false, kind }) => {
-                    let half = inode.data.len() + (upto - inode.data.len()) / 2;
-                    inode.data.resize(half, 0);
-                    Err(kind.error())
-                }
-                due => {
-                    inode.data.resize(upto, 0);
-                    settle(due)
-                }
-            }
-        })
-    }
-
-    fn sync_data(&mut self) -> io::Result<()> {
-        self.handle.with(|st, id, path| {
-            let fault = st.op(OpKind::SyncData, path);
-            if let Some(Due { after: false, kind }) = fault {
-                return Err(kind.error());
-            }
-            let inode = st.inodes.entry(id).or_default();
-            inode.synced = inode.data.clone();
-            settle(fault)
-        })
-    }
-
-    fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.handle.with(|st, id, path| {
-            let fault = st.op(OpKind::Truncate, path);
-            if let Some(Due { after: false, kind }) = fault {
-                return Err(kind.error());
-            }
-            let inode = st.inodes.entry(id).or_default();
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            inode.data.resize(len, 0);
-            settle(fault)
-        })?;
-        self.len = len;
-        Ok(())
-    }
-
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn allocated(&self) -> u64 {
-        self.handle
-            .with(|st, id, _| Ok(st.inodes.get(&id).map_or(0, |i| i.data.len() as u64)))
-            .unwrap_or(self.len)
-    }
-}
-
-#[derive(Debug)]
-struct SimReadable {
-    handle: SimHandle,
-}
-
-impl ReadableFile for SimReadable {
-    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.handle.with(|st, id, path| {
-            settle(st.op(OpKind::Read, path))?;
-            let data = st.inodes.get(&id).map_or(&[][..], |i| &i.data[..]);
-            let pos = usize::try_from(pos).unwrap_or(usize::MAX).min(data.len());
-            let n = buf.len().min(data.len() - pos);
-            buf[..n].copy_from_slice(&data[pos..pos + n]);
-            Ok(n)
-        })
-    }
-
-    fn map(&self, len: u64) -> io::Result<Bytes> {
-        self.handle.with(|st, id, path| {
-            settle(st.op(OpKind::Read, path))?;
-            let data = st.inodes.get(&id).map_or(&[][..], |i| &i.data[..]);
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            if len > data.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "map past the end of the file",
-                ));
-            }
-            Ok(Bytes::copy_from_slice(&data[..len]))
-        })
-    }
-
-    fn len(&self) -> io::Result<u64> {
-        self.handle
-            .with(|st, id, _| Ok(st.inodes.get(&id).map_or(0, |i| i.data.len() as u64)))
-    }
-}
-
-#[derive(Debug)]
-struct SimLock {
-    state: Arc<Mutex<State>>,
-    dir: PathBuf,
-    generation: u64,
-}
-
-impl DirLock for SimLock {}
-
-impl Drop for SimLock {
-    fn drop(&mut self) {
-        let mut st = self.state.lock();
-        if st.generation == self.generation {
-            st.locks.remove(&self.dir);
-        }
-    }
-}
-
-impl SimStorage {
-    fn handle(&self, st: &State, inode: u64, path: &Path) -> SimHandle {
-        SimHandle {
-            state: Arc::clone(&self.state),
-            inode,
-            generation: st.generation,
-            path: path.to_path_buf(),
-        }
-    }
-
-    fn open_existing(&self, path: &Path) -> io::Result<(SimHandle, u64)> {
-        let mut st = self.state.lock();
-        let fault = st.op(OpKind::Open, path);
-        let id = st.inode_of(path)?;
-        settle(fault)?;
-        let len = st.inodes.get(&id).map_or(0, |i| i.data.len() as u64);
-        Ok((self.handle(&st, id, path), len))
-    }
-}
-
-impl Storage for SimStorage {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        let mut st = self.state.lock();
-        let fault = st.op(OpKind::Mkdir, dir);
-        if let Some(Due { after: false, kind }) = fault {
-            return Err(kind.error());
-        }
-        let missing: Vec<PathBuf> = dir
-            .ancestors()
-            .filter(|d| d.parent().is_some() && !st.dirs_live.contains(*d))
-            .map(Path::to_path_buf)
-            .collect();
-        for d in missing {
-            if st.dirs_made.contains(&d) || !st.live.keys().any(|p| p.starts_with(&d)) {
-                st.dirs_made.insert(d.clone());
-                st.dirs_live.insert(d);
-            }
-        }
-        settle(fault)
-    }
-
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        // Files directly in `dir`, and its subdirectories (made, or holding files).
-        let st = self.state.lock();
-        if !st.dir_exists(dir) {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                dir.display().to_string(),
-            ));
-        }
-        let mut names: BTreeSet<String> = st
-            .live
-            .keys()
-            .filter_map(|p| p.strip_prefix(dir).ok()?.components().next())
-            .filter_map(|c| c.as_os_str().to_str().map(str::to_owned))
-            .collect();
-        names.extend(
-            st.dirs_live
-                .iter()
-                .filter(|d| d.parent() == Some(dir))
-                .filter_map(|d| d.file_name()?.to_str().map(str::to_owned)),
-        );
-        Ok(names.into_iter().collect())
-    }
-
-    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let mut st = self.state.lock();
-        let fault = st.op(OpKind::Create, path);
-        if let Some(Due { after: false, kind }) = fault {
-            return Err(kind.error());
-        }
-        st.parent_exists(path)?;
-        st.next_inode += 1;
-        let id = st.next_inode;
-        st.inodes.insert(id, Inode::default());
-        st.live.insert(path.to_path_buf(), id);
-        settle(fault)?;
-        Ok(Box::new(SimWritable {
-            handle: self.handle(&st, id, path),
-            len: 0,
-        }))
-    }
-
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let (handle, len) = self.open_existing(path)?;
-        Ok(Box::new(SimWritable { handle, len }))
-    }
-
-    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
-        let (handle, _) = self.open_existing(path)?;
-        Ok(Arc::new(SimReadable { handle }))
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut st = self.state.lock();
-        let fault = st.op(OpKind::Rename, from);
-        if let Some(Due { after: false, kind }) = fault {
-            return Err(kind.error());
-        }
-        let id = st.inode_of(from)?;
-        st.parent_exists(to)?;
-        st.live.remove(from);
-        st.live.insert(to.to_path_buf(), id);
-        settle(fault)
-    }
-
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        let mut st = self.state.lock();
-        let fault = st.op(OpKind::Remove, path);
-        if let Some(Due { after: false, kind }) = fault {
-            return Err(kind.error());
-        }
-        st.inode_of(path)?;
-        st.live.remove(path);
-        settle(fault)
-    }
-
-    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        let mut st = self.state.lock();
-        let fault = st.op(OpKind::Remove, dir);
-        if let Some(Due { after: false, kind }) = fault {
-            return Err(kind.error());
-        }
-        st.live.retain(|p, _| !p.starts_with(dir));
-        st.dirs_live.retain(|d| !d.starts_with(dir));
-        settle(fault)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let mut st = self.state.lock();
-        let fault = st.op(OpKind::SyncDir, dir);
-        if let Some(Due { after: false, kind }) = fault {
-            return Err(kind.error());
-        }
-        let in_dir = |p: &Path| p.parent() == Some(dir);
-        st.durable.retain(|p, _| !in_dir(p));
-        let live: Vec<(PathBuf, u64)> = st
-            .live
-            .iter()
-            .filter(|(p, _)| in_dir(p))
-            .map(|(p, id)| (p.clone(), *id))
-            .collect();
-        st.durable.extend(live);
-        st.dirs_durable.retain(|d| !in_dir(d));
-        let dirs: Vec<PathBuf> = st.dirs_live.iter().filter(|d| in_dir(d)).cloned().collect();
-        st.dirs_durable.extend(dirs);
-        settle(fault)
-    }
-
-    fn exists(&self, path: &Path) -> bool {
-        let st = self.state.lock();
-        st.live.contains_key(path)
-            || st.dirs_live.contains(path)
-            || (!st.dirs_made.contains(path) && st.live.keys().any(|p| p.starts_with(path)))
-    }
-
-    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>> {
-        let mut st = self.state.lock();
-        if !st.locks.insert(dir.to_path_buf()) {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("{} is locked by another process", dir.display()),
-            ));
-        }
-        Ok(Box::new(SimLock {
-            state: Arc::clone(&self.state),
-            dir: dir.to_path_buf(),
-            generation: st.generation,
-        }))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::storage::Storage;
 
     #[test]
     fn crash_keeps_synced_bytes_and_durable_names_only() {
