@@ -24,8 +24,12 @@ use crate::store::meta::SignatureScheme;
 #[derive(Debug, Args)]
 pub struct HttpArgs {
     /// The flow's webhook URL.
-    #[arg(long)]
-    url: String,
+    #[arg(long, required_unless_present = "urls_file")]
+    url: Option<String>,
+    /// A file of webhook URLs (one per line, one host): event i goes to line i mod n,
+    /// so the load spreads evenly over many flows.
+    #[arg(long, conflicts_with = "url")]
+    urls_file: Option<std::path::PathBuf>,
     /// API key (X-API-Key); omit for a signature-only flow.
     #[arg(long, env = "EVENTMESH_KEY", hide_env_values = true)]
     key: Option<String>,
@@ -89,8 +93,33 @@ pub fn run(args: &HttpArgs) -> Result<(), BoxError> {
     runtime.block_on(drive(args, scheme))
 }
 
+/// The server's address and each target flow's path.
+fn targets(args: &HttpArgs) -> Result<(String, Vec<String>), BoxError> {
+    let urls: Vec<String> = match (&args.url, &args.urls_file) {
+        (Some(u), _) => vec![u.clone()],
+        (None, Some(f)) => std::fs::read_to_string(f)?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    let mut addr = None;
+    let mut paths = Vec::with_capacity(urls.len());
+    for u in &urls {
+        let (a, p) = split_url(u)?;
+        if addr.get_or_insert_with(|| a.clone()) != &a {
+            return Err("every URL must name the same server".into());
+        }
+        paths.push(p);
+    }
+    Ok((addr.ok_or("no webhook URL given")?, paths))
+}
+
 async fn drive(args: &HttpArgs, scheme: Option<SignatureScheme>) -> Result<(), BoxError> {
-    let (addr, path) = split_url(&args.url)?;
+    let (addr, paths) = targets(args)?;
+    let paths = Arc::new(paths);
     let shared = Arc::new(Shared {
         hist: Mutex::new(Some(Histogram::new_with_bounds(1, 120_000_000, 3)?)),
         ..Shared::default()
@@ -126,8 +155,8 @@ async fn drive(args: &HttpArgs, scheme: Option<SignatureScheme>) -> Result<(), B
     for _ in 0..args.connections {
         let mut conn = Conn::open(&addr).await?;
         let (shared, next, stop) = (Arc::clone(&shared), Arc::clone(&next), Arc::clone(&stop));
-        let (path, key, secret, run_id) = (
-            path.clone(),
+        let (paths, key, secret, run_id) = (
+            Arc::clone(&paths),
             args.key.clone(),
             args.secret.clone(),
             run_id.clone(),
@@ -174,8 +203,9 @@ async fn drive(args: &HttpArgs, scheme: Option<SignatureScheme>) -> Result<(), B
                     }
                 }
                 let len = body.len() as u64;
+                let path = &paths[(i % paths.len() as u64) as usize];
                 let result = conn
-                    .send(Method::POST, &path, &headers, Bytes::from(body))
+                    .send(Method::POST, path, &headers, Bytes::from(body))
                     .await;
                 let latency_us = u64::try_from(intended.elapsed().as_micros())
                     .unwrap_or(u64::MAX)
@@ -227,6 +257,7 @@ async fn drive(args: &HttpArgs, scheme: Option<SignatureScheme>) -> Result<(), B
     let line = serde_json::json!({
         "bench": "http",
         "connections": args.connections,
+        "flows": paths.len(),
         "size": args.size,
         "rate": args.rate,
         "signed": args.scheme,

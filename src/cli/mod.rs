@@ -1,6 +1,7 @@
 //! The `eventmesh` subcommands. `main.rs` calls `main()`; each subcommand lives in its own file.
 
 mod bench;
+mod bench_fsync;
 mod bench_http;
 mod check;
 mod client;
@@ -100,6 +101,9 @@ enum BenchTarget {
     Dedup(bench::DedupArgs),
     /// Load a running server's webhook (closed loop, or open loop at --rate).
     Http(bench_http::HttpArgs),
+    /// Durable appends spread over many files vs one group-committed journal, with no
+    /// EventMesh code in the way (the study behind docs/design-journal.md).
+    Fsync(bench_fsync::FsyncArgs),
 }
 
 /// Parses `--fsync` values: `always`, `never`, `interval=<ms>`.
@@ -147,6 +151,7 @@ pub fn main() -> ExitCode {
                 BenchTarget::Open(args) => bench::run_open(&args),
                 BenchTarget::Dedup(args) => bench::run_dedup(&args),
                 BenchTarget::Http(args) => bench_http::run(&args),
+                BenchTarget::Fsync(args) => bench_fsync::run(&args),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -168,3 +168,107 @@ fn failures_exit_non_zero_with_a_readable_message() {
         assert!(text.contains(cmd), "--help mentions {cmd}");
     }
 }
+
+#[test]
+fn bench_http_spreads_events_over_the_flows_of_a_urls_file() {
+    // Proves `bench http --urls-file`: every event goes to the next flow in turn, so
+    // each of three flows holds events afterwards, and the summary names the count.
+    let s = Server::start(&[]);
+    let mut urls = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let name = format!("spread{i}");
+        let (ok, out, err) = em(
+            &s,
+            &["flow", "create", "--name", &name, "--rate-limit", "off"],
+        );
+        assert!(ok, "{err}");
+        let flow: Value = serde_json::from_str(&out).expect("flow JSON");
+        urls.push(flow["webhookUrl"].as_str().expect("url").to_owned());
+        ids.push(flow["id"].as_str().expect("id").to_owned());
+    }
+    let (_, out, _) = em(&s, &["key", "create", "--name", "b", "--scopes", "ingest"]);
+    let key: Value = serde_json::from_str(&out).expect("key JSON");
+    let file = tempfile::NamedTempFile::new().expect("urls file");
+    std::fs::write(file.path(), urls.join("\n")).expect("write urls");
+    let path = file.path().to_str().expect("path");
+    let (ok, out, err) = em(
+        &s,
+        &[
+            "bench",
+            "http",
+            "--urls-file",
+            path,
+            "--key",
+            key["key"].as_str().expect("key"),
+            "--connections",
+            "2",
+            "--duration",
+            "1",
+            "--size",
+            "64",
+        ],
+    );
+    assert!(ok, "{err}");
+    let summary: Value =
+        serde_json::from_str(out.lines().last().expect("a summary line")).expect("JSON");
+    assert_eq!(summary["flows"], 3);
+    assert_eq!(summary["errors"], 0);
+    for id in &ids {
+        let (ok, out, err) = em(&s, &["replay", id]);
+        assert!(ok, "{err}");
+        assert!(out.lines().count() >= 1, "flow {id} got no event: {out:?}");
+    }
+    let (ok, _, err) = em(
+        &s,
+        &["bench", "http", "--url", &urls[0], "--urls-file", path],
+    );
+    assert!(!ok, "--url and --urls-file together must be refused");
+    assert!(err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
+fn bench_fsync_reports_what_it_measured_for_each_layout() {
+    // Proves `bench fsync` runs every layout and says which it ran: one JSON line with
+    // the layout, the file count (one for the journal) and the appends it made.
+    for (layout, files) in [
+        ("grow", 3),
+        ("fallocate", 3),
+        ("prewritten", 3),
+        ("journal", 1),
+    ] {
+        let dir = tempfile::tempdir().expect("dir");
+        let out = Command::new(env!("CARGO_BIN_EXE_eventmesh"))
+            .args([
+                "bench",
+                "fsync",
+                "--layout",
+                layout,
+                "--files",
+                "3",
+                "--threads",
+                "2",
+            ])
+            .args(["--seconds", "1", "--size", "64", "--dir"])
+            .arg(dir.path())
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+        assert_eq!(line["layout"], layout);
+        assert_eq!(line["files"], files);
+        assert!(
+            line["appendsPerSec"].as_f64().expect("rate") > 0.0,
+            "{line}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("dir").count(),
+            0,
+            "its files are removed afterwards"
+        );
+    }
+}
