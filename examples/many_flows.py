@@ -41,7 +41,7 @@ def run(binary, flows, a):
     try:
         for _ in range(600):
             try:
-                OPENER.open(base + "/healthz", timeout=1); break
+                OPENER.open(base + "/readyz", timeout=1); break
             except OSError:
                 time.sleep(0.05)
         key = call(base, admin, "POST", "/api/keys", {"name": "bench", "scopes": ["ingest"]})["key"]

@@ -13,6 +13,7 @@ pub mod error;
 pub mod framing;
 pub mod limits;
 pub mod offset;
+mod queue;
 mod reader;
 pub mod record;
 mod recovery;
@@ -31,7 +32,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{oneshot, watch};
 
@@ -51,6 +51,7 @@ pub use stats::WriterStats;
 use crate::log::limits::{
     OPEN_INDEXES_MAX, OPEN_MAPS_MAX, READ_RECORDS_MAX, WRITER_QUEUE_DEPTH_MAX,
 };
+use queue::{QueueTx, SendError};
 use shared::{ActiveSegment, Inner, SealedSegment, SegmentLru, View};
 use storage::{StdStorage, Storage};
 use writer::{Writer, WriterMsg};
@@ -59,7 +60,7 @@ use writer::{Writer, WriterMsg};
 #[derive(Debug)]
 pub struct Log {
     inner: Arc<Inner>,
-    tx: Option<Sender<WriterMsg>>,
+    tx: Option<QueueTx<WriterMsg>>,
     writer: Option<JoinHandle<()>>,
     recovery: RecoveryReport,
 }
@@ -188,7 +189,7 @@ impl Log {
             counters: stats::WriterCounters::default(),
             _lock: lock,
         });
-        let (tx, rx) = crossbeam_channel::bounded(WRITER_QUEUE_DEPTH_MAX);
+        let (tx, rx) = queue::queue(WRITER_QUEUE_DEPTH_MAX);
         let writer = Writer::new(
             Arc::clone(&inner),
             rx,
@@ -218,7 +219,7 @@ impl Log {
         &self.recovery
     }
 
-    fn sender(&self) -> Result<&Sender<WriterMsg>, LogError> {
+    fn sender(&self) -> Result<&QueueTx<WriterMsg>, LogError> {
         self.tx.as_ref().ok_or(LogError::Closed)
     }
 
@@ -233,8 +234,8 @@ impl Log {
             .try_send(WriterMsg::Append { records, reply })
         {
             Ok(()) => Ok(PendingAppend { rx }),
-            Err(TrySendError::Full(_)) => Err(LogError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => Err(LogError::Closed),
+            Err(SendError::Full(_)) => Err(LogError::Overloaded),
+            Err(SendError::Disconnected(_)) => Err(LogError::Closed),
         }
     }
 

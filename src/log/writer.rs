@@ -12,7 +12,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
+
+use crate::log::queue::QueueRx;
 use tokio::sync::oneshot;
 
 use crate::log::framing::{GroupHeader, GROUP_HEADER_BYTES};
@@ -60,7 +62,7 @@ struct Waiter {
 
 pub(crate) struct Writer {
     inner: Arc<Inner>,
-    rx: Receiver<WriterMsg>,
+    rx: QueueRx<WriterMsg>,
     file: Box<dyn WritableFile>,
     active: Arc<ActiveSegment>,
     /// The active segment as the writer sees it, including encoded, unpublished records.
@@ -89,10 +91,13 @@ pub(crate) struct WriterStart {
     pub last_ts: i64,
 }
 
+/// Largest group buffer a writer keeps while no append waits, in bytes.
+const IDLE_BUFFER_BYTES_MAX: usize = 256 * 1024;
+
 impl Writer {
     pub fn new(
         inner: Arc<Inner>,
-        rx: Receiver<WriterMsg>,
+        rx: QueueRx<WriterMsg>,
         file: Box<dyn WritableFile>,
         active: Arc<ActiveSegment>,
         start: WriterStart,
@@ -110,7 +115,7 @@ impl Writer {
             active,
             pending,
             published_index_len,
-            buf: Vec::with_capacity(GROUP_COMMIT_BYTES_MAX),
+            buf: Vec::new(),
             dirty: false,
             last_sync: Instant::now(),
         }
@@ -134,6 +139,12 @@ impl Writer {
                 }
             }
             self.commit(group);
+            // An idle log keeps no large group buffer: one that grew past
+            // `IDLE_BUFFER_BYTES_MAX` is given back while nothing waits, so thousands
+            // of quiet flows cost no group-sized buffer each.
+            if self.buf.capacity() > IDLE_BUFFER_BYTES_MAX && self.rx.is_empty() {
+                self.buf = Vec::new();
+            }
         }
         if self.inner.poisoned().is_none() {
             // A clean close leaves the file ending at its data, as a sealed one does.
@@ -152,10 +163,10 @@ impl Writer {
     fn next_message(&mut self) -> Option<WriterMsg> {
         loop {
             let FsyncPolicy::Interval(every) = self.inner.config.fsync else {
-                return self.rx.recv().ok();
+                return self.rx.recv();
             };
             if !self.dirty {
-                return self.rx.recv().ok();
+                return self.rx.recv();
             }
             let wait = every.saturating_sub(self.last_sync.elapsed());
             match self.rx.recv_timeout(wait) {
