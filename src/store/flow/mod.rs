@@ -79,7 +79,8 @@ pub struct Page {
     pub events: Vec<StoredEvent>,
     /// The offset to read next.
     pub next: Offset,
-    /// One past the last event when the page was read (`next <= end`).
+    /// One past the last event when the page was read (`next <= end`, unless the read
+    /// began beyond the end: then `next` is where it began).
     pub end: Offset,
 }
 
