@@ -199,7 +199,8 @@ where
             };
             ingest(app, request).await.into_response()
         }
-        // `/api` routes are answered by `api_dispatch`; the table keeps them under /api.
+        // The table keeps every other handler under /api: `answer` sends those to
+        // `api_dispatch`.
         _ => not_found("route").into_response(),
     }
 }
@@ -213,52 +214,56 @@ struct ApiCall<'a> {
     body: &'a Bytes,
 }
 
-/// One arm per `/api` handler of the route table.
-async fn api_dispatch(app: &Arc<App>, handler: Handler, call: ApiCall<'_>) -> Response<Body> {
-    let (caller, query, body) = (call.caller, call.query, call.body);
-    let p = |i: usize| call.params.get(i).copied().unwrap_or("");
-    let reply = match handler {
-        Handler::CreateWorkspace => api::create_workspace(app, caller, body),
-        Handler::ListWorkspaces => api::list_workspaces(app, caller),
-        Handler::CreateKey => api::create_key(app, caller, body),
-        Handler::ListKeys => api::list_keys(app, caller),
-        Handler::RotateKey => api::rotate_key(app, caller, p(0), body),
-        Handler::RevokeKey => api::revoke_key(app, caller, p(0)),
-        Handler::CreateFlow => api::create_flow(app, caller, body),
-        Handler::ListFlows => api::list_flows(app, caller, query),
-        Handler::GetFlow => api::get_flow(app, caller, p(0)),
-        Handler::PatchFlow => api::patch_flow(app, caller, p(0), body),
-        Handler::DeleteFlow => api::delete_flow(app, caller, p(0)),
-        Handler::FlowRequests => api::requests(app, caller, p(0), query).await,
-        Handler::Playground => playground::playground(app, caller, body).await,
-        _ => return reads_dispatch(app, handler, &call).await,
-    };
-    match reply {
+/// An `/api` handler's answer, as a response (a refusal is an answer too).
+fn reply(r: Result<Reply, Reply>) -> Response<Body> {
+    match r {
         Ok(reply) | Err(reply) => reply.into_response(),
     }
 }
 
-/// The reading handlers, which may answer with a stream (SSE) or preserialised bytes.
-async fn reads_dispatch(app: &Arc<App>, handler: Handler, call: &ApiCall<'_>) -> Response<Body> {
+/// A reading handler's answer, which may be a stream (SSE) or preserialised bytes.
+fn respond(r: Result<Response<Body>, Reply>) -> Response<Body> {
+    r.unwrap_or_else(Reply::into_response)
+}
+
+/// One arm per `/api` handler of the route table.
+async fn api_dispatch(app: &Arc<App>, handler: Handler, call: ApiCall<'_>) -> Response<Body> {
     let (caller, query, body) = (call.caller, call.query, call.body);
     let p = |i: usize| call.params.get(i).copied().unwrap_or("");
-    let result = match handler {
-        Handler::Events => reads::events(app, caller, p(0), query),
-        Handler::Event => reads::one_event(app, caller, p(0), p(1)),
-        Handler::Poll => reads::poll(app, caller, p(0), p(1), query).await,
-        Handler::Commit => reads::commit(app, caller, p(0), p(1), body).await,
-        Handler::Seek => reads::seek(app, caller, p(0), p(1), body).await,
-        Handler::Consumers => reads::consumers(app, caller, p(0)),
-        Handler::DeleteConsumer => reads::delete_consumer(app, caller, p(0), p(1)).await,
-        Handler::Stream => reads::stream(app, caller, p(0), query, &call.parts.headers),
-        Handler::FlowAnalytics => reads::analytics(app, caller, p(0), query).await,
-        Handler::WorkspaceAnalytics => reads::workspace_analytics(app, caller, query).await,
-        // Routes outside /api never reach here (`answer` sends them to `open_route`).
-        _ => Err(not_found("route")),
-    };
-    match result {
-        Ok(r) => r,
-        Err(reply) => reply.into_response(),
+    match handler {
+        Handler::CreateWorkspace => reply(api::create_workspace(app, caller, body)),
+        Handler::ListWorkspaces => reply(api::list_workspaces(app, caller)),
+        Handler::CreateKey => reply(api::create_key(app, caller, body)),
+        Handler::ListKeys => reply(api::list_keys(app, caller)),
+        Handler::RotateKey => reply(api::rotate_key(app, caller, p(0), body)),
+        Handler::RevokeKey => reply(api::revoke_key(app, caller, p(0))),
+        Handler::CreateFlow => reply(api::create_flow(app, caller, body)),
+        Handler::ListFlows => reply(api::list_flows(app, caller, query)),
+        Handler::GetFlow => reply(api::get_flow(app, caller, p(0))),
+        Handler::PatchFlow => reply(api::patch_flow(app, caller, p(0), body)),
+        Handler::DeleteFlow => reply(api::delete_flow(app, caller, p(0))),
+        Handler::FlowRequests => reply(api::requests(app, caller, p(0), query).await),
+        Handler::Playground => reply(playground::playground(app, caller, body).await),
+        Handler::Events => respond(reads::events(app, caller, p(0), query)),
+        Handler::Event => respond(reads::one_event(app, caller, p(0), p(1))),
+        Handler::Poll => respond(reads::poll(app, caller, p(0), p(1), query).await),
+        Handler::Commit => respond(reads::commit(app, caller, p(0), p(1), body).await),
+        Handler::Seek => respond(reads::seek(app, caller, p(0), p(1), body).await),
+        Handler::Consumers => respond(reads::consumers(app, caller, p(0))),
+        Handler::DeleteConsumer => respond(reads::delete_consumer(app, caller, p(0), p(1)).await),
+        Handler::Stream => respond(reads::stream(app, caller, p(0), query, &call.parts.headers)),
+        Handler::FlowAnalytics => respond(reads::analytics(app, caller, p(0), query).await),
+        Handler::WorkspaceAnalytics => {
+            respond(reads::workspace_analytics(app, caller, query).await)
+        }
+        // The table keeps these outside /api: `answer` sends them to `open_route`.
+        Handler::Dashboard
+        | Handler::Asset
+        | Handler::Healthz
+        | Handler::Readyz
+        | Handler::Metrics
+        | Handler::Ingest
+        | Handler::IngestBatch => not_found("route").into_response(),
     }
 }
 

@@ -128,21 +128,20 @@ pub enum Lookup<'p> {
 }
 
 /// The parameters of `segments` under `template`, if it matches (a `{name}` takes one
-/// segment, empty too: the handler then answers for an unknown id).
+/// segment, empty too: the handler then answers for an unknown id). Nothing is
+/// allocated until a parameter is taken, so most templates cost no allocation.
 fn matches<'p>(template: &str, segments: &[&'p str]) -> Option<Vec<&'p str>> {
-    let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
-    if parts.len() != segments.len() {
-        return None;
-    }
+    let mut parts = template.trim_start_matches('/').split('/');
     let mut params = Vec::new();
-    for (t, s) in parts.iter().zip(segments) {
-        if t.starts_with('{') && t.ends_with('}') {
-            params.push(*s);
-        } else if t != s {
+    for segment in segments {
+        let part = parts.next()?;
+        if part.starts_with('{') && part.ends_with('}') {
+            params.push(*segment);
+        } else if part != *segment {
             return None;
         }
     }
-    Some(params)
+    parts.next().is_none().then_some(params)
 }
 
 /// Looks a request up: `segments` is the path without its leading `/`, split on `/`.

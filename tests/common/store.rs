@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use eventmesh::log::storage::{SimStorage, Storage};
 use eventmesh::log::ManualClock;
-use eventmesh::store::{EventInput, Store, StoreConfig};
+use eventmesh::store::{EventInput, Flow, NewFlow, Store, StoreConfig};
 
 pub use super::ADMIN;
 
@@ -40,4 +40,15 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// A new flow called `name` with the defaults, open.
+pub fn new_flow(store: &Store, name: &str) -> Arc<Flow> {
+    let (rec, _) = store
+        .create_flow(NewFlow {
+            name: name.into(),
+            ..NewFlow::default()
+        })
+        .expect("create flow");
+    store.flow(&rec.id).expect("the new flow is open")
 }

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use crate::common::store::{config_on, event, runtime};
+use crate::common::store::{config_on, event, new_flow, runtime};
 use eventmesh::log::storage::SimStorage;
 use eventmesh::log::{ManualClock, Offset};
 use eventmesh::store::analytics::Window;
 use eventmesh::store::partition::memory::MemoryBackend;
 use eventmesh::store::partition::PartitionBackend;
-use eventmesh::store::{IngestOutcome, NewFlow, Page, SeekTo, Store, StoreError};
+use eventmesh::store::{IngestOutcome, Page, SeekTo, Store, StoreError};
 
 /// A way to open a store: the same data directory each time (a restart).
 struct Backend {
@@ -61,13 +61,7 @@ fn ingest_dedup_and_reads_answer_the_same_on_every_backend() {
     let rt = runtime();
     for b in both() {
         let store = b.open();
-        let (rec, _) = store
-            .create_flow(NewFlow {
-                name: "f".into(),
-                ..NewFlow::default()
-            })
-            .expect("flow");
-        let flow = store.flow(&rec.id).expect("flow");
+        let flow = new_flow(&store, "f");
         rt.block_on(async {
             let out = flow
                 .ingest(&[event("{\"a\":1}", Some("k1")), event("{\"a\":2}", None)])
@@ -131,13 +125,7 @@ fn consumers_times_and_lag_answer_the_same_on_every_backend() {
     let rt = runtime();
     for b in both() {
         let store = b.open();
-        let (rec, _) = store
-            .create_flow(NewFlow {
-                name: "f".into(),
-                ..NewFlow::default()
-            })
-            .expect("flow");
-        let flow = store.flow(&rec.id).expect("flow");
+        let flow = new_flow(&store, "f");
         rt.block_on(async {
             for i in 0..5 {
                 flow.ingest(&[event(&format!("{{\"i\":{i}}}"), None)])
@@ -191,16 +179,10 @@ fn a_restart_keeps_events_and_dedup_on_every_backend() {
     for b in both() {
         let id = {
             let store = b.open();
-            let (rec, _) = store
-                .create_flow(NewFlow {
-                    name: "f".into(),
-                    ..NewFlow::default()
-                })
-                .expect("flow");
-            let flow = store.flow(&rec.id).expect("flow");
+            let flow = new_flow(&store, "f");
             rt.block_on(flow.ingest(&[event("{\"a\":1}", Some("k1"))]))
                 .expect("ingest");
-            rec.id
+            flow.id().to_owned()
         };
         let store = b.open();
         let flow = store.flow(&id).expect("the flow reopens");
@@ -229,16 +211,7 @@ fn a_partition_that_refuses_appends_makes_its_flow_read_only_and_no_other() {
         ..Backend::memory()
     };
     let store = b.open();
-    let mk = |name: &str| {
-        let (rec, _) = store
-            .create_flow(NewFlow {
-                name: name.into(),
-                ..NewFlow::default()
-            })
-            .expect("flow");
-        store.flow(&rec.id).expect("flow")
-    };
-    let (broken, healthy) = (mk("broken"), mk("healthy"));
+    let (broken, healthy) = (new_flow(&store, "broken"), new_flow(&store, "healthy"));
     backend
         .partition(broken.dir())
         .expect("its partition")

@@ -26,7 +26,7 @@ pub use consumers::{lag, ConsumerView, Polled, SeekTo};
 pub use ingest::IngestOutcome;
 
 use crate::log::storage::Storage;
-use crate::log::{Clock, Log, LogConfig, LogError, LogStats, Offset, Retention, WriterStats};
+use crate::log::{Clock, Log, LogConfig, LogError, Offset, Retention, WriterStats};
 use crate::store::analytics::Aggregator;
 use crate::store::consumers::Consumers;
 use crate::store::dedup::{DedupIndex, KeyHash};
@@ -96,7 +96,6 @@ pub struct FlowHealth {
 /// A flow's numbers for `/metrics` and the API.
 #[derive(Debug, Clone)]
 pub struct FlowStats {
-    pub events: LogStats,
     pub writer: WriterStats,
     /// Keys in the idempotency index, and keys it dropped early at its bound.
     pub dedup_keys: usize,
@@ -283,7 +282,6 @@ impl Flow {
             (st.index.len(), st.index.evicted_early)
         };
         FlowStats {
-            events: self.events.stats(),
             writer: self.events.writer_stats(),
             dedup_keys,
             dedup_evicted_early,

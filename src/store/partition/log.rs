@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use super::{Partition, PartitionBackend, PartitionError, PendingAppend, RecordStream};
 use crate::log::storage::Storage;
-use crate::log::{Log, LogConfig, LogStats, Offset, Record, RecordInput, Retention, WriterStats};
+use crate::log::{Log, LogConfig, Offset, Record, RecordInput, Retention, WriterStats};
 
 /// The directory of a flow's event log, under the flow's directory.
 pub const EVENTS_DIR: &str = "events";
@@ -84,9 +84,6 @@ impl Partition for Log {
     fn apply_retention(&self, retention: Retention) -> Result<(), PartitionError> {
         Log::apply_retention(self, retention)?;
         Ok(())
-    }
-    fn stats(&self) -> LogStats {
-        Log::stats(self)
     }
     fn health(&self) -> Option<String> {
         Log::poisoned(self).map(|e| e.to_string())

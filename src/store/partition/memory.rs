@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::{Partition, PartitionBackend, PartitionError, PendingAppend, RecordStream};
 use crate::log::record::validate_batch;
 use crate::log::{
-    AppendOutcome, Clock, LogConfig, LogStats, Offset, Record, RecordInput, Retention, WriterStats,
+    AppendOutcome, Clock, LogConfig, Offset, Record, RecordInput, Retention, WriterStats,
 };
 
 #[derive(Debug, Default)]
@@ -170,17 +170,6 @@ impl Partition for MemoryPartition {
             st.first += 1;
         }
         Ok(())
-    }
-
-    fn stats(&self) -> LogStats {
-        let st = self.state.lock();
-        LogStats {
-            first_offset: Offset(st.first),
-            next_offset: Offset(st.next()),
-            segments: 1,
-            bytes: st.records.iter().map(|r| r.payload.len() as u64).sum(),
-            open_maps: 0,
-        }
     }
 
     fn health(&self) -> Option<String> {

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 pub use self::log::{LogBackend, EVENTS_DIR};
 pub use crate::log::{AppendOutcome, LogConfig, Offset, Record, RecordInput, Retention};
-use crate::log::{LogError, LogStats, WriterStats};
+use crate::log::{LogError, WriterStats};
 
 /// How a partition failed, in the terms the store acts on, whatever the backend.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -120,8 +120,6 @@ pub trait Partition: Send + Sync + Debug {
     fn subscribe(&self) -> watch::Receiver<Offset>;
     /// Deletes the oldest records that break `retention` (a backend may keep more).
     fn apply_retention(&self, retention: Retention) -> Result<(), PartitionError>;
-    /// Sizes and positions.
-    fn stats(&self) -> LogStats;
     /// Why appends are refused, if they are: `None` when healthy.
     fn health(&self) -> Option<String>;
     /// Makes everything acknowledged so far durable. May block.
