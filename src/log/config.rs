@@ -60,6 +60,9 @@ pub enum Mutation {
     AckBeforeSync,
     /// Skip the directory fsync after creating a segment.
     NoDirSync,
+    /// A journal checkpoint that records its offset (and deletes the journal before
+    /// it) without first fdatasyncing the segments it covers.
+    CheckpointBeforeSync,
 }
 
 /// How one partition behaves. Every field has a documented default.
@@ -78,6 +81,9 @@ pub struct LogConfig {
     /// production, since a predictable salt lets a sender forge group headers.
     #[doc(hidden)]
     pub salt_seed: Option<u64>,
+    /// The store-wide journal this log rides, if any (`journal.rs`): then it has no
+    /// writer thread, and a 2xx follows the journal's fdatasync. Default none.
+    pub journal: Option<crate::log::journal::Journal>,
     #[cfg(any(test, feature = "testing"))]
     #[doc(hidden)]
     pub mutation: Mutation,
@@ -91,6 +97,7 @@ impl Default for LogConfig {
             fsync: FsyncPolicy::Always,
             clock: Arc::new(SystemClock),
             salt_seed: None,
+            journal: None,
             #[cfg(any(test, feature = "testing"))]
             mutation: Mutation::None,
         }
@@ -115,6 +122,14 @@ impl LogConfig {
     pub(crate) fn skips_dir_sync(&self) -> bool {
         #[cfg(any(test, feature = "testing"))]
         return self.mutation == Mutation::NoDirSync;
+        #[cfg(not(any(test, feature = "testing")))]
+        false
+    }
+
+    /// Whether a journal checkpoint skips the segments' fdatasync (a deliberate bug, `testing`).
+    pub(crate) fn checkpoints_before_sync(&self) -> bool {
+        #[cfg(any(test, feature = "testing"))]
+        return self.mutation == Mutation::CheckpointBeforeSync;
         #[cfg(not(any(test, feature = "testing")))]
         false
     }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod framing;
+pub mod journal;
 pub mod limits;
 pub mod offset;
 mod queue;
@@ -62,6 +63,8 @@ pub struct Log {
     inner: Arc<Inner>,
     tx: Option<QueueTx<WriterMsg>>,
     writer: Option<JoinHandle<()>>,
+    /// Set when the log rides a journal: the journal's thread is its writer.
+    journal: Option<(journal::Journal, Arc<journal::Attached>)>,
     recovery: RecoveryReport,
 }
 
@@ -190,21 +193,37 @@ impl Log {
             _lock: lock,
         });
         let (tx, rx) = queue::queue(WRITER_QUEUE_DEPTH_MAX);
+        let journal = inner.config.journal.clone();
+        let rel = journal
+            .as_ref()
+            .map(|j| j.relative(&inner.dir))
+            .transpose()?;
         let writer = Writer::new(
             Arc::clone(&inner),
-            rx,
             recovered.file,
             active,
             recovered.start,
+            journal.is_some(),
         );
+        if let (Some(journal), Some(rel)) = (journal, rel) {
+            let attached = journal.attach(rel, writer, rx, inner.config.fsync);
+            return Ok(Self {
+                inner,
+                tx: Some(tx),
+                writer: None,
+                journal: Some((journal, attached)),
+                recovery: recovered.report,
+            });
+        }
         let handle = std::thread::Builder::new()
             .name("eventmesh-log-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || writer.run(rx))
             .map_err(|e| LogError::io("spawn writer for", &inner.dir, e))?;
         Ok(Self {
             inner,
             tx: Some(tx),
             writer: Some(handle),
+            journal: None,
             recovery: recovered.report,
         })
     }
@@ -223,9 +242,25 @@ impl Log {
         self.tx.as_ref().ok_or(LogError::Closed)
     }
 
+    /// Tells the journal, if the log rides one, that something was queued.
+    fn wake(&self) {
+        if let Some((journal, attached)) = &self.journal {
+            journal.schedule(attached);
+        }
+    }
+
+    /// Why appends are refused: the log's own poison, else its journal's.
+    fn refusal(&self) -> Option<LogError> {
+        self.inner.poisoned().or_else(|| {
+            self.journal
+                .as_ref()
+                .and_then(|(journal, _)| journal.poisoned())
+        })
+    }
+
     /// Hands a batch to the writer without blocking. A full queue answers `Overloaded`.
     pub fn try_submit(&self, records: Vec<RecordInput>) -> Result<PendingAppend, LogError> {
-        if let Some(e) = self.inner.poisoned() {
+        if let Some(e) = self.refusal() {
             return Err(e);
         }
         let (reply, rx) = oneshot::channel();
@@ -233,7 +268,10 @@ impl Log {
             .sender()?
             .try_send(WriterMsg::Append { records, reply })
         {
-            Ok(()) => Ok(PendingAppend { rx }),
+            Ok(()) => {
+                self.wake();
+                Ok(PendingAppend { rx })
+            }
             Err(SendError::Full(_)) => Err(LogError::Overloaded),
             Err(SendError::Disconnected(_)) => Err(LogError::Closed),
         }
@@ -241,13 +279,14 @@ impl Log {
 
     /// Hands a batch to the writer, waiting for queue space if it is full.
     pub fn submit(&self, records: Vec<RecordInput>) -> Result<PendingAppend, LogError> {
-        if let Some(e) = self.inner.poisoned() {
+        if let Some(e) = self.refusal() {
             return Err(e);
         }
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .send(WriterMsg::Append { records, reply })
             .map_err(|_| LogError::Closed)?;
+        self.wake();
         Ok(PendingAppend { rx })
     }
 
@@ -266,6 +305,7 @@ impl Log {
         self.sender()?
             .send(make(reply))
             .map_err(|_| LogError::Closed)?;
+        self.wake();
         rx.blocking_recv().unwrap_or(Err(LogError::Closed))
     }
 
@@ -286,6 +326,7 @@ impl Log {
         self.sender()?
             .try_send(WriterMsg::Barrier { reply })
             .map_err(|_| LogError::Overloaded)?;
+        self.wake();
         rx.await.unwrap_or(Err(LogError::Closed))
     }
 
@@ -403,9 +444,14 @@ impl Log {
         self.inner.counters.snapshot()
     }
 
+    /// Refuses appends from now until the log is reopened.
+    pub(crate) fn poison(&self, reason: String) {
+        self.inner.poison(reason);
+    }
+
     /// Why the log refuses appends, if it does.
     pub fn poisoned(&self) -> Option<LogError> {
-        self.inner.poisoned()
+        self.refusal()
     }
 
     pub fn stats(&self) -> LogStats {
@@ -510,6 +556,22 @@ impl Log {
     }
 
     fn shutdown(&mut self) {
+        if let Some((journal, attached)) = self.journal.take() {
+            // The journal's thread is this log's writer: ask it to settle and close
+            // the log, and wait (on a blocking channel: this may run in async code).
+            let (reply, closed) = crossbeam_channel::bounded(1);
+            let sent = self
+                .tx
+                .as_ref()
+                .is_some_and(|tx| tx.send(WriterMsg::Close { reply }).is_ok());
+            if sent {
+                journal.schedule(&attached);
+                drop(attached);
+                if let Ok(Err(e)) = closed.recv() {
+                    self.inner.poison(format!("closing failed: {e}"));
+                }
+            }
+        }
         self.tx.take();
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();

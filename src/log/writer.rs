@@ -43,10 +43,16 @@ pub(crate) enum WriterMsg {
     Barrier { reply: Reply<()> },
     /// Seal the active segment now (if it has records).
     Roll { reply: Reply<()> },
+    /// A journaled log's last message: once everything before it is settled, cut the
+    /// reserved zeros and fdatasync, as a writer thread does when its queue closes.
+    /// (A blocking channel: the closing thread may be inside an async runtime.)
+    Close {
+        reply: crossbeam_channel::Sender<Result<(), LogError>>,
+    },
 }
 
 impl WriterMsg {
-    fn bytes_hint(&self) -> usize {
+    pub(crate) fn bytes_hint(&self) -> usize {
         match self {
             Self::Append { records, .. } => records.iter().map(|r| r.payload.len() + 64).sum(),
             _ => 0,
@@ -55,14 +61,13 @@ impl WriterMsg {
 }
 
 /// An append encoded into the buffer, waiting for its write and sync.
-struct Waiter {
+pub(crate) struct Waiter {
     reply: Reply<AppendOutcome>,
     outcome: AppendOutcome,
 }
 
 pub(crate) struct Writer {
     inner: Arc<Inner>,
-    rx: QueueRx<WriterMsg>,
     file: Box<dyn WritableFile>,
     active: Arc<ActiveSegment>,
     /// The active segment as the writer sees it, including encoded, unpublished records.
@@ -82,7 +87,34 @@ pub(crate) struct Writer {
     last_ts: i64,
     /// First offset of the group being encoded into `buf`.
     group_first: crate::log::Offset,
+    /// Set when the log rides the store's journal: groups are written to the segment
+    /// without an fdatasync and wait here until the journal has them (`complete`).
+    staging: Option<Staging>,
 }
+
+/// A group written to a journaled log's segment and not yet in the journal.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    /// The segment's base offset, and the group's byte position in it.
+    pub base: crate::log::Offset,
+    pub pos: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// What a journaled writer holds between writing its groups and the journal's answer.
+#[derive(Default)]
+pub(crate) struct Staging {
+    pub entries: Vec<Staged>,
+    waiters: Vec<Waiter>,
+    barriers: Vec<Reply<()>>,
+    closes: Vec<crossbeam_channel::Sender<Result<(), LogError>>>,
+}
+
+/// Replies a journaled writer owes once the journal thread has let go of the log.
+pub(crate) type CloseReplies = Vec<(
+    crossbeam_channel::Sender<Result<(), LogError>>,
+    Result<(), LogError>,
+)>;
 
 /// The active segment's state as recovery left it.
 pub(crate) struct WriterStart {
@@ -97,10 +129,10 @@ const IDLE_BUFFER_BYTES_MAX: usize = 256 * 1024;
 impl Writer {
     pub fn new(
         inner: Arc<Inner>,
-        rx: QueueRx<WriterMsg>,
         file: Box<dyn WritableFile>,
         active: Arc<ActiveSegment>,
         start: WriterStart,
+        journaled: bool,
     ) -> Self {
         let pending = active.summary.read().clone();
         let published_index_len = pending.index.len();
@@ -110,7 +142,6 @@ impl Writer {
             last_ts: start.last_ts.max(pending.last_ts),
             group_first: pending.next,
             inner,
-            rx,
             file,
             active,
             pending,
@@ -118,19 +149,21 @@ impl Writer {
             buf: Vec::new(),
             dirty: false,
             last_sync: Instant::now(),
+            staging: journaled.then(Staging::default),
         }
     }
 
-    pub fn run(mut self) {
+    /// The writer thread of a log with no journal: serves `rx` until it closes.
+    pub fn run(mut self, rx: QueueRx<WriterMsg>) {
         loop {
-            let first = match self.next_message() {
+            let first = match self.next_message(&rx) {
                 Some(msg) => msg,
                 None => break,
             };
             let mut bytes = first.bytes_hint();
             let mut group = vec![first];
             while bytes < GROUP_COMMIT_BYTES_MAX {
-                match self.rx.try_recv() {
+                match rx.try_recv() {
                     Ok(msg) => {
                         bytes += msg.bytes_hint();
                         group.push(msg);
@@ -142,7 +175,7 @@ impl Writer {
             // An idle log keeps no large group buffer: one that grew past
             // `IDLE_BUFFER_BYTES_MAX` is given back while nothing waits, so thousands
             // of quiet flows cost no group-sized buffer each.
-            if self.buf.capacity() > IDLE_BUFFER_BYTES_MAX && self.rx.is_empty() {
+            if self.buf.capacity() > IDLE_BUFFER_BYTES_MAX && rx.is_empty() {
                 self.buf = Vec::new();
             }
         }
@@ -160,16 +193,16 @@ impl Writer {
     }
 
     /// Waits for the next message; under `Interval` it syncs when the interval runs out.
-    fn next_message(&mut self) -> Option<WriterMsg> {
+    fn next_message(&mut self, rx: &QueueRx<WriterMsg>) -> Option<WriterMsg> {
         loop {
             let FsyncPolicy::Interval(every) = self.inner.config.fsync else {
-                return self.rx.recv();
+                return rx.recv();
             };
             if !self.dirty {
-                return self.rx.recv();
+                return rx.recv();
             }
             let wait = every.saturating_sub(self.last_sync.elapsed());
-            match self.rx.recv_timeout(wait) {
+            match rx.recv_timeout(wait) {
                 Ok(msg) => return Some(msg),
                 Err(RecvTimeoutError::Timeout) => {
                     if let Err(e) = self.sync() {
@@ -181,7 +214,7 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, group: Vec<WriterMsg>) {
+    pub(crate) fn commit(&mut self, group: Vec<WriterMsg>) {
         // One clock read per group: every call of the group shares the append time.
         let now_ms = self.inner.config.clock.now_ms();
         let mut waiters: Vec<Waiter> = Vec::new();
@@ -206,7 +239,17 @@ impl Writer {
                     }
                 }
                 WriterMsg::Sync { reply } => syncs.push(reply),
-                WriterMsg::Barrier { reply } => barriers.push(reply),
+                WriterMsg::Barrier { reply } => match self.staging.as_mut() {
+                    Some(staging) => staging.barriers.push(reply),
+                    None => barriers.push(reply),
+                },
+                WriterMsg::Close { reply } => match self.staging.as_mut() {
+                    Some(staging) => staging.closes.push(reply),
+                    // A writer thread closes when its queue does; nothing to do here.
+                    None => {
+                        let _ = reply.send(Ok(()));
+                    }
+                },
                 WriterMsg::Roll { reply } => {
                     let result = self.flush(&mut waiters, true).and_then(|()| self.roll());
                     let _ = reply.send(result);
@@ -277,12 +320,28 @@ impl Writer {
 
     /// Writes the buffer, syncs it as the policy (or `force_sync`) says, publishes it,
     /// and answers the waiters. On failure every waiter gets the error.
+    ///
+    /// A journaled writer without `force_sync` only writes: its waiters move to the
+    /// staging area until the journal has the group (`complete`). With `force_sync`
+    /// (a roll, `sync`) its own fdatasync makes the staged groups durable too, so they
+    /// are answered now.
     fn flush(&mut self, waiters: &mut Vec<Waiter>, force_sync: bool) -> Result<(), LogError> {
-        let result = self.write_and_sync(force_sync, waiters);
+        let stage = self.staging.is_some() && !force_sync;
+        let result = self.write_and_sync(force_sync, waiters, stage);
         match &result {
+            Ok(()) if stage => {
+                if let Some(staging) = self.staging.as_mut() {
+                    staging.waiters.append(waiters);
+                }
+            }
             Ok(()) => {
                 self.publish();
-                for w in waiters.drain(..) {
+                let staged = self
+                    .staging
+                    .as_mut()
+                    .map(|s| std::mem::take(&mut s.waiters))
+                    .unwrap_or_default();
+                for w in staged.into_iter().chain(waiters.drain(..)) {
                     let _ = w.reply.send(Ok(w.outcome));
                 }
             }
@@ -299,6 +358,7 @@ impl Writer {
         &mut self,
         force_sync: bool,
         waiters: &mut Vec<Waiter>,
+        stage: bool,
     ) -> Result<(), LogError> {
         if let Some(e) = self.inner.poisoned() {
             self.undo_pending();
@@ -307,6 +367,7 @@ impl Writer {
         if !self.buf.is_empty() {
             let records = self.pending.next.0 - self.active.summary.read().next.0;
             self.seal_group_header();
+            let pos = self.file.len();
             if let Err(e) = self.file.append(&self.buf).and_then(|()| self.reserve()) {
                 let err = LogError::io("write", &self.active.path, e);
                 self.rewind(&err);
@@ -315,15 +376,27 @@ impl Writer {
             self.inner
                 .counters
                 .note_group(records, self.buf.len() as u64);
-            self.buf.clear();
+            match self.staging.as_mut() {
+                // The journal carries exactly these bytes, to replay at `pos`.
+                Some(staging) => staging.entries.push(Staged {
+                    base: self.active.base,
+                    pos,
+                    bytes: std::mem::take(&mut self.buf),
+                }),
+                None => self.buf.clear(),
+            }
             self.dirty = true;
         }
+        if stage {
+            return Ok(());
+        }
         let sync_now = force_sync
-            || match self.inner.config.fsync {
-                FsyncPolicy::Always => true,
-                FsyncPolicy::Interval(every) => self.last_sync.elapsed() >= every,
-                FsyncPolicy::Never => false,
-            };
+            || self.staging.is_none()
+                && match self.inner.config.fsync {
+                    FsyncPolicy::Always => true,
+                    FsyncPolicy::Interval(every) => self.last_sync.elapsed() >= every,
+                    FsyncPolicy::Never => false,
+                };
         if sync_now && self.dirty {
             if self.inner.config.acks_before_sync() {
                 // Deliberate bug for the crash tests: publish and answer first.
@@ -419,6 +492,14 @@ impl Writer {
                 .inner
                 .poison(format!("{cause}; undoing the write failed too: {e}")),
         }
+        // Staged groups were cut with the rest: the journal must not carry them, and
+        // their waiters get the error.
+        if let Some(staging) = self.staging.as_mut() {
+            staging.entries.clear();
+            for w in staging.waiters.drain(..) {
+                let _ = w.reply.send(Err(cause.clone()));
+            }
+        }
         self.undo_pending();
     }
 
@@ -442,6 +523,119 @@ impl Writer {
         }
         self.published_index_len = self.pending.index.len();
         self.inner.next_tx.send_replace(self.pending.next);
+    }
+
+    /// A journaled writer's staged groups, to append to the journal.
+    pub fn take_entries(&mut self) -> Vec<Staged> {
+        self.staging
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.entries))
+            .unwrap_or_default()
+    }
+
+    /// The journal's answer for the groups staged since the last call: on success they
+    /// are published and their waiters answered; on failure they are cut from the
+    /// segment and every waiter gets the error. Returns the close replies, to send once
+    /// the caller holds the log no more.
+    pub fn complete(&mut self, journal: Result<(), LogError>, poison: bool) -> CloseReplies {
+        let Some(staging) = self.staging.as_mut() else {
+            return Vec::new();
+        };
+        let waiters = std::mem::take(&mut staging.waiters);
+        let barriers = std::mem::take(&mut staging.barriers);
+        let closes = std::mem::take(&mut staging.closes);
+        staging.entries.clear();
+        let result = match journal {
+            Ok(()) => {
+                if self.active.summary.read().next != self.pending.next {
+                    self.publish();
+                }
+                for w in waiters {
+                    let _ = w.reply.send(Ok(w.outcome));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if self.active.summary.read().next != self.pending.next {
+                    self.rewind(&e);
+                    if poison {
+                        self.inner
+                            .poison(format!("the journal failed under a group: {e}"));
+                    }
+                }
+                for w in waiters {
+                    let _ = w.reply.send(Err(e.clone()));
+                }
+                Err(e)
+            }
+        };
+        for reply in barriers {
+            let _ = reply.send(result.clone());
+        }
+        if closes.is_empty() {
+            return Vec::new();
+        }
+        let closed = self.close_now();
+        closes.into_iter().map(|c| (c, closed.clone())).collect()
+    }
+
+    /// Everything published is in the journal and the journal is synced: it is durable.
+    pub fn mark_durable(&mut self) {
+        self.synced_len = self.file.len();
+        let next = self.active.summary.read().next;
+        self.inner
+            .durable_next
+            .store(next.0, std::sync::atomic::Ordering::Release);
+    }
+
+    /// A checkpoint's part: fdatasync the segment if anything was written since the
+    /// last one. True if it synced.
+    pub fn sync_if_dirty(&mut self) -> Result<bool, LogError> {
+        // A poisoned log's bytes may never reach its segment (a failed fdatasync is
+        // never retried): a checkpoint must not cover them.
+        if let Some(e) = self.inner.poisoned() {
+            return Err(e);
+        }
+        if !self.dirty {
+            return Ok(false);
+        }
+        if let Err(e) = self.sync() {
+            self.inner.poison(format!(
+                "fdatasync of {} failed: {e}",
+                self.active.path.display()
+            ));
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// A clean close: cut the reserved zeros and fdatasync what is unsynced.
+    pub fn close_now(&mut self) -> Result<(), LogError> {
+        if let Some(e) = self.inner.poisoned() {
+            return Err(e);
+        }
+        if self.cut_reserved().unwrap_or(false) {
+            self.dirty = true;
+        }
+        self.sync_if_dirty().map(|_| ())
+    }
+
+    /// Answers a message that cannot be served (the journal is gone): `Closed`, and a
+    /// close is done here and now.
+    pub fn refuse(&mut self, msg: WriterMsg) {
+        match msg {
+            WriterMsg::Append { reply, .. } => {
+                let _ = reply.send(Err(LogError::Closed));
+            }
+            WriterMsg::Sync { reply }
+            | WriterMsg::Barrier { reply }
+            | WriterMsg::Roll { reply } => {
+                let _ = reply.send(Err(LogError::Closed));
+            }
+            WriterMsg::Close { reply } => {
+                let _ = reply.send(self.close_now());
+            }
+        }
     }
 
     /// Seals the active segment and starts a new one. The buffer must be flushed and synced.

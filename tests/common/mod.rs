@@ -5,6 +5,7 @@
 /// The admin key every test server and store is started with.
 pub const ADMIN: &str = "test-admin-key-0123456789abcdef";
 
+pub mod journal_model;
 pub mod model;
 pub mod records;
 pub mod server;

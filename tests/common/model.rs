@@ -53,12 +53,19 @@ pub struct Harness {
     pub sim: SimStorage,
     log: Option<Log>,
     config: LogConfig,
-    durable: Vec<RecordInput>,
-    first: u64,
-    maybe: Vec<Vec<RecordInput>>,
+    model: Model,
     next_id: u64,
     pub acked: u64,
     pub crashes: u64,
+}
+
+/// What one partition must hold: the acknowledged records from `first` on, then
+/// perhaps some of the failed calls (`maybe`), in order.
+#[derive(Default)]
+pub struct Model {
+    durable: Vec<RecordInput>,
+    first: u64,
+    maybe: Vec<Vec<RecordInput>>,
 }
 
 /// Bytes that decode as a valid record frame, group header and segment header: what a
@@ -90,7 +97,7 @@ fn planted(id: u64) -> Vec<u8> {
     out
 }
 
-fn make(id: u64, size: u16) -> RecordInput {
+pub fn make(id: u64, size: u16) -> RecordInput {
     let mut payload = format!("{{\"id\":{id}}}").into_bytes();
     payload.resize(payload.len() + size as usize, b'.');
     // Every third record carries planted frames and headers in its key, type and
@@ -116,11 +123,11 @@ fn make(id: u64, size: u16) -> RecordInput {
     }
 }
 
-fn same(a: &eventmesh::log::Record, b: &RecordInput) -> bool {
+pub fn same(a: &eventmesh::log::Record, b: &RecordInput) -> bool {
     a.payload == b.payload && a.key == b.key && a.flags == b.flags
 }
 
-const FAULT_OPS: [OpKind; 9] = [
+pub const FAULT_OPS: [OpKind; 9] = [
     OpKind::Append,
     OpKind::SyncData,
     OpKind::SyncDir,
@@ -143,9 +150,7 @@ impl Harness {
             sim: SimStorage::new(),
             log: None,
             config,
-            durable: Vec::new(),
-            first: 0,
-            maybe: Vec::new(),
+            model: Model::default(),
             next_id: 0,
             acked: 0,
             crashes: 0,
@@ -180,22 +185,10 @@ impl Harness {
     }
 
     fn append(&mut self, records: Vec<RecordInput>) -> Result<(), String> {
-        match self.log().append_batch(records.clone()) {
-            Ok(out) => {
-                // Appends that failed before a successful one were undone (a failed write
-                // is rewound; a failed fsync refuses every later append until reopen).
-                self.maybe.clear();
-                if out.first.0 != self.durable.len() as u64 {
-                    return Err(format!(
-                        "append got offset {}, expected {}",
-                        out.first,
-                        self.durable.len()
-                    ));
-                }
-                self.acked += records.len() as u64;
-                self.durable.extend(records);
-            }
-            Err(_) => self.maybe.push(records),
+        let n = records.len() as u64;
+        let result = self.log().append_batch(records.clone());
+        if self.model.settle(records, result)? {
+            self.acked += n;
         }
         Ok(())
     }
@@ -211,7 +204,10 @@ impl Harness {
                 let r = self.ids(usize::from(n.max(1)), size);
                 self.append(r)?;
             }
-            Op::Read { from_permille } => self.check_read(from_permille)?,
+            Op::Read { from_permille } => {
+                self.model
+                    .check_read(&self.sim, self.log(), from_permille)?
+            }
             Op::Roll => {
                 let _ = self.log().roll();
             }
@@ -221,7 +217,7 @@ impl Harness {
                     max_bytes: Some(u64::from(max_bytes)),
                     max_age_ms: None,
                 });
-                self.first = self.log().first_offset().0;
+                self.model.first = self.log().first_offset().0;
             }
             Op::Crash { torn_seed } => {
                 self.sim.crash(match torn_seed {
@@ -231,12 +227,14 @@ impl Harness {
                 self.crashes += 1;
                 drop(self.log.take());
                 self.log = Some(self.open());
-                self.verify()?;
+                let log = self.log.as_ref().expect("log is open between steps");
+                self.model.verify(log)?;
             }
             Op::Reopen => {
                 let _ = self.log.take().map(Log::close);
                 self.log = Some(self.open());
-                self.verify()?;
+                let log = self.log.as_ref().expect("log is open between steps");
+                self.model.verify(log)?;
             }
             Op::FaultAfter { op, nth } => {
                 self.sim.fail_after(
@@ -261,20 +259,63 @@ impl Harness {
         Ok(())
     }
 
-    fn check_read(&self, from_permille: u16) -> Result<(), String> {
+    /// Crashes (dropping everything unsynced) and verifies: the end of every run.
+    pub fn finish(&mut self) -> Result<(), String> {
+        self.step(&Op::Crash { torn_seed: None })
+    }
+}
+
+impl Model {
+    /// Adopts the answer to an append of `records`: true if it was acknowledged.
+    pub fn settle(
+        &mut self,
+        records: Vec<RecordInput>,
+        result: Result<eventmesh::log::AppendOutcome, eventmesh::log::LogError>,
+    ) -> Result<bool, String> {
+        match result {
+            Ok(out) => {
+                // Appends that failed before a successful one were undone (a failed write
+                // is rewound; a failed fsync refuses every later append until reopen).
+                self.maybe.clear();
+                if out.first.0 != self.durable.len() as u64 {
+                    return Err(format!(
+                        "append got offset {}, expected {}",
+                        out.first,
+                        self.durable.len()
+                    ));
+                }
+                self.durable.extend(records);
+                Ok(true)
+            }
+            Err(_) => {
+                self.maybe.push(records);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Notes that retention moved the first offset.
+    pub fn retained_from(&mut self, first: u64) {
+        self.first = first;
+    }
+
+    pub fn check_read(
+        &self,
+        sim: &SimStorage,
+        log: &Log,
+        from_permille: u16,
+    ) -> Result<(), String> {
         let end = self.durable.len() as u64;
         if self.first >= end || !self.maybe.is_empty() {
             return Ok(());
         }
         let from = self.first + (end - self.first) * u64::from(from_permille.min(999)) / 1000;
-        let fired = self.sim.faults_fired();
-        let got = match self.log().read(Offset(from), 20, usize::MAX) {
+        let fired = sim.faults_fired();
+        let got = match log.read(Offset(from), 20, usize::MAX) {
             Ok(got) => got,
             // An injected fault on the read itself (opening a segment): an error, never
             // wrong data.
-            Err(eventmesh::log::LogError::Io { .. }) if self.sim.faults_fired() > fired => {
-                return Ok(())
-            }
+            Err(eventmesh::log::LogError::Io { .. }) if sim.faults_fired() > fired => return Ok(()),
             // A concurrent retention failure can leave the view ahead of the model; reads
             // of what retention took are a clean error, never wrong data.
             Err(eventmesh::log::LogError::OffsetOutOfRange { .. }) => return Ok(()),
@@ -296,8 +337,7 @@ impl Harness {
     }
 
     /// Checks the reopened log against the model, then adopts what it holds.
-    pub fn verify(&mut self) -> Result<(), String> {
-        let log = self.log();
+    pub fn verify(&mut self, log: &Log) -> Result<(), String> {
         let first = log.first_offset().0;
         if first > self.first {
             return Err(format!(
@@ -349,10 +389,5 @@ impl Harness {
         self.maybe.clear();
         self.first = first;
         Ok(())
-    }
-
-    /// Crashes (dropping everything unsynced) and verifies: the end of every run.
-    pub fn finish(&mut self) -> Result<(), String> {
-        self.step(&Op::Crash { torn_seed: None })
     }
 }

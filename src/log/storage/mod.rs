@@ -25,6 +25,9 @@ pub use std_fs::StdStorage;
 pub trait WritableFile: Send + Debug {
     /// Writes all of `buf` at the logical end of the file.
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Writes all of `buf` at `pos` (a `pwrite`), as journal replay does; the logical
+    /// end moves to `pos + buf.len()` if that is further.
+    fn write_at(&mut self, pos: u64, buf: &[u8]) -> io::Result<()>;
     /// Writes zeros from the physical end up to `upto` bytes (no-op if the file is
     /// already that long). The logical end does not move. Not durable until `sync_data`.
     fn preallocate(&mut self, upto: u64) -> io::Result<()>;

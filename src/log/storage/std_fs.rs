@@ -48,6 +48,14 @@ impl WritableFile for StdWritable {
         }
         result
     }
+    fn write_at(&mut self, pos: u64, buf: &[u8]) -> io::Result<()> {
+        let result = self.file.write_all_at(buf, pos);
+        if result.is_ok() {
+            self.len = self.len.max(pos + buf.len() as u64);
+        }
+        self.allocated = self.file.metadata().map_or(self.allocated, |m| m.len());
+        result
+    }
     fn preallocate(&mut self, upto: u64) -> io::Result<()> {
         while self.allocated < upto {
             let n = usize::try_from(upto - self.allocated)

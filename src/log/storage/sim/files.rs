@@ -60,6 +60,26 @@ impl WritableFile for SimWritable {
         Ok(())
     }
 
+    fn write_at(&mut self, pos: u64, buf: &[u8]) -> io::Result<()> {
+        let at = usize::try_from(pos).unwrap_or(usize::MAX);
+        self.handle.with(|st, id, path| {
+            let fault = st.op(OpKind::Append, path);
+            let inode = st.inodes.entry(id).or_default();
+            match fault {
+                Some(Due { after: false, kind }) => {
+                    write_at(&mut inode.data, at, &buf[..buf.len() / 2]);
+                    Err(kind.error())
+                }
+                due => {
+                    write_at(&mut inode.data, at, buf);
+                    settle(due)
+                }
+            }
+        })?;
+        self.len = self.len.max(pos + buf.len() as u64);
+        Ok(())
+    }
+
     fn preallocate(&mut self, upto: u64) -> io::Result<()> {
         let upto = usize::try_from(upto).unwrap_or(usize::MAX);
         self.handle.with(|st, id, path| {

@@ -1,0 +1,332 @@
+//! The journal thread: rounds, syncs and checkpoints.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use crate::log::limits::{APPEND_BATCH_RECORDS_MAX, GROUP_COMMIT_BYTES_MAX};
+use crate::log::writer::CloseReplies;
+use crate::log::{FsyncPolicy, LogError, PendingAppend, RecordInput};
+
+use super::{checkpoint, entry, Attached, Core};
+
+/// Bytes of entries handed to the journal's log in one append call.
+const JOURNAL_BATCH_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// The journal thread's own state between rounds.
+struct Rounds<'a> {
+    core: &'a Core,
+    /// Logs written since the last checkpoint (their segments need an fdatasync).
+    dirty: HashMap<usize, Weak<Attached>>,
+    /// Logs whose published groups are in the journal but not yet synced there.
+    undurable: HashMap<usize, Weak<Attached>>,
+    /// When the journal must be synced for an `Interval` log at the latest.
+    sync_due: Option<Instant>,
+    /// Journal bytes written since the last checkpoint, and when the first was.
+    since_checkpoint: u64,
+    dirty_since: Option<Instant>,
+    /// Logs that still had work after their round.
+    carry: Vec<Arc<Attached>>,
+    /// Why no checkpoint may be taken until the next start: a log closed without
+    /// making its segment durable, so only the journal holds its last groups.
+    blocked: Option<LogError>,
+}
+
+/// What woke the thread: logs with work, checkpoint requests, and whether to stop.
+type Woken = (
+    Vec<Arc<Attached>>,
+    Vec<crossbeam_channel::Sender<Result<(), LogError>>>,
+    bool,
+);
+
+fn key(log: &Arc<Attached>) -> usize {
+    Arc::as_ptr(log) as usize
+}
+
+pub(super) fn run(core: &Core) {
+    let mut rounds = Rounds {
+        core,
+        dirty: HashMap::new(),
+        undurable: HashMap::new(),
+        sync_due: None,
+        since_checkpoint: 0,
+        dirty_since: None,
+        carry: Vec::new(),
+        blocked: None,
+    };
+    loop {
+        let (mut ready, checkpoints, stopping) = rounds.wait();
+        ready.append(&mut rounds.carry);
+        if !ready.is_empty() {
+            rounds.round(ready);
+        }
+        let now = Instant::now();
+        if rounds.sync_due.is_some_and(|due| due <= now) {
+            rounds.sync_journal();
+        }
+        let checkpoint_due = rounds.since_checkpoint >= core.config.checkpoint_bytes
+            || rounds
+                .dirty_since
+                .is_some_and(|t| now.duration_since(t) >= core.config.checkpoint_interval);
+        if !checkpoints.is_empty() || checkpoint_due {
+            let result = rounds.checkpoint();
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "journal checkpoint failed; the journal is kept");
+            }
+            for reply in checkpoints {
+                let _ = reply.send(result.clone());
+            }
+        }
+        if stopping && rounds.carry.is_empty() {
+            break;
+        }
+    }
+    if let Err(e) = rounds.checkpoint() {
+        tracing::error!(error = %e, "the journal's last checkpoint failed; it replays at the next start");
+    }
+}
+
+impl Rounds<'_> {
+    /// Waits for work, a checkpoint request, a stop or a deadline. Once stopping, the
+    /// ready list is closed to new work: later schedules are refused by the caller.
+    fn wait(&mut self) -> Woken {
+        let mut wake = self.core.wake.lock();
+        loop {
+            if wake.stop {
+                wake.stopped = true;
+            }
+            if wake.stopped
+                || !wake.ready.is_empty()
+                || !wake.checkpoints.is_empty()
+                || !self.carry.is_empty()
+            {
+                let ready = std::mem::take(&mut wake.ready);
+                let checkpoints = std::mem::take(&mut wake.checkpoints);
+                return (ready, checkpoints, wake.stopped);
+            }
+            let deadline = [
+                self.sync_due,
+                self.dirty_since
+                    .map(|t| t + self.core.config.checkpoint_interval),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match deadline {
+                Some(at) => {
+                    if self.core.signal.wait_until(&mut wake, at).timed_out() {
+                        return (Vec::new(), Vec::new(), false);
+                    }
+                }
+                None => self.core.signal.wait(&mut wake),
+            }
+        }
+    }
+
+    /// One round over `ready`: stage, journal, complete.
+    fn round(&mut self, ready: Vec<Arc<Attached>>) {
+        self.core.counters.rounds.fetch_add(1, Ordering::Relaxed);
+        let mut records: Vec<RecordInput> = Vec::new();
+        let mut touched: Vec<(Arc<Attached>, bool)> = Vec::new();
+        let mut needs_sync = false;
+        let now = Instant::now();
+        for log in ready {
+            log.scheduled.store(false, Ordering::Release);
+            let mut msgs = Vec::new();
+            let mut bytes = 0usize;
+            while bytes < GROUP_COMMIT_BYTES_MAX {
+                match log.rx.try_recv() {
+                    Ok(msg) => {
+                        bytes += msg.bytes_hint();
+                        msgs.push(msg);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if msgs.is_empty() {
+                continue;
+            }
+            let staged = {
+                let mut writer = log.writer.lock();
+                writer.commit(msgs);
+                writer.take_entries()
+            };
+            let wrote = !staged.is_empty();
+            if wrote {
+                entry::encode(&log.dir, staged, &mut records);
+                match log.policy {
+                    FsyncPolicy::Always => needs_sync = true,
+                    FsyncPolicy::Interval(every) => {
+                        let due = now + every;
+                        self.sync_due = Some(self.sync_due.map_or(due, |d| d.min(due)));
+                    }
+                    FsyncPolicy::Never => {}
+                }
+            }
+            touched.push((log, wrote));
+        }
+        let ack_early = self.core.config.log.acks_before_sync();
+        let result = self.append(records, needs_sync && !ack_early);
+        // A failed journal that may hold some of the round (a failed fdatasync, or a
+        // later batch failing after an earlier one was written) is poisoned, and so is
+        // every log of the round: none may diverge from what replay will write back.
+        let ambiguous = result.is_err() && self.core.log.poisoned().is_some();
+        let mut closes: CloseReplies = Vec::new();
+        for (log, wrote) in &touched {
+            closes.extend(log.writer.lock().complete(result.clone(), ambiguous));
+            if *wrote && result.is_ok() {
+                self.dirty.insert(key(log), Arc::downgrade(log));
+                self.undurable.insert(key(log), Arc::downgrade(log));
+                self.dirty_since.get_or_insert(now);
+            }
+        }
+        if result.is_ok() && needs_sync {
+            self.mark_durable();
+        }
+        if ack_early && needs_sync {
+            // Deliberate bug for the crash tests: answered above, synced only now.
+            let _ = self.core.log.sync();
+        }
+        for (log, _) in touched {
+            if !log.rx.is_empty() && !log.scheduled.swap(true, Ordering::AcqRel) {
+                self.carry.push(log);
+            }
+        }
+        // The close replies go only now that this thread holds none of the logs.
+        for (reply, closed) in closes {
+            if let Err(e) = &closed {
+                self.blocked.get_or_insert(e.clone());
+            }
+            let _ = reply.send(closed);
+        }
+    }
+
+    /// Appends `records` to the journal's log and, with `sync`, fdatasyncs it.
+    fn append(&mut self, records: Vec<RecordInput>, sync: bool) -> Result<(), LogError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut pending: Vec<PendingAppend> = Vec::new();
+        let mut batch: Vec<RecordInput> = Vec::new();
+        let mut bytes = 0usize;
+        let mut first_error = None;
+        for record in records {
+            let len = record.payload.len();
+            if !batch.is_empty()
+                && (batch.len() >= APPEND_BATCH_RECORDS_MAX
+                    || bytes + len > JOURNAL_BATCH_BYTES_MAX)
+            {
+                match self.core.log.submit(std::mem::take(&mut batch)) {
+                    Ok(p) => pending.push(p),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                bytes = 0;
+            }
+            bytes += len;
+            self.since_checkpoint += len as u64;
+            batch.push(record);
+        }
+        match self.core.log.submit(batch) {
+            Ok(p) => pending.push(p),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+        let synced = match (sync, &first_error) {
+            (true, None) => {
+                self.core.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                self.core.log.sync()
+            }
+            _ => Ok(()),
+        };
+        let mut wrote_any = false;
+        for p in pending {
+            match p.wait() {
+                Ok(_) => wrote_any = true,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => {
+                if wrote_any {
+                    self.core
+                        .log
+                        .poison(format!("a journal round was written only in part: {e}"));
+                }
+                Err(e)
+            }
+            None => synced,
+        }
+    }
+
+    /// Syncs the journal for the `Interval` logs waiting on it.
+    fn sync_journal(&mut self) {
+        self.sync_due = None;
+        self.core.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        match self.core.log.sync() {
+            Ok(()) => self.mark_durable(),
+            Err(e) => tracing::error!(error = %e, "journal fdatasync failed"),
+        }
+    }
+
+    /// Everything published is now synced in the journal.
+    fn mark_durable(&mut self) {
+        self.sync_due = None;
+        for log in self.undurable.drain().filter_map(|(_, w)| w.upgrade()) {
+            log.writer.lock().mark_durable();
+        }
+    }
+
+    /// Makes every segment written since the last checkpoint durable on its own, records
+    /// the journal offset that covers, and deletes the journal before it.
+    fn checkpoint(&mut self) -> Result<(), LogError> {
+        if let Some(e) = self.core.log.poisoned().or_else(|| self.blocked.clone()) {
+            return Err(e);
+        }
+        let upto = self.core.log.next_offset();
+        let skip_sync = self.core.config.log.checkpoints_before_sync();
+        let mut failed = None;
+        let dirty = std::mem::take(&mut self.dirty);
+        for (k, weak) in dirty {
+            let Some(log) = weak.upgrade() else { continue };
+            let mut writer = log.writer.lock();
+            let synced = match skip_sync {
+                true => Ok(false),
+                false => writer.sync_if_dirty(),
+            };
+            match synced {
+                Ok(_) => writer.mark_durable(),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    self.dirty.insert(k, weak.clone());
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.undurable.clear();
+        self.since_checkpoint = 0;
+        self.dirty_since = None;
+        let dir = self.core.log.dir().to_path_buf();
+        let storage = &*self.core.config.storage;
+        if checkpoint::load(storage, &dir).ok().flatten() != Some(upto) {
+            checkpoint::save(storage, &dir, upto)?;
+        }
+        self.core
+            .counters
+            .checkpoints
+            .fetch_add(1, Ordering::Relaxed);
+        // Seal the journal's segment so that all of it before `upto` can go.
+        if self.core.log.next_offset() > self.core.log.first_offset() {
+            self.core.log.roll()?;
+        }
+        self.core.log.delete_before(upto)?;
+        Ok(())
+    }
+}
