@@ -68,14 +68,18 @@ fn a_failed_fdatasync_answers_5xx_and_nothing_more_is_acknowledged_until_restart
             key,
         )
     };
-    let segment = dir
-        .join("flows")
-        .join(&fid)
-        .join("events")
-        .join("00000000000000000000.log");
-    // strace counts per thread: the log's writer thread is the only one that fdatasyncs
-    // the active segment after open (recovery's sync runs on another thread). Its first
-    // fdatasync (the first append) passes; its second fails with EIO.
+    // Every flow's appends are made durable by the store-wide journal: its active
+    // segment (the newest) is the file that a 2xx waits on. strace counts per thread:
+    // the journal log's writer thread is the only one that fdatasyncs that segment
+    // after open. Its first fdatasync (the first append) passes; its second fails.
+    let journal = dir.join("journal");
+    let mut segments: Vec<_> = std::fs::read_dir(&journal)
+        .expect("the journal directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    let segment = segments.pop().expect("an active journal segment");
     let (child, addr) = start_under_strace(&dir, &segment, 2);
     let c = Client { addr };
     let h = [("x-api-key", key.as_str())];

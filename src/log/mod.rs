@@ -309,6 +309,18 @@ impl Log {
         rx.blocking_recv().unwrap_or(Err(LogError::Closed))
     }
 
+    /// Queues an fdatasync (after everything queued before it) without waiting.
+    pub(crate) fn sync_queued(
+        &self,
+    ) -> Result<oneshot::Receiver<Result<(), LogError>>, LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .send(WriterMsg::Sync { reply })
+            .map_err(|_| LogError::Closed)?;
+        self.wake();
+        Ok(rx)
+    }
+
     /// fdatasync now, whatever the policy.
     pub fn sync(&self) -> Result<(), LogError> {
         self.control(|reply| WriterMsg::Sync { reply })

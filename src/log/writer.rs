@@ -99,6 +99,8 @@ pub(crate) struct Staged {
     pub base: crate::log::Offset,
     pub pos: u64,
     pub bytes: Vec<u8>,
+    /// Whether it is in the segment file yet.
+    written: bool,
 }
 
 /// What a journaled writer holds between writing its groups and the journal's answer.
@@ -108,6 +110,28 @@ pub(crate) struct Staging {
     waiters: Vec<Waiter>,
     barriers: Vec<Reply<()>>,
     closes: Vec<crossbeam_channel::Sender<Result<(), LogError>>>,
+}
+
+impl Staged {
+    #[cfg(test)]
+    pub fn new(base: crate::log::Offset, pos: u64, bytes: Vec<u8>) -> Self {
+        Self {
+            base,
+            pos,
+            bytes,
+            written: false,
+        }
+    }
+}
+
+impl Staging {
+    fn unwritten_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| !e.written)
+            .map(|e| e.bytes.len() as u64)
+            .sum()
+    }
 }
 
 /// Replies a journaled writer owes once the journal thread has let go of the log.
@@ -364,8 +388,32 @@ impl Writer {
             self.undo_pending();
             return Err(e);
         }
+        if stage {
+            // Written by `write_staged` once the journal has been handed the group, so
+            // that the segment's write and the journal's fdatasync overlap.
+            if !self.buf.is_empty() {
+                let records = self.pending.next.0 - self.group_first.0;
+                self.seal_group_header();
+                self.inner
+                    .counters
+                    .note_group(records, self.buf.len() as u64);
+                let bytes = std::mem::take(&mut self.buf);
+                if let Some(staging) = self.staging.as_mut() {
+                    let pos = self.file.len() + staging.unwritten_bytes();
+                    staging.entries.push(Staged {
+                        base: self.active.base,
+                        pos,
+                        bytes,
+                        written: false,
+                    });
+                }
+            }
+            return Ok(());
+        }
+        // A forced flush inside a round writes the round's staged groups first.
+        self.write_staged(false)?;
         if !self.buf.is_empty() {
-            let records = self.pending.next.0 - self.active.summary.read().next.0;
+            let records = self.pending.next.0 - self.group_first.0;
             self.seal_group_header();
             let pos = self.file.len();
             if let Err(e) = self.file.append(&self.buf).and_then(|()| self.reserve()) {
@@ -382,13 +430,11 @@ impl Writer {
                     base: self.active.base,
                     pos,
                     bytes: std::mem::take(&mut self.buf),
+                    written: true,
                 }),
                 None => self.buf.clear(),
             }
             self.dirty = true;
-        }
-        if stage {
-            return Ok(());
         }
         let sync_now = force_sync
             || self.staging.is_none()
@@ -525,12 +571,47 @@ impl Writer {
         self.inner.next_tx.send_replace(self.pending.next);
     }
 
-    /// A journaled writer's staged groups, to append to the journal.
-    pub fn take_entries(&mut self) -> Vec<Staged> {
-        self.staging
-            .as_mut()
-            .map(|s| std::mem::take(&mut s.entries))
-            .unwrap_or_default()
+    /// A journaled writer's groups of this round, to append to the journal.
+    pub fn staged(&self) -> &[Staged] {
+        self.staging.as_ref().map_or(&[], |s| &s.entries)
+    }
+
+    /// Writes the staged groups into the segment (no fdatasync). On failure they are
+    /// cut, their waiters get the error, and with `poison` (the journal may already
+    /// hold them) the log refuses appends until it is reopened: it must not diverge
+    /// from what replay would write back.
+    pub fn write_staged(&mut self, poison: bool) -> Result<(), LogError> {
+        let Some(staging) = self.staging.as_mut() else {
+            return Ok(());
+        };
+        if staging.entries.iter().all(|e| e.written) {
+            return Ok(());
+        }
+        let mut entries = std::mem::take(&mut staging.entries);
+        let mut failed = None;
+        for e in entries.iter_mut().filter(|e| !e.written) {
+            if let Err(err) = self.file.append(&e.bytes).and_then(|()| self.reserve()) {
+                failed = Some(LogError::io("write", &self.active.path, err));
+                break;
+            }
+            e.written = true;
+            self.dirty = true;
+        }
+        if let Some(staging) = self.staging.as_mut() {
+            staging.entries = entries;
+        }
+        match failed {
+            None => Ok(()),
+            Some(err) => {
+                self.rewind(&err);
+                if poison {
+                    self.inner.poison(format!(
+                        "a group in the journal could not be written to its segment: {err}"
+                    ));
+                }
+                Err(err)
+            }
+        }
     }
 
     /// The journal's answer for the groups staged since the last call: on success they

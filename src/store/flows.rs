@@ -183,7 +183,13 @@ impl Store {
         // Open the files first: a flow is in the registry only once it can take events.
         // If that or the metadata save fails, nothing of it is left behind.
         let dir = self.data_dir().join(FLOWS_DIR).join(&record.id);
-        let created = open_flow(&self.inner.config, &*self.inner.partitions, &record, true)
+        let created = open_flow(
+            &self.inner.config,
+            &self.inner.log_config,
+            &*self.inner.partitions,
+            &record,
+            true,
+        )
             .map(Arc::new)
             .and_then(|flow| {
                 self.mutate(|m| {

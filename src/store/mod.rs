@@ -46,6 +46,7 @@ pub use limits::*;
 
 use crate::log::storage::{DirLock, StdStorage, Storage};
 use crate::log::{Clock, FsyncPolicy, LogConfig, SystemClock};
+use crate::log::journal::{Journal, JournalConfig};
 use admin::{load_or_create_secret, restrict_secrets};
 use meta::{FlowRecord, Metadata, Workspace};
 use partition::{LogBackend, PartitionBackend};
@@ -71,6 +72,10 @@ pub struct StoreConfig {
     /// Where flows' events live. Default `None`: a `Log` per flow on `storage`
     /// (`partition::LogBackend`).
     pub partitions: Option<Arc<dyn PartitionBackend>>,
+    /// Whether every flow's logs ride one store-wide journal (`<data>/journal/`, one
+    /// fdatasync per group of all flows; docs/design-journal.md). Default true. Off,
+    /// each log has its own writer thread and fdatasyncs its own file.
+    pub journal: bool,
 }
 
 impl StoreConfig {
@@ -84,6 +89,7 @@ impl StoreConfig {
             storage: Arc::new(StdStorage),
             clock: Arc::new(SystemClock),
             partitions: None,
+            journal: true,
         }
     }
 
@@ -123,7 +129,21 @@ struct Inner {
     deleting: Mutex<HashMap<String, std::sync::Weak<Flow>>>,
     webhooks: RwLock<HashMap<String, String>>,
     generated_admin_key: Option<String>,
+    /// Every flow's logs ride it (with `config.journal`); stopped once they are closed.
+    journal: Option<Journal>,
+    /// The configuration each flow's logs derive theirs from, the journal included.
+    log_config: LogConfig,
     _lock: Box<dyn DirLock>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Close the flows' logs through the journal, then stop it (a last checkpoint).
+        self.flows.get_mut().clear();
+        if let Some(journal) = &self.journal {
+            journal.stop();
+        }
+    }
 }
 
 /// The flow store. Cheap to clone (shared).
@@ -159,7 +179,16 @@ impl Store {
             .partitions
             .clone()
             .unwrap_or_else(|| Arc::new(LogBackend::new(Arc::clone(&storage))));
-        let (flows, unavailable, webhooks) = open_flows(&config, &*partitions, &meta.flows);
+        let journal = match config.journal {
+            true => Some(open_journal(&config)?),
+            false => None,
+        };
+        let log_config = LogConfig {
+            journal: journal.clone(),
+            ..config.log_config()
+        };
+        let (flows, unavailable, webhooks) =
+            open_flows(&config, &log_config, &*partitions, &meta.flows);
         let store = Self {
             inner: Arc::new(Inner {
                 config,
@@ -172,6 +201,8 @@ impl Store {
                 deleting: Mutex::new(HashMap::new()),
                 webhooks: RwLock::new(webhooks),
                 generated_admin_key,
+                journal,
+                log_config,
                 _lock: lock,
             }),
         };
@@ -252,6 +283,7 @@ type OpenedFlows = (
 /// flow id). One damaged flow never stops the others: it is quarantined.
 fn open_flows(
     config: &StoreConfig,
+    base: &LogConfig,
     partitions: &dyn PartitionBackend,
     records: &[FlowRecord],
 ) -> OpenedFlows {
@@ -260,7 +292,7 @@ fn open_flows(
     let mut webhooks = HashMap::new();
     for record in records {
         webhooks.insert(record.webhook_id.clone(), record.id.clone());
-        match open_flow(config, partitions, record, false) {
+        match open_flow(config, base, partitions, record, false) {
             Ok(flow) => {
                 flows.insert(record.id.clone(), Arc::new(flow));
             }
@@ -280,6 +312,7 @@ fn open_flows(
 /// Opens flow `record`'s files under `<data>/flows/<id>/` (made, with `create`).
 fn open_flow(
     config: &StoreConfig,
+    base: &LogConfig,
     partitions: &dyn PartitionBackend,
     record: &FlowRecord,
     create: bool,
@@ -289,9 +322,29 @@ fn open_flow(
         config.data_dir.join(FLOWS_DIR).join(&record.id),
         Arc::clone(&config.storage),
         partitions,
-        &config.log_config(),
+        base,
         create,
     )
+}
+
+/// Opens the store-wide journal in `<data>/journal/` and replays it into the flows'
+/// logs, before any of them is opened.
+fn open_journal(config: &StoreConfig) -> Result<Journal, StoreError> {
+    let (journal, report) = Journal::open(JournalConfig::new(
+        &config.data_dir,
+        Arc::clone(&config.storage),
+        config.log_config(),
+    ))?;
+    if report.entries > 0 {
+        tracing::info!(
+            entries = report.entries,
+            bytes = report.bytes,
+            segments = report.files,
+            skipped = report.skipped,
+            "journal replayed into the flows' logs"
+        );
+    }
+    Ok(journal)
 }
 
 /// Resolves once `stop` turns true; never, if its sender is gone without that.

@@ -183,11 +183,14 @@ impl JournalHarness {
                 self.models[log].retained_from(self.logs[log].first_offset().0);
             }
             Op::Crash { torn_seed } => {
-                self.sim.crash(match torn_seed {
+                self.sim.crash_frozen(match torn_seed {
                     Some(seed) => CrashMode::Torn { seed },
                     None => CrashMode::DropUnsynced,
                 });
                 self.crashes += 1;
+                // The dead process's objects go without touching the disk.
+                self.close();
+                self.sim.thaw();
                 self.reopen_and_verify()?;
             }
             Op::Reopen => self.reopen_and_verify()?,

@@ -23,7 +23,7 @@ pub struct Entry<'a> {
 }
 
 /// Appends the records that carry `staged` (written into the log at `dir`) to `out`.
-pub(crate) fn encode(dir: &str, staged: Vec<Staged>, out: &mut Vec<RecordInput>) {
+pub(crate) fn encode(dir: &str, staged: &[Staged], out: &mut Vec<RecordInput>) {
     for group in staged {
         let mut pos = group.pos;
         for chunk in group.bytes.chunks(JOURNAL_CHUNK_BYTES) {
@@ -69,12 +69,8 @@ mod tests {
     fn a_large_group_splits_into_chunks_that_decode_to_consecutive_positions() {
         let bytes: Vec<u8> = (0..JOURNAL_CHUNK_BYTES * 2 + 10).map(|i| i as u8).collect();
         let mut out = Vec::new();
-        let staged = vec![Staged {
-            base: Offset(7),
-            pos: 100,
-            bytes: bytes.clone(),
-        }];
-        encode("flows/f1/events", staged, &mut out);
+        let staged = vec![Staged::new(Offset(7), 100, bytes.clone())];
+        encode("flows/f1/events", &staged, &mut out);
         assert_eq!(out.len(), 3);
         let mut joined = Vec::new();
         let mut expect_pos = 100;
@@ -93,15 +89,7 @@ mod tests {
     #[test]
     fn truncated_or_foreign_payloads_do_not_decode() {
         let mut out = Vec::new();
-        encode(
-            "a",
-            vec![Staged {
-                base: Offset(0),
-                pos: 0,
-                bytes: b"xyz".to_vec(),
-            }],
-            &mut out,
-        );
+        encode("a", &[Staged::new(Offset(0), 0, b"xyz".to_vec())], &mut out);
         let payload = out[0].payload.clone();
         for cut in 0..payload.len() - 3 {
             assert_eq!(decode(&payload[..cut]), None, "cut at {cut}");

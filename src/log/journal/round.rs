@@ -33,6 +33,14 @@ struct Rounds<'a> {
     blocked: Option<LogError>,
 }
 
+/// A round's journal appends and fdatasync, queued and not yet answered.
+#[derive(Default)]
+struct Queued {
+    pending: Vec<PendingAppend>,
+    first_error: Option<LogError>,
+    synced: Option<Result<tokio::sync::oneshot::Receiver<Result<(), LogError>>, LogError>>,
+}
+
 /// What woke the thread: logs with work, checkpoint requests, and whether to stop.
 type Woken = (
     Vec<Arc<Attached>>,
@@ -147,14 +155,13 @@ impl Rounds<'_> {
             if msgs.is_empty() {
                 continue;
             }
-            let staged = {
+            let wrote = {
                 let mut writer = log.writer.lock();
                 writer.commit(msgs);
-                writer.take_entries()
+                entry::encode(&log.dir, writer.staged(), &mut records);
+                !writer.staged().is_empty()
             };
-            let wrote = !staged.is_empty();
             if wrote {
-                entry::encode(&log.dir, staged, &mut records);
                 match log.policy {
                     FsyncPolicy::Always => needs_sync = true,
                     FsyncPolicy::Interval(every) => {
@@ -167,7 +174,14 @@ impl Rounds<'_> {
             touched.push((log, wrote));
         }
         let ack_early = self.core.config.log.acks_before_sync();
-        let result = self.append(records, needs_sync && !ack_early);
+        let queued = self.submit(records, needs_sync && !ack_early);
+        // The segments are written while the journal writes and syncs the same bytes.
+        for (log, wrote) in &touched {
+            if *wrote {
+                let _ = log.writer.lock().write_staged(true);
+            }
+        }
+        let result = self.settle(queued);
         // A failed journal that may hold some of the round (a failed fdatasync, or a
         // later batch failing after an earlier one was written) is poisoned, and so is
         // every log of the round: none may diverge from what replay will write back.
@@ -202,15 +216,19 @@ impl Rounds<'_> {
         }
     }
 
-    /// Appends `records` to the journal's log and, with `sync`, fdatasyncs it.
-    fn append(&mut self, records: Vec<RecordInput>, sync: bool) -> Result<(), LogError> {
+    /// Hands `records` to the journal's log and, with `sync`, queues its fdatasync.
+    fn submit(&mut self, records: Vec<RecordInput>, sync: bool) -> Queued {
+        let mut queued = Queued::default();
         if records.is_empty() {
-            return Ok(());
+            return queued;
         }
-        let mut pending: Vec<PendingAppend> = Vec::new();
+        let Queued {
+            pending,
+            first_error,
+            synced,
+        } = &mut queued;
         let mut batch: Vec<RecordInput> = Vec::new();
         let mut bytes = 0usize;
-        let mut first_error = None;
         for record in records {
             let len = record.payload.len();
             if !batch.is_empty()
@@ -235,12 +253,24 @@ impl Rounds<'_> {
                 first_error.get_or_insert(e);
             }
         }
-        let synced = match (sync, &first_error) {
-            (true, None) => {
-                self.core.counters.syncs.fetch_add(1, Ordering::Relaxed);
-                self.core.log.sync()
-            }
-            _ => Ok(()),
+        if sync && first_error.is_none() {
+            self.core.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            *synced = Some(self.core.log.sync_queued());
+        }
+        queued
+    }
+
+    /// Waits for what `submit` queued: the journal's answer for the round.
+    fn settle(&mut self, queued: Queued) -> Result<(), LogError> {
+        let Queued {
+            pending,
+            mut first_error,
+            synced,
+        } = queued;
+        let synced = match synced {
+            None => Ok(()),
+            Some(Err(e)) => Err(e),
+            Some(Ok(rx)) => rx.blocking_recv().unwrap_or(Err(LogError::Closed)),
         };
         let mut wrote_any = false;
         for p in pending {

@@ -113,11 +113,20 @@ struct State {
     faults: Vec<Fault>,
     faults_fired: u64,
     ops: HashMap<OpKind, u64>,
+    /// Set between a crash and `thaw`: every operation fails, so that what the dead
+    /// process still runs (threads being stopped, destructors) changes nothing.
+    frozen: bool,
 }
 
 impl State {
     /// Counts the operation on `path` and returns a fault due now.
     fn op(&mut self, op: OpKind, path: &Path) -> Option<Due> {
+        if self.frozen {
+            return Some(Due {
+                kind: FaultKind::Eio,
+                after: false,
+            });
+        }
         *self.ops.entry(op).or_default() += 1;
         let mut fired = None;
         let applies =
@@ -337,6 +346,19 @@ impl SimStorage {
             inode.synced = data.clone();
             inode.data = data;
         }
+    }
+
+    /// Power loss, and the dead process stays dead: like `crash`, but every operation
+    /// fails until `thaw`, so the threads and destructors of the objects opened before
+    /// can be stopped without writing anything.
+    pub fn crash_frozen(&self, mode: CrashMode) {
+        self.crash(mode);
+        self.state.lock().frozen = true;
+    }
+
+    /// Ends `crash_frozen`: the next process may use the disk.
+    pub fn thaw(&self) {
+        self.state.lock().frozen = false;
     }
 
     /// The bytes a file holds now (what reads see), for tests.
