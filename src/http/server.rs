@@ -146,9 +146,9 @@ impl hyper::body::Body for GuardedBody {
 /// Longest wait, at the connection cap, for an evicted idle connection's slot.
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
-/// Open files one flow holds today: 3 logs × (active segment for writing, for reading,
-/// and the lock), plus a few transient ones. Issue 16 will bound this by a budget.
-const FDS_PER_FLOW: u64 = 9;
+/// Open files one flow holds today: 3 logs × the active segment for writing and for
+/// reading (journaled logs take no lock file). Issue 16 will bound this by a budget.
+const FDS_PER_FLOW: u64 = 6;
 /// Open files the server needs apart from connections and flows.
 const FDS_BASE: u64 = 64;
 

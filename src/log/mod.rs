@@ -160,9 +160,19 @@ impl Log {
                 .sync_dir(parent)
                 .map_err(|e| LogError::io("fsync directory", parent, e))?;
         }
-        let lock = storage
-            .lock_dir(&dir)
-            .map_err(|e| LogError::io("lock", &dir, e))?;
+        // A journaled log is registered with its journal instead of locking its
+        // directory: one descriptor fewer per log, and still one writer per directory.
+        let (lock, claim) = match &config.journal {
+            Some(journal) => (None, Some(journal.claim(&dir)?)),
+            None => (
+                Some(
+                    storage
+                        .lock_dir(&dir)
+                        .map_err(|e| LogError::io("lock", &dir, e))?,
+                ),
+                None,
+            ),
+        };
         let recovered = recovery::recover(&*storage, &dir, &config, must_exist)?;
         let reader = storage
             .open_read(&recovered.active_path)
@@ -194,10 +204,6 @@ impl Log {
         });
         let (tx, rx) = queue::queue(WRITER_QUEUE_DEPTH_MAX);
         let journal = inner.config.journal.clone();
-        let rel = journal
-            .as_ref()
-            .map(|j| j.relative(&inner.dir))
-            .transpose()?;
         let writer = Writer::new(
             Arc::clone(&inner),
             recovered.file,
@@ -205,8 +211,8 @@ impl Log {
             recovered.start,
             journal.is_some(),
         );
-        if let (Some(journal), Some(rel)) = (journal, rel) {
-            let attached = journal.attach(rel, writer, rx, inner.config.fsync);
+        if let (Some(journal), Some(claim)) = (journal, claim) {
+            let attached = journal.attach(claim, writer, rx, inner.config.fsync);
             return Ok(Self {
                 inner,
                 tx: Some(tx),
@@ -310,9 +316,7 @@ impl Log {
     }
 
     /// Queues an fdatasync (after everything queued before it) without waiting.
-    pub(crate) fn sync_queued(
-        &self,
-    ) -> Result<oneshot::Receiver<Result<(), LogError>>, LogError> {
+    pub(crate) fn sync_queued(&self) -> Result<oneshot::Receiver<Result<(), LogError>>, LogError> {
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .send(WriterMsg::Sync { reply })

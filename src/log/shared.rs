@@ -169,7 +169,9 @@ pub(crate) struct Inner {
     /// Serialises retention runs.
     pub retention: Mutex<()>,
     pub counters: crate::log::stats::WriterCounters,
-    pub _lock: Box<dyn DirLock>,
+    /// The directory's lock; none for a journaled log (the journal's registry holds
+    /// its directory instead, at no file descriptor).
+    pub _lock: Option<Box<dyn DirLock>>,
 }
 
 impl Inner {

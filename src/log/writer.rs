@@ -90,6 +90,9 @@ pub(crate) struct Writer {
     /// Set when the log rides the store's journal: groups are written to the segment
     /// without an fdatasync and wait here until the journal has them (`complete`).
     staging: Option<Staging>,
+    /// Why appends and rolls wait: a segment cut the journal does not record yet
+    /// (`hold`). Unlike poison, it lifts (`release`) once the journal has the cut.
+    held: Option<LogError>,
 }
 
 /// A group written to a journaled log's segment and not yet in the journal.
@@ -174,6 +177,7 @@ impl Writer {
             dirty: false,
             last_sync: Instant::now(),
             staging: journaled.then(Staging::default),
+            held: None,
         }
     }
 
@@ -247,7 +251,7 @@ impl Writer {
         for msg in group {
             match msg {
                 WriterMsg::Append { records, reply } => {
-                    if let Some(e) = self.inner.poisoned() {
+                    if let Some(e) = self.inner.poisoned().or_else(|| self.held.clone()) {
                         let _ = reply.send(Err(e));
                         continue;
                     }
@@ -275,7 +279,10 @@ impl Writer {
                     }
                 },
                 WriterMsg::Roll { reply } => {
-                    let result = self.flush(&mut waiters, true).and_then(|()| self.roll());
+                    let result = match self.held.clone() {
+                        Some(e) => Err(e),
+                        None => self.flush(&mut waiters, true).and_then(|()| self.roll()),
+                    };
                     let _ = reply.send(result);
                 }
             }
@@ -410,8 +417,9 @@ impl Writer {
             }
             return Ok(());
         }
-        // A forced flush inside a round writes the round's staged groups first.
-        self.write_staged(false)?;
+        // A forced flush inside a round writes the round's staged groups first (not yet
+        // handed to the journal: a failure here needs no cut in it).
+        self.write_staged()?;
         if !self.buf.is_empty() {
             let records = self.pending.next.0 - self.group_first.0;
             self.seal_group_header();
@@ -577,10 +585,9 @@ impl Writer {
     }
 
     /// Writes the staged groups into the segment (no fdatasync). On failure they are
-    /// cut, their waiters get the error, and with `poison` (the journal may already
-    /// hold them) the log refuses appends until it is reopened: it must not diverge
-    /// from what replay would write back.
-    pub fn write_staged(&mut self, poison: bool) -> Result<(), LogError> {
+    /// cut and their waiters get the error; the journal may already hold them, so the
+    /// caller journals the cut (`cut_point`).
+    pub fn write_staged(&mut self) -> Result<(), LogError> {
         let Some(staging) = self.staging.as_mut() else {
             return Ok(());
         };
@@ -604,11 +611,6 @@ impl Writer {
             None => Ok(()),
             Some(err) => {
                 self.rewind(&err);
-                if poison {
-                    self.inner.poison(format!(
-                        "a group in the journal could not be written to its segment: {err}"
-                    ));
-                }
                 Err(err)
             }
         }
@@ -658,6 +660,20 @@ impl Writer {
         }
         let closed = self.close_now();
         closes.into_iter().map(|c| (c, closed.clone())).collect()
+    }
+
+    /// The active segment and its published length: where a failed write was cut back to.
+    pub fn cut_point(&self) -> (crate::log::Offset, u64) {
+        (self.active.base, self.active.summary.read().bytes)
+    }
+
+    /// Refuses appends and rolls with `why` until `release`.
+    pub fn hold(&mut self, why: LogError) {
+        self.held = Some(why);
+    }
+
+    pub fn release(&mut self) {
+        self.held = None;
     }
 
     /// Everything published is in the journal and the journal is synced: it is durable.

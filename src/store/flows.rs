@@ -190,17 +190,17 @@ impl Store {
             &record,
             true,
         )
-            .map(Arc::new)
-            .and_then(|flow| {
-                self.mutate(|m| {
-                    if m.flows.len() >= FLOWS_MAX {
-                        return Err(StoreError::Limit(format!("at most {FLOWS_MAX} flows")));
-                    }
-                    m.flows.push(record.clone());
-                    Ok(())
-                })
-                .map(|()| flow)
-            });
+        .map(Arc::new)
+        .and_then(|flow| {
+            self.mutate(|m| {
+                if m.flows.len() >= FLOWS_MAX {
+                    return Err(StoreError::Limit(format!("at most {FLOWS_MAX} flows")));
+                }
+                m.flows.push(record.clone());
+                Ok(())
+            })
+            .map(|()| flow)
+        });
         let flow = match created {
             Ok(flow) => flow,
             Err(e) => {

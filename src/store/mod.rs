@@ -44,9 +44,9 @@ pub use flow::{ConsumerView, Flow, FlowHealth, FlowStats, IngestOutcome, Page, P
 pub use flows::{FlowPatch, NewFlow};
 pub use limits::*;
 
+use crate::log::journal::{Journal, JournalConfig};
 use crate::log::storage::{DirLock, StdStorage, Storage};
 use crate::log::{Clock, FsyncPolicy, LogConfig, SystemClock};
-use crate::log::journal::{Journal, JournalConfig};
 use admin::{load_or_create_secret, restrict_secrets};
 use meta::{FlowRecord, Metadata, Workspace};
 use partition::{LogBackend, PartitionBackend};

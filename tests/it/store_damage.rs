@@ -199,7 +199,13 @@ fn one_flows_failing_upkeep_leaves_retention_and_checkpoints_running_for_the_oth
         // Poison the bad flow's consumer log: its commit's write fails, and so does
         // the truncate that would undo it. (Its fdatasync is the journal's.)
         for op in [OpKind::Append, OpKind::Truncate] {
-            sim.fail_under(op, &flow_dir(&bad).join("consumers"), 1, FaultKind::Eio, false);
+            sim.fail_under(
+                op,
+                &flow_dir(&bad).join("consumers"),
+                1,
+                FaultKind::Eio,
+                false,
+            );
         }
         let flow = store.flow(&bad).expect("flow");
         assert!(flow.commit("c", Offset(1)).await.is_err());

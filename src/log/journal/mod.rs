@@ -22,6 +22,7 @@ pub mod entry;
 mod replay;
 mod round;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,10 +72,24 @@ impl JournalConfig {
     }
 }
 
+/// A journaled log's hold on its directory: at most one per directory at a time, in
+/// place of a lock file. Released when the log is gone.
+pub(crate) struct Claim {
+    dir: String,
+    registry: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.dir);
+    }
+}
+
 /// A journaled log, as the journal thread sees it.
 pub(crate) struct Attached {
     /// The log's directory relative to the journal's root.
     pub dir: String,
+    _claim: Claim,
     pub writer: Mutex<Writer>,
     pub rx: QueueRx<WriterMsg>,
     pub policy: FsyncPolicy,
@@ -130,6 +145,8 @@ struct Core {
     signal: Condvar,
     counters: Counters,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The directories of the logs riding the journal now (`Claim`).
+    claims: Arc<Mutex<HashSet<String>>>,
 }
 
 /// The store-wide journal. Cheap to clone: clones share it.
@@ -159,7 +176,8 @@ impl Journal {
             journal: None,
             ..config.log.clone()
         };
-        let log = Log::open_with(dir, log_config, Arc::clone(&config.storage))?;
+        // The journal's own log locks `<root>/journal`: one journal per root.
+        let log = Log::open_with(&dir, log_config, Arc::clone(&config.storage))?;
         let report = replay::replay(&*config.storage, &config.root, &log)?;
         let core = Arc::new(Core {
             config,
@@ -168,6 +186,7 @@ impl Journal {
             signal: Condvar::new(),
             counters: Counters::default(),
             thread: Mutex::new(None),
+            claims: Arc::new(Mutex::new(HashSet::new())),
         });
         let worker = Arc::clone(&core);
         let handle = std::thread::Builder::new()
@@ -183,8 +202,28 @@ impl Journal {
         self.core.log.dir()
     }
 
+    /// Claims `dir` for one journaled log: refused while another log holds it.
+    pub(crate) fn claim(&self, dir: &Path) -> Result<Claim, LogError> {
+        let rel = self.relative(dir)?;
+        let mut claims = self.core.claims.lock();
+        if !claims.insert(rel.clone()) {
+            return Err(LogError::io(
+                "lock",
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "another log of this journal has the directory open",
+                ),
+            ));
+        }
+        Ok(Claim {
+            dir: rel,
+            registry: Arc::clone(&self.core.claims),
+        })
+    }
+
     /// `dir` relative to the journal's root, as entries name it.
-    pub(crate) fn relative(&self, dir: &Path) -> Result<String, LogError> {
+    fn relative(&self, dir: &Path) -> Result<String, LogError> {
         let outside = || {
             LogError::Config(crate::log::ConfigError(format!(
                 "{} is not under the journal's root {}",
@@ -204,13 +243,14 @@ impl Journal {
 
     pub(crate) fn attach(
         &self,
-        dir: String,
+        claim: Claim,
         writer: Writer,
         rx: QueueRx<WriterMsg>,
         policy: FsyncPolicy,
     ) -> Arc<Attached> {
         Arc::new(Attached {
-            dir,
+            dir: claim.dir.clone(),
+            _claim: claim,
             writer: Mutex::new(writer),
             rx,
             policy,

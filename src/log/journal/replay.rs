@@ -14,7 +14,8 @@ use crate::log::segment;
 use crate::log::storage::{Storage, WritableFile};
 use crate::log::{Log, LogError, Offset};
 
-use super::{checkpoint, entry};
+use super::checkpoint;
+use super::entry::{self, Action};
 
 /// Segment files replay keeps open at once; past it, it syncs and closes them all.
 const REPLAY_OPEN_FILES_MAX: usize = 64;
@@ -78,11 +79,18 @@ pub fn replay(storage: &dyn Storage, root: &Path, journal: &Log) -> Result<Repla
             open.insert(path.clone(), file);
         }
         if let Some(file) = open.get_mut(&path) {
-            file.write_at(entry.pos, entry.bytes)
-                .map_err(|e| LogError::io("replay into", &path, e))?;
+            match entry.action {
+                Action::Write { pos, bytes } => {
+                    file.write_at(pos, bytes)
+                        .map_err(|e| LogError::io("replay into", &path, e))?;
+                    report.bytes += bytes.len() as u64;
+                }
+                Action::Cut { len } => file
+                    .truncate(len)
+                    .map_err(|e| LogError::io("replay a cut of", &path, e))?,
+            }
         }
         report.entries += 1;
-        report.bytes += entry.bytes.len() as u64;
         touched.insert(path);
     }
     sync_all(&mut open)?;

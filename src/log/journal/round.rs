@@ -31,6 +31,9 @@ struct Rounds<'a> {
     /// Why no checkpoint may be taken until the next start: a log closed without
     /// making its segment durable, so only the journal holds its last groups.
     blocked: Option<LogError>,
+    /// Cuts the journal could not take yet (a full disk), each with its log, which
+    /// holds its appends until the cut is in (or a checkpoint makes it moot).
+    pending_cuts: Vec<(Arc<Attached>, RecordInput)>,
 }
 
 /// A round's journal appends and fdatasync, queued and not yet answered.
@@ -62,6 +65,7 @@ pub(super) fn run(core: &Core) {
         dirty_since: None,
         carry: Vec::new(),
         blocked: None,
+        pending_cuts: Vec::new(),
     };
     loop {
         let (mut ready, checkpoints, stopping) = rounds.wait();
@@ -135,6 +139,7 @@ impl Rounds<'_> {
     /// One round over `ready`: stage, journal, complete.
     fn round(&mut self, ready: Vec<Arc<Attached>>) {
         self.core.counters.rounds.fetch_add(1, Ordering::Relaxed);
+        self.retry_cuts();
         let mut records: Vec<RecordInput> = Vec::new();
         let mut touched: Vec<(Arc<Attached>, bool)> = Vec::new();
         let mut needs_sync = false;
@@ -176,12 +181,33 @@ impl Rounds<'_> {
         let ack_early = self.core.config.log.acks_before_sync();
         let queued = self.submit(records, needs_sync && !ack_early);
         // The segments are written while the journal writes and syncs the same bytes.
+        // A segment that could not take its groups was cut back: the journal, which
+        // has them, must say so after them, or replay would put them back.
+        let mut cuts = Vec::new();
+        let mut cut_logs = Vec::new();
         for (log, wrote) in &touched {
             if *wrote {
-                let _ = log.writer.lock().write_staged(true);
+                let mut writer = log.writer.lock();
+                if writer.write_staged().is_err() {
+                    let (base, len) = writer.cut_point();
+                    entry::encode_cut(&log.dir, base, len, &mut cuts);
+                    cut_logs.push(Arc::clone(log));
+                }
             }
         }
         let result = self.settle(queued);
+        // Only a journal that took the round holds the groups that were cut.
+        if result.is_ok() {
+            for (log, cut) in cut_logs.into_iter().zip(cuts) {
+                log.writer.lock().hold(LogError::Io {
+                    op: "journal the cut of a failed write to",
+                    path: log.dir.clone().into(),
+                    source: Arc::new(std::io::Error::other("waiting for the journal")),
+                });
+                self.pending_cuts.push((log, cut));
+            }
+            self.retry_cuts();
+        }
         // A failed journal that may hold some of the round (a failed fdatasync, or a
         // later batch failing after an earlier one was written) is poisoned, and so is
         // every log of the round: none may diverge from what replay will write back.
@@ -294,6 +320,29 @@ impl Rounds<'_> {
         }
     }
 
+    /// Journals the pending cuts, synced: a held log may seal its segment at the cut
+    /// once released, which the journal does not record, so the cut must be durable
+    /// first. On success the logs are released; else they stay held for the next try.
+    fn retry_cuts(&mut self) {
+        if self.pending_cuts.is_empty() {
+            return;
+        }
+        let records = self.pending_cuts.iter().map(|(_, r)| r.clone()).collect();
+        let queued = self.submit(records, true);
+        match self.settle(queued) {
+            Ok(()) => self.release_held(),
+            Err(e) => {
+                tracing::warn!(error = %e, logs = self.pending_cuts.len(), "the journal cannot take a cut yet; those logs hold their appends");
+            }
+        }
+    }
+
+    fn release_held(&mut self) {
+        for (log, _) in self.pending_cuts.drain(..) {
+            log.writer.lock().release();
+        }
+    }
+
     /// Syncs the journal for the `Interval` logs waiting on it.
     fn sync_journal(&mut self) {
         self.sync_due = None;
@@ -352,6 +401,9 @@ impl Rounds<'_> {
             .counters
             .checkpoints
             .fetch_add(1, Ordering::Relaxed);
+        // The segments are durable as they are, cuts and all, and replay starts past
+        // every write a pending cut was for.
+        self.release_held();
         // Seal the journal's segment so that all of it before `upto` can go.
         if self.core.log.next_offset() > self.core.log.first_offset() {
             self.core.log.roll()?;
