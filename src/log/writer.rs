@@ -678,7 +678,8 @@ impl Writer {
 
     /// Everything published is in the journal and the journal is synced: it is durable.
     pub fn mark_durable(&mut self) {
-        self.synced_len = self.file.len();
+        // The published length: a round in flight may have written more, not yet synced.
+        self.synced_len = self.active.summary.read().bytes;
         let next = self.active.summary.read().next;
         self.inner
             .durable_next

@@ -36,6 +36,23 @@ struct Rounds<'a> {
     pending_cuts: Vec<(Arc<Attached>, RecordInput)>,
 }
 
+/// A started round: its logs (and whether each wrote), what the journal was handed.
+struct InFlight {
+    touched: Vec<(Arc<Attached>, bool)>,
+    queued: Queued,
+    cuts: Vec<RecordInput>,
+    cut_logs: Vec<Arc<Attached>>,
+    needs_sync: bool,
+    ack_early: bool,
+    now: Instant,
+}
+
+impl InFlight {
+    fn holds(&self, log: &Arc<Attached>) -> bool {
+        self.touched.iter().any(|(l, _)| Arc::ptr_eq(l, log))
+    }
+}
+
 /// A round's journal appends and fdatasync, queued and not yet answered.
 #[derive(Default)]
 struct Queued {
@@ -67,21 +84,39 @@ pub(super) fn run(core: &Core) {
         blocked: None,
         pending_cuts: Vec::new(),
     };
+    // One round may be in flight (its journal write and fdatasync under way) while
+    // the next is staged: rounds overlap, as long as they share no log.
+    let mut in_flight: Option<InFlight> = None;
     loop {
-        let (mut ready, checkpoints, stopping) = rounds.wait();
+        let (mut ready, checkpoints, stopping) = rounds.wait(in_flight.is_none());
         ready.append(&mut rounds.carry);
-        if !ready.is_empty() {
-            rounds.round(ready);
+        let (go, later): (Vec<_>, Vec<_>) = ready
+            .into_iter()
+            .partition(|log| in_flight.as_ref().is_none_or(|f| !f.holds(log)));
+        rounds.carry = later;
+        let next = match go.is_empty() {
+            true => None,
+            false => rounds.start(go),
+        };
+        if let Some(done) = in_flight.take() {
+            rounds.finish(done);
         }
+        in_flight = next;
         let now = Instant::now();
+        let due = rounds.sync_due.is_some_and(|due| due <= now)
+            || !checkpoints.is_empty()
+            || stopping
+            || rounds.checkpoint_due(now);
+        if due {
+            // Syncs and checkpoints see only settled rounds.
+            if let Some(done) = in_flight.take() {
+                rounds.finish(done);
+            }
+        }
         if rounds.sync_due.is_some_and(|due| due <= now) {
             rounds.sync_journal();
         }
-        let checkpoint_due = rounds.since_checkpoint >= core.config.checkpoint_bytes
-            || rounds
-                .dirty_since
-                .is_some_and(|t| now.duration_since(t) >= core.config.checkpoint_interval);
-        if !checkpoints.is_empty() || checkpoint_due {
+        if !checkpoints.is_empty() || rounds.checkpoint_due(now) {
             let result = rounds.checkpoint();
             if let Err(e) = &result {
                 tracing::error!(error = %e, "journal checkpoint failed; the journal is kept");
@@ -90,7 +125,7 @@ pub(super) fn run(core: &Core) {
                 let _ = reply.send(result.clone());
             }
         }
-        if stopping && rounds.carry.is_empty() {
+        if stopping && rounds.carry.is_empty() && in_flight.is_none() {
             break;
         }
     }
@@ -100,9 +135,17 @@ pub(super) fn run(core: &Core) {
 }
 
 impl Rounds<'_> {
-    /// Waits for work, a checkpoint request, a stop or a deadline. Once stopping, the
-    /// ready list is closed to new work: later schedules are refused by the caller.
-    fn wait(&mut self) -> Woken {
+    fn checkpoint_due(&self, now: Instant) -> bool {
+        self.since_checkpoint >= self.core.config.checkpoint_bytes
+            || self
+                .dirty_since
+                .is_some_and(|t| now.duration_since(t) >= self.core.config.checkpoint_interval)
+    }
+
+    /// Waits for work, a checkpoint request, a stop or a deadline (without `block`,
+    /// returns at once). Once stopping, the ready list is closed to new work: later
+    /// schedules are refused by the caller.
+    fn wait(&mut self, block: bool) -> Woken {
         let mut wake = self.core.wake.lock();
         loop {
             if wake.stop {
@@ -116,6 +159,9 @@ impl Rounds<'_> {
                 let ready = std::mem::take(&mut wake.ready);
                 let checkpoints = std::mem::take(&mut wake.checkpoints);
                 return (ready, checkpoints, wake.stopped);
+            }
+            if !block {
+                return (Vec::new(), Vec::new(), false);
             }
             let deadline = [
                 self.sync_due,
@@ -136,8 +182,9 @@ impl Rounds<'_> {
         }
     }
 
-    /// One round over `ready`: stage, journal, complete.
-    fn round(&mut self, ready: Vec<Arc<Attached>>) {
+    /// Starts a round over `ready`: stage every log, hand the round to the journal,
+    /// and write the segments while the journal writes and syncs. `finish` answers it.
+    fn start(&mut self, ready: Vec<Arc<Attached>>) -> Option<InFlight> {
         self.core.counters.rounds.fetch_add(1, Ordering::Relaxed);
         self.retry_cuts();
         let mut records: Vec<RecordInput> = Vec::new();
@@ -195,6 +242,31 @@ impl Rounds<'_> {
                 }
             }
         }
+        if touched.is_empty() {
+            return None;
+        }
+        Some(InFlight {
+            touched,
+            queued,
+            cuts,
+            cut_logs,
+            needs_sync,
+            ack_early,
+            now,
+        })
+    }
+
+    /// Waits for the journal's answer to a started round, then answers its logs.
+    fn finish(&mut self, round: InFlight) {
+        let InFlight {
+            touched,
+            queued,
+            cuts,
+            cut_logs,
+            needs_sync,
+            ack_early,
+            now,
+        } = round;
         let result = self.settle(queued);
         // Only a journal that took the round holds the groups that were cut.
         if result.is_ok() {
