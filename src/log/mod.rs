@@ -121,7 +121,19 @@ impl Log {
         config: LogConfig,
         storage: Arc<dyn Storage>,
     ) -> Result<Self, LogError> {
-        Self::open_inner(dir.into(), config, storage, false)
+        Self::open_inner(dir.into(), config, storage, false, false).map(|(log, _)| log)
+    }
+
+    /// Opens (or creates) a log whose writer the caller drives on its own thread (the
+    /// journal's log): no writer thread, and nothing queued through `Log` is served.
+    pub(crate) fn open_inline(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<(Self, Writer), LogError> {
+        let (log, writer) = Self::open_inner(dir.into(), config, storage, false, true)?;
+        let writer = writer.ok_or(LogError::Closed)?;
+        Ok((log, writer))
     }
 
     /// Opens a partition that must already exist: a missing directory, or one with no
@@ -131,7 +143,7 @@ impl Log {
         config: LogConfig,
         storage: Arc<dyn Storage>,
     ) -> Result<Self, LogError> {
-        Self::open_inner(dir.into(), config, storage, true)
+        Self::open_inner(dir.into(), config, storage, true, false).map(|(log, _)| log)
     }
 
     fn open_inner(
@@ -139,7 +151,8 @@ impl Log {
         config: LogConfig,
         storage: Arc<dyn Storage>,
         must_exist: bool,
-    ) -> Result<Self, LogError> {
+        inline: bool,
+    ) -> Result<(Self, Option<Writer>), LogError> {
         config.validate()?;
         if must_exist {
             if !storage.exists(&dir) {
@@ -213,25 +226,37 @@ impl Log {
         );
         if let (Some(journal), Some(claim)) = (journal, claim) {
             let attached = journal.attach(claim, writer, rx, inner.config.fsync);
-            return Ok(Self {
+            let log = Self {
                 inner,
                 tx: Some(tx),
                 writer: None,
                 journal: Some((journal, attached)),
                 recovery: recovered.report,
-            });
+            };
+            return Ok((log, None));
+        }
+        if inline {
+            let log = Self {
+                inner,
+                tx: None,
+                writer: None,
+                journal: None,
+                recovery: recovered.report,
+            };
+            return Ok((log, Some(writer)));
         }
         let handle = std::thread::Builder::new()
             .name("eventmesh-log-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| LogError::io("spawn writer for", &inner.dir, e))?;
-        Ok(Self {
+        let log = Self {
             inner,
             tx: Some(tx),
             writer: Some(handle),
             journal: None,
             recovery: recovered.report,
-        })
+        };
+        Ok((log, None))
     }
 
     /// The partition's directory.
@@ -313,16 +338,6 @@ impl Log {
             .map_err(|_| LogError::Closed)?;
         self.wake();
         rx.blocking_recv().unwrap_or(Err(LogError::Closed))
-    }
-
-    /// Queues an fdatasync (after everything queued before it) without waiting.
-    pub(crate) fn sync_queued(&self) -> Result<oneshot::Receiver<Result<(), LogError>>, LogError> {
-        let (reply, rx) = oneshot::channel();
-        self.sender()?
-            .send(WriterMsg::Sync { reply })
-            .map_err(|_| LogError::Closed)?;
-        self.wake();
-        Ok(rx)
     }
 
     /// fdatasync now, whatever the policy.

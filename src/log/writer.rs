@@ -579,6 +579,46 @@ impl Writer {
         self.inner.next_tx.send_replace(self.pending.next);
     }
 
+    /// An inline writer's append (the journal's own log): encodes and writes `batches`
+    /// now, each all or nothing, without an fdatasync unless the policy says so; the
+    /// first error, if any, and whether any batch was written.
+    pub fn append_now(&mut self, batches: Vec<Vec<RecordInput>>) -> (Result<(), LogError>, bool) {
+        let mut answers = Vec::with_capacity(batches.len());
+        let msgs = batches
+            .into_iter()
+            .map(|records| {
+                let (reply, rx) = oneshot::channel();
+                answers.push(rx);
+                WriterMsg::Append { records, reply }
+            })
+            .collect();
+        self.commit(msgs);
+        let mut first_error = None;
+        let mut wrote_any = false;
+        for mut rx in answers {
+            match rx.try_recv() {
+                Ok(Ok(_)) => wrote_any = true,
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(LogError::Closed);
+                }
+            }
+        }
+        (first_error.map_or(Ok(()), Err), wrote_any)
+    }
+
+    /// An inline writer's control message (`Sync`, `Roll`), served now.
+    pub fn control_now(
+        &mut self,
+        make: impl FnOnce(Reply<()>) -> WriterMsg,
+    ) -> Result<(), LogError> {
+        let (reply, mut rx) = oneshot::channel();
+        self.commit(vec![make(reply)]);
+        rx.try_recv().unwrap_or(Err(LogError::Closed))
+    }
+
     /// A journaled writer's groups of this round, to append to the journal.
     pub fn staged(&self) -> &[Staged] {
         self.staging.as_ref().map_or(&[], |s| &s.entries)

@@ -176,8 +176,9 @@ impl Journal {
             journal: None,
             ..config.log.clone()
         };
-        // The journal's own log locks `<root>/journal`: one journal per root.
-        let log = Log::open_with(&dir, log_config, Arc::clone(&config.storage))?;
+        // The journal's own log locks `<root>/journal`: one journal per root. Its
+        // writer runs on the journal thread, not a thread of its own.
+        let (log, writer) = Log::open_inline(&dir, log_config, Arc::clone(&config.storage))?;
         let report = replay::replay(&*config.storage, &config.root, &log)?;
         let core = Arc::new(Core {
             config,
@@ -191,7 +192,7 @@ impl Journal {
         let worker = Arc::clone(&core);
         let handle = std::thread::Builder::new()
             .name("eventmesh-journal".into())
-            .spawn(move || round::run(&worker))
+            .spawn(move || round::run(&worker, writer))
             .map_err(|e| LogError::io("spawn the journal thread for", core.log.dir(), e))?;
         *core.thread.lock() = Some(handle);
         Ok((Self { core }, report))

@@ -6,8 +6,8 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use crate::log::limits::{APPEND_BATCH_RECORDS_MAX, GROUP_COMMIT_BYTES_MAX};
-use crate::log::writer::CloseReplies;
-use crate::log::{FsyncPolicy, LogError, PendingAppend, RecordInput};
+use crate::log::writer::{CloseReplies, Writer, WriterMsg};
+use crate::log::{FsyncPolicy, LogError, RecordInput};
 
 use super::{checkpoint, entry, Attached, Core};
 
@@ -17,6 +17,10 @@ const JOURNAL_BATCH_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// The journal thread's own state between rounds.
 struct Rounds<'a> {
     core: &'a Core,
+    /// The threads that write the journaled logs' segments.
+    segments: SegmentWriters,
+    /// The journal's own log's writer, driven here: no thread hop per round.
+    journal: Writer,
     /// Logs written since the last checkpoint (their segments need an fdatasync).
     dirty: HashMap<usize, Weak<Attached>>,
     /// Logs whose published groups are in the journal but not yet synced there.
@@ -40,8 +44,7 @@ struct Rounds<'a> {
 struct InFlight {
     touched: Vec<(Arc<Attached>, bool)>,
     queued: Queued,
-    cuts: Vec<RecordInput>,
-    cut_logs: Vec<Arc<Attached>>,
+    writes: Writes,
     needs_sync: bool,
     ack_early: bool,
     now: Instant,
@@ -53,12 +56,132 @@ impl InFlight {
     }
 }
 
-/// A round's journal appends and fdatasync, queued and not yet answered.
-#[derive(Default)]
+/// Segment writers: a round's journaled groups are written into their segments
+/// (`write_staged`) on these threads while the journal thread fdatasyncs the journal,
+/// so a round costs the larger of the two, not their sum.
+struct SegmentWriters {
+    jobs: Option<crossbeam_channel::Sender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Logs whose staged groups to write; the reply lists those that failed.
+struct Job {
+    logs: Vec<Arc<Attached>>,
+    done: crossbeam_channel::Sender<Vec<Arc<Attached>>>,
+}
+
+/// Writes of one round, under way.
+enum Writes {
+    Done(Vec<Arc<Attached>>),
+    Pending(Vec<crossbeam_channel::Receiver<Vec<Arc<Attached>>>>),
+}
+
+impl Writes {
+    /// Waits for the writes; the logs whose segment could not take their groups.
+    fn failed(self) -> Vec<Arc<Attached>> {
+        match self {
+            Self::Done(failed) => failed,
+            Self::Pending(parts) => parts
+                .into_iter()
+                .flat_map(|rx| rx.recv().unwrap_or_default())
+                .collect(),
+        }
+    }
+}
+
+fn write_all(logs: &[Arc<Attached>]) -> Vec<Arc<Attached>> {
+    logs.iter()
+        .filter(|log| log.writer.lock().write_staged().is_err())
+        .cloned()
+        .collect()
+}
+
+/// Segment writer threads: one per core, at most `SEGMENT_WRITERS_MAX`.
+const SEGMENT_WRITERS_MAX: usize = 4;
+/// Logs a round must have before its writes are split over several threads.
+const LOGS_PER_SEGMENT_WRITER: usize = 16;
+
+impl SegmentWriters {
+    fn start() -> Self {
+        let n = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, SEGMENT_WRITERS_MAX);
+        let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+        let mut threads = Vec::new();
+        for i in 0..n {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("eventmesh-segments-{i}"))
+                .spawn(move || {
+                    for job in rx {
+                        let _ = job.done.send(write_all(&job.logs));
+                    }
+                });
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => tracing::warn!(error = %e, "a segment writer thread could not start"),
+            }
+        }
+        Self {
+            jobs: (!threads.is_empty()).then_some(jobs),
+            threads,
+        }
+    }
+
+    /// Starts writing `logs`' staged groups (on this thread if no writer runs).
+    fn write(&self, logs: Vec<Arc<Attached>>) -> Writes {
+        let Some(jobs) = &self.jobs else {
+            return Writes::Done(write_all(&logs));
+        };
+        if logs.is_empty() {
+            return Writes::Done(Vec::new());
+        }
+        let parts = (logs.len() / LOGS_PER_SEGMENT_WRITER).clamp(1, self.threads.len());
+        let per = logs.len().div_ceil(parts);
+        let mut pending = Vec::new();
+        for chunk in logs.chunks(per) {
+            let (done, rx) = crossbeam_channel::bounded(1);
+            let job = Job {
+                logs: chunk.to_vec(),
+                done,
+            };
+            match jobs.send(job) {
+                Ok(()) => pending.push(rx),
+                Err(e) => {
+                    let (done, rx) = crossbeam_channel::bounded(1);
+                    let _ = done.send(write_all(&e.0.logs));
+                    pending.push(rx);
+                }
+            }
+        }
+        Writes::Pending(pending)
+    }
+}
+
+impl Drop for SegmentWriters {
+    fn drop(&mut self) {
+        self.jobs.take();
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A round's journal write, and whether its fdatasync is still owed.
 struct Queued {
-    pending: Vec<PendingAppend>,
-    first_error: Option<LogError>,
-    synced: Option<Result<tokio::sync::oneshot::Receiver<Result<(), LogError>>, LogError>>,
+    written: Result<(), LogError>,
+    wrote_any: bool,
+    sync: bool,
+}
+
+impl Default for Queued {
+    fn default() -> Self {
+        Self {
+            written: Ok(()),
+            wrote_any: false,
+            sync: false,
+        }
+    }
 }
 
 /// What woke the thread: logs with work, checkpoint requests, and whether to stop.
@@ -72,9 +195,11 @@ fn key(log: &Arc<Attached>) -> usize {
     Arc::as_ptr(log) as usize
 }
 
-pub(super) fn run(core: &Core) {
+pub(super) fn run(core: &Core, journal: Writer) {
     let mut rounds = Rounds {
         core,
+        segments: SegmentWriters::start(),
+        journal,
         dirty: HashMap::new(),
         undurable: HashMap::new(),
         sync_due: None,
@@ -102,6 +227,11 @@ pub(super) fn run(core: &Core) {
             rounds.finish(done);
         }
         in_flight = next;
+        // The journal is written and synced on this thread: a round left in flight
+        // would only wait longer for its fdatasync. Finish it now.
+        if let Some(done) = in_flight.take() {
+            rounds.finish(done);
+        }
         let now = Instant::now();
         let due = rounds.sync_due.is_some_and(|due| due <= now)
             || !checkpoints.is_empty()
@@ -132,6 +262,8 @@ pub(super) fn run(core: &Core) {
     if let Err(e) = rounds.checkpoint() {
         tracing::error!(error = %e, "the journal's last checkpoint failed; it replays at the next start");
     }
+    // A clean close of the journal's own log, as its writer thread would do.
+    let _ = rounds.journal.close_now();
 }
 
 impl Rounds<'_> {
@@ -227,29 +359,21 @@ impl Rounds<'_> {
         }
         let ack_early = self.core.config.log.acks_before_sync();
         let queued = self.submit(records, needs_sync && !ack_early);
-        // The segments are written while the journal writes and syncs the same bytes.
-        // A segment that could not take its groups was cut back: the journal, which
-        // has them, must say so after them, or replay would put them back.
-        let mut cuts = Vec::new();
-        let mut cut_logs = Vec::new();
-        for (log, wrote) in &touched {
-            if *wrote {
-                let mut writer = log.writer.lock();
-                if writer.write_staged().is_err() {
-                    let (base, len) = writer.cut_point();
-                    entry::encode_cut(&log.dir, base, len, &mut cuts);
-                    cut_logs.push(Arc::clone(log));
-                }
-            }
-        }
+        // The segments are written by the segment writers while this thread syncs the
+        // journal (`finish`).
+        let wrote: Vec<Arc<Attached>> = touched
+            .iter()
+            .filter(|(_, wrote)| *wrote)
+            .map(|(log, _)| Arc::clone(log))
+            .collect();
+        let writes = self.segments.write(wrote);
         if touched.is_empty() {
             return None;
         }
         Some(InFlight {
             touched,
             queued,
-            cuts,
-            cut_logs,
+            writes,
             needs_sync,
             ack_early,
             now,
@@ -261,13 +385,20 @@ impl Rounds<'_> {
         let InFlight {
             touched,
             queued,
-            cuts,
-            cut_logs,
+            writes,
             needs_sync,
             ack_early,
             now,
         } = round;
         let result = self.settle(queued);
+        // A segment that could not take its groups was cut back: the journal, which
+        // has them, must say so after them, or replay would put them back.
+        let mut cuts = Vec::new();
+        let cut_logs = writes.failed();
+        for log in &cut_logs {
+            let (base, len) = log.writer.lock().cut_point();
+            entry::encode_cut(&log.dir, base, len, &mut cuts);
+        }
         // Only a journal that took the round holds the groups that were cut.
         if result.is_ok() {
             for (log, cut) in cut_logs.into_iter().zip(cuts) {
@@ -298,7 +429,7 @@ impl Rounds<'_> {
         }
         if ack_early && needs_sync {
             // Deliberate bug for the crash tests: answered above, synced only now.
-            let _ = self.core.log.sync();
+            let _ = self.sync_now();
         }
         for (log, _) in touched {
             if !log.rx.is_empty() && !log.scheduled.swap(true, Ordering::AcqRel) {
@@ -314,82 +445,63 @@ impl Rounds<'_> {
         }
     }
 
-    /// Hands `records` to the journal's log and, with `sync`, queues its fdatasync.
+    /// Writes `records` to the journal's log now (no fdatasync yet); `settle` syncs.
     fn submit(&mut self, records: Vec<RecordInput>, sync: bool) -> Queued {
-        let mut queued = Queued::default();
         if records.is_empty() {
-            return queued;
+            return Queued::default();
         }
-        let Queued {
-            pending,
-            first_error,
-            synced,
-        } = &mut queued;
-        let mut batch: Vec<RecordInput> = Vec::new();
+        let mut batches: Vec<Vec<RecordInput>> = vec![Vec::new()];
         let mut bytes = 0usize;
         for record in records {
             let len = record.payload.len();
-            if !batch.is_empty()
-                && (batch.len() >= APPEND_BATCH_RECORDS_MAX
-                    || bytes + len > JOURNAL_BATCH_BYTES_MAX)
-            {
-                match self.core.log.submit(std::mem::take(&mut batch)) {
-                    Ok(p) => pending.push(p),
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
+            let full = batches.last().is_some_and(|b| {
+                !b.is_empty()
+                    && (b.len() >= APPEND_BATCH_RECORDS_MAX
+                        || bytes + len > JOURNAL_BATCH_BYTES_MAX)
+            });
+            if full {
+                batches.push(Vec::new());
                 bytes = 0;
             }
             bytes += len;
             self.since_checkpoint += len as u64;
-            batch.push(record);
-        }
-        match self.core.log.submit(batch) {
-            Ok(p) => pending.push(p),
-            Err(e) => {
-                first_error.get_or_insert(e);
+            if let Some(batch) = batches.last_mut() {
+                batch.push(record);
             }
         }
-        if sync && first_error.is_none() {
-            self.core.counters.syncs.fetch_add(1, Ordering::Relaxed);
-            *synced = Some(self.core.log.sync_queued());
+        let (written, wrote_any) = self.journal.append_now(batches);
+        Queued {
+            written,
+            wrote_any,
+            sync,
         }
-        queued
     }
 
-    /// Waits for what `submit` queued: the journal's answer for the round.
+    /// Finishes what `submit` began: the fdatasync, if asked, and the journal's answer.
     fn settle(&mut self, queued: Queued) -> Result<(), LogError> {
         let Queued {
-            pending,
-            mut first_error,
-            synced,
+            written,
+            wrote_any,
+            sync,
         } = queued;
-        let synced = match synced {
-            None => Ok(()),
-            Some(Err(e)) => Err(e),
-            Some(Ok(rx)) => rx.blocking_recv().unwrap_or(Err(LogError::Closed)),
-        };
-        let mut wrote_any = false;
-        for p in pending {
-            match p.wait() {
-                Ok(_) => wrote_any = true,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+        if let Err(e) = written {
+            if wrote_any {
+                self.core
+                    .log
+                    .poison(format!("a journal round was written only in part: {e}"));
             }
+            return Err(e);
         }
-        match first_error {
-            Some(e) => {
-                if wrote_any {
-                    self.core
-                        .log
-                        .poison(format!("a journal round was written only in part: {e}"));
-                }
-                Err(e)
-            }
-            None => synced,
+        match sync {
+            true => self.sync_now(),
+            false => Ok(()),
         }
+    }
+
+    /// fdatasyncs the journal.
+    fn sync_now(&mut self) -> Result<(), LogError> {
+        self.core.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        self.journal.control_now(|reply| WriterMsg::Sync { reply })
     }
 
     /// Journals the pending cuts, synced: a held log may seal its segment at the cut
@@ -418,8 +530,7 @@ impl Rounds<'_> {
     /// Syncs the journal for the `Interval` logs waiting on it.
     fn sync_journal(&mut self) {
         self.sync_due = None;
-        self.core.counters.syncs.fetch_add(1, Ordering::Relaxed);
-        match self.core.log.sync() {
+        match self.sync_now() {
             Ok(()) => self.mark_durable(),
             Err(e) => tracing::error!(error = %e, "journal fdatasync failed"),
         }
@@ -478,7 +589,8 @@ impl Rounds<'_> {
         self.release_held();
         // Seal the journal's segment so that all of it before `upto` can go.
         if self.core.log.next_offset() > self.core.log.first_offset() {
-            self.core.log.roll()?;
+            self.journal
+                .control_now(|reply| WriterMsg::Roll { reply })?;
         }
         self.core.log.delete_before(upto)?;
         Ok(())
