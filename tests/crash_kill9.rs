@@ -353,7 +353,10 @@ fn every_acknowledged_event_spread_over_100_flows_survives_kill_9() {
         for h in senders {
             h.join().expect("sender");
         }
-        acked_total = ledgers.iter().map(|l| l.lock().expect("ledger").len()).sum();
+        acked_total = ledgers
+            .iter()
+            .map(|l| l.lock().expect("ledger").len())
+            .sum();
     }
     assert!(s.terminate().success());
     assert_eq!(check_exit(&dir), 0, "clean after a graceful stop");

@@ -85,11 +85,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     recovering.abort();
     let _ = recovering.await;
     let store = opened.map_err(|e| ServeError::Runtime(e.to_string()))??;
-    warn_if_open_files_short(
-        nofile,
-        config.limits.connections_max,
-        store.flow_records(None).len(),
-    );
+    warn_if_open_files_short(nofile, config.limits.connections_max);
     if let Some(key) = store.generated_admin_key() {
         println!("admin key (shown once; keep it): {key}");
     }
@@ -146,14 +142,11 @@ impl hyper::body::Body for GuardedBody {
 /// Longest wait, at the connection cap, for an evicted idle connection's slot.
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
-/// Open files one flow holds today: 3 logs × the active segment for writing and for
-/// reading (journaled logs take no lock file). Issue 16 will bound this by a budget.
-const FDS_PER_FLOW: u64 = 6;
-/// Open files the server needs apart from connections and flows.
+/// Open files the server needs apart from connections and the journaled logs' budget.
 const FDS_BASE: u64 = 64;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (the usual soft limit, 1,024, is
-/// far below what connections and flows need). Returns the soft limit now in force.
+/// far below what connections need). Returns the soft limit now in force.
 fn raise_open_files_limit() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let limit = getrlimit(Resource::Nofile);
@@ -174,17 +167,18 @@ fn raise_open_files_limit() -> Option<u64> {
 }
 
 /// Warns once at start when the open-files limit cannot hold every connection the cap
-/// allows plus what the flows need.
-fn warn_if_open_files_short(soft: Option<u64>, connections_max: usize, flows: usize) {
+/// allows. The flows' logs need no descriptor of their own: they share a budget of 70 %
+/// of the limit (`log::budget`), whatever their number.
+fn warn_if_open_files_short(soft: Option<u64>, connections_max: usize) {
     let Some(soft) = soft else { return };
-    let need = connections_max as u64 + flows as u64 * FDS_PER_FLOW + FDS_BASE;
-    if need > soft {
+    let need = connections_max as u64 + FDS_BASE;
+    let left = soft - soft * 7 / 10;
+    if need > left {
         tracing::warn!(
             limit = soft,
-            need,
+            for_connections = left,
             connections_max,
-            flows,
-            "the open-files limit is below --max-connections plus what the flows need; accepts will back off when it runs out (raise `ulimit -n`, or lower --max-connections)"
+            "the open-files limit leaves fewer descriptors than --max-connections (70 % of it is the flows' file budget); accepts will back off when they run out (raise `ulimit -n`, or lower --max-connections)"
         );
     }
 }

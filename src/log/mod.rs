@@ -6,6 +6,7 @@
 //! segment scan in `scan.rs`); all file
 //! access goes through `storage::Storage`.
 
+pub mod budget;
 pub mod check;
 pub mod clock;
 pub mod config;
@@ -187,15 +188,24 @@ impl Log {
             ),
         };
         let recovered = recovery::recover(&*storage, &dir, &config, must_exist)?;
-        let reader = storage
-            .open_read(&recovered.active_path)
-            .map_err(|e| LogError::io("open", &recovered.active_path, e))?;
-        let active = Arc::new(ActiveSegment {
-            path: recovered.active_path,
-            base: recovered.active.base,
+        // A journaled log counts against the journal's file budget and opens its
+        // active segment for reading on demand; any other keeps it open.
+        let budget = config.journal.as_ref().map(|j| j.budget());
+        let reader = match budget {
+            Some(_) => None,
+            None => Some(
+                storage
+                    .open_read(&recovered.active_path)
+                    .map_err(|e| LogError::io("open", &recovered.active_path, e))?,
+            ),
+        };
+        let active = ActiveSegment::new(
+            recovered.active_path,
+            recovered.active.base,
+            recovered.active.clone(),
             reader,
-            summary: RwLock::new(recovered.active.clone()),
-        });
+            budget.clone(),
+        );
         let (next_tx, _) = watch::channel(recovered.active.next);
         let inner = Arc::new(Inner {
             dir,
@@ -213,6 +223,7 @@ impl Log {
             torn: Mutex::new(recovered.torn),
             retention: Mutex::new(()),
             counters: stats::WriterCounters::default(),
+            budget,
             _lock: lock,
         });
         let (tx, rx) = queue::queue(WRITER_QUEUE_DEPTH_MAX);
@@ -225,6 +236,9 @@ impl Log {
             journal.is_some(),
         );
         if let (Some(journal), Some(claim)) = (journal, claim) {
+            // An idle journaled log holds no descriptor: its file reopens on demand.
+            let mut writer = writer;
+            writer.close_file()?;
             let attached = journal.attach(claim, writer, rx, inner.config.fsync);
             let log = Self {
                 inner,

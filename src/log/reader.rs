@@ -155,7 +155,7 @@ impl RecordIter {
 
     fn load_active(
         &mut self,
-        active: &ActiveSegment,
+        active: &Arc<ActiveSegment>,
         resume_at: Option<u64>,
     ) -> Result<bool, LogError> {
         let (committed, end, (pos, at)) = {
@@ -171,11 +171,12 @@ impl RecordIter {
         }
         let io = |e| LogError::io("read", &active.path, e);
         let mut header = [0u8; FRAME_HEADER_BYTES];
-        let got = read_full(&*active.reader, pos, &mut header).map_err(io)?;
+        let reader = active.reader(&*self.inner.storage).map_err(io)?;
+        let got = read_full(&*reader, pos, &mut header).map_err(io)?;
         let frame_len = record::peek_frame_len(&header[..got]).unwrap_or(FRAME_HEADER_BYTES);
         let len = (committed - pos).min(ACTIVE_READ_CHUNK_BYTES.max(frame_len) as u64) as usize;
         let mut chunk = vec![0u8; len];
-        let got = read_full(&*active.reader, pos, &mut chunk).map_err(io)?;
+        let got = read_full(&*reader, pos, &mut chunk).map_err(io)?;
         if got < len {
             self.path = active.path.clone();
             return Err(self.corruption(

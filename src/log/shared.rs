@@ -11,6 +11,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use crate::log::budget::FileBudget;
 use crate::log::scan;
 use crate::log::segment::{self, SegmentSummary};
 use crate::log::storage::{read_to_vec, DirLock, ReadableFile, Storage};
@@ -38,8 +39,74 @@ impl SealedSegment {
 pub(crate) struct ActiveSegment {
     pub path: PathBuf,
     pub base: Offset,
-    pub reader: Arc<dyn ReadableFile>,
+    /// Opened for reading on demand (`reader`); with a budget, closed when it runs short.
+    reader: Mutex<Option<Arc<dyn ReadableFile>>>,
+    budget: Option<Arc<FileBudget>>,
     pub summary: RwLock<SegmentSummary>,
+}
+
+impl ActiveSegment {
+    pub fn new(
+        path: PathBuf,
+        base: Offset,
+        summary: SegmentSummary,
+        reader: Option<Arc<dyn ReadableFile>>,
+        budget: Option<Arc<FileBudget>>,
+    ) -> Arc<Self> {
+        let segment = Arc::new(Self {
+            path,
+            base,
+            reader: Mutex::new(None),
+            budget,
+            summary: RwLock::new(summary),
+        });
+        if let Some(reader) = reader {
+            *segment.reader.lock() = Some(reader);
+            if let Some(budget) = &segment.budget {
+                budget.reader_opened(&segment);
+            }
+        }
+        segment
+    }
+
+    /// The segment opened for reading, opening it if it is not.
+    pub fn reader(
+        self: &Arc<Self>,
+        storage: &dyn Storage,
+    ) -> std::io::Result<Arc<dyn ReadableFile>> {
+        let opened = {
+            let mut slot = self.reader.lock();
+            if let Some(reader) = &*slot {
+                return Ok(Arc::clone(reader));
+            }
+            let reader = storage.open_read(&self.path)?;
+            *slot = Some(Arc::clone(&reader));
+            reader
+        };
+        if let Some(budget) = &self.budget {
+            budget.reader_opened(self);
+        }
+        Ok(opened)
+    }
+
+    /// Lets the reader go (a reader in progress keeps its own handle).
+    pub fn close_reader(&self) {
+        if self.reader.lock().take().is_some() {
+            if let Some(budget) = &self.budget {
+                budget.reader_closed();
+            }
+        }
+    }
+}
+
+impl Drop for ActiveSegment {
+    fn drop(&mut self) {
+        if self.reader.get_mut().take().is_some() {
+            if let Some(budget) = &self.budget {
+                budget.reader_closed();
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -169,6 +236,8 @@ pub(crate) struct Inner {
     /// Serialises retention runs.
     pub retention: Mutex<()>,
     pub counters: crate::log::stats::WriterCounters,
+    /// The open-file budget this log's active segment counts against (journaled logs).
+    pub budget: Option<Arc<FileBudget>>,
     /// The directory's lock; none for a journaled log (the journal's registry holds
     /// its directory instead, at no file descriptor).
     pub _lock: Option<Box<dyn DirLock>>,

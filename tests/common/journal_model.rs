@@ -70,8 +70,13 @@ impl JournalHarness {
 
     fn try_open(&self) -> Result<(Journal, Vec<Log>), String> {
         let storage: Arc<SimStorage> = Arc::new(self.sim.clone());
-        let (journal, _) = Journal::open(JournalConfig::new(ROOT, storage.clone(), self.config()))
-            .map_err(|e| e.to_string())?;
+        // A budget of one reader and one writer for three logs: every step closes and
+        // reopens files.
+        let config = JournalConfig {
+            files: Some(2),
+            ..JournalConfig::new(ROOT, storage.clone(), self.config())
+        };
+        let (journal, _) = Journal::open(config).map_err(|e| e.to_string())?;
         let mut logs = Vec::new();
         for i in 0..LOGS {
             let config = LogConfig {

@@ -32,5 +32,6 @@ mod store_backends;
 mod store_consumers;
 mod store_damage;
 mod store_ingest;
+mod store_many_flows;
 mod store_meta;
 mod store_retention;

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::log::budget::FileBudget;
 use crate::log::queue::QueueRx;
 use crate::log::storage::Storage;
 use crate::log::writer::{Writer, WriterMsg};
@@ -58,6 +59,9 @@ pub struct JournalConfig {
     pub log: LogConfig,
     pub checkpoint_bytes: u64,
     pub checkpoint_interval: Duration,
+    /// The open files the journaled logs may hold. Default 70 % of the soft
+    /// `RLIMIT_NOFILE` when the journal opens.
+    pub files: Option<usize>,
 }
 
 impl JournalConfig {
@@ -68,6 +72,7 @@ impl JournalConfig {
             log,
             checkpoint_bytes: CHECKPOINT_BYTES_DEFAULT,
             checkpoint_interval: CHECKPOINT_INTERVAL_DEFAULT,
+            files: None,
         }
     }
 }
@@ -147,6 +152,7 @@ struct Core {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The directories of the logs riding the journal now (`Claim`).
     claims: Arc<Mutex<HashSet<String>>>,
+    budget: Arc<FileBudget>,
 }
 
 /// The store-wide journal. Cheap to clone: clones share it.
@@ -180,6 +186,10 @@ impl Journal {
         // writer runs on the journal thread, not a thread of its own.
         let (log, writer) = Log::open_inline(&dir, log_config, Arc::clone(&config.storage))?;
         let report = replay::replay(&*config.storage, &config.root, &log)?;
+        let budget = Arc::new(match config.files {
+            Some(files) => FileBudget::new(files),
+            None => FileBudget::from_open_files_limit(),
+        });
         let core = Arc::new(Core {
             config,
             log,
@@ -188,6 +198,7 @@ impl Journal {
             counters: Counters::default(),
             thread: Mutex::new(None),
             claims: Arc::new(Mutex::new(HashSet::new())),
+            budget,
         });
         let worker = Arc::clone(&core);
         let handle = std::thread::Builder::new()
@@ -275,6 +286,11 @@ impl Journal {
         }
         log.scheduled.store(false, Ordering::Release);
         log.refuse_queued();
+    }
+
+    /// The open-file budget of the logs that ride the journal.
+    pub fn budget(&self) -> Arc<FileBudget> {
+        Arc::clone(&self.core.budget)
     }
 
     /// Why the journal refuses appends, if it does.

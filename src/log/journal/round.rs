@@ -1,6 +1,6 @@
 //! The journal thread: rounds, syncs and checkpoints.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -38,6 +38,8 @@ struct Rounds<'a> {
     /// Cuts the journal could not take yet (a full disk), each with its log, which
     /// holds its appends until the cut is in (or a checkpoint makes it moot).
     pending_cuts: Vec<(Arc<Attached>, RecordInput)>,
+    /// Logs by when they last wrote, oldest first: whose files the budget closes first.
+    written: VecDeque<Weak<Attached>>,
 }
 
 /// A started round: its logs (and whether each wrote), what the journal was handed.
@@ -208,6 +210,7 @@ pub(super) fn run(core: &Core, journal: Writer) {
         carry: Vec::new(),
         blocked: None,
         pending_cuts: Vec::new(),
+        written: VecDeque::new(),
     };
     // One round may be in flight (its journal write and fdatasync under way) while
     // the next is staged: rounds overlap, as long as they share no log.
@@ -418,6 +421,9 @@ impl Rounds<'_> {
         let mut closes: CloseReplies = Vec::new();
         for (log, wrote) in &touched {
             closes.extend(log.writer.lock().complete(result.clone(), ambiguous));
+            if *wrote {
+                self.written.push_back(Arc::downgrade(log));
+            }
             if *wrote && result.is_ok() {
                 self.dirty.insert(key(log), Arc::downgrade(log));
                 self.undurable.insert(key(log), Arc::downgrade(log));
@@ -436,6 +442,7 @@ impl Rounds<'_> {
                 self.carry.push(log);
             }
         }
+        self.trim_writers();
         // The close replies go only now that this thread holds none of the logs.
         for (reply, closed) in closes {
             if let Err(e) = &closed {
@@ -502,6 +509,40 @@ impl Rounds<'_> {
     fn sync_now(&mut self) -> Result<(), LogError> {
         self.core.counters.syncs.fetch_add(1, Ordering::Relaxed);
         self.journal.control_now(|reply| WriterMsg::Sync { reply })
+    }
+
+    /// Closes the files of the logs that wrote longest ago while more are open than
+    /// the budget allows (`budget.rs`). A log with work waiting keeps its file.
+    fn trim_writers(&mut self) {
+        let budget = &self.core.budget;
+        let mut tries = self.written.len();
+        while budget.writers() > budget.writers_max() && tries > 0 {
+            tries -= 1;
+            let Some(weak) = self.written.pop_front() else {
+                break;
+            };
+            let Some(log) = weak.upgrade() else { continue };
+            if log.scheduled.load(Ordering::Acquire) {
+                self.written.push_back(weak);
+                continue;
+            }
+            let closed = log.writer.lock().close_file();
+            if let Err(e) = closed {
+                tracing::error!(log = %log.dir, error = %e, "closing an idle segment file failed");
+            }
+        }
+        if self.written.len() > 4 * budget.writers_max() {
+            self.written.retain(|w| w.strong_count() > 0);
+            let mut seen = std::collections::HashSet::new();
+            let mut kept: VecDeque<_> = self
+                .written
+                .drain(..)
+                .rev()
+                .filter(|w| seen.insert(w.as_ptr() as usize))
+                .collect();
+            kept.make_contiguous().reverse();
+            self.written = kept;
+        }
     }
 
     /// Journals the pending cuts, synced: a held log may seal its segment at the cut

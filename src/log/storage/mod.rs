@@ -28,6 +28,8 @@ pub trait WritableFile: Send + Debug {
     /// Writes all of `buf` at `pos` (a `pwrite`), as journal replay does; the logical
     /// end moves to `pos + buf.len()` if that is further.
     fn write_at(&mut self, pos: u64, buf: &[u8]) -> io::Result<()>;
+    /// After reopening a file that may hold reserved zeros: its logical end is `len`.
+    fn resume_at(&mut self, len: u64);
     /// Writes zeros from the physical end up to `upto` bytes (no-op if the file is
     /// already that long). The logical end does not move. Not durable until `sync_data`.
     fn preallocate(&mut self, upto: u64) -> io::Result<()>;

@@ -56,6 +56,10 @@ impl WritableFile for StdWritable {
         self.allocated = self.file.metadata().map_or(self.allocated, |m| m.len());
         result
     }
+    fn resume_at(&mut self, len: u64) {
+        self.len = len;
+        self.allocated = self.allocated.max(len);
+    }
     fn preallocate(&mut self, upto: u64) -> io::Result<()> {
         while self.allocated < upto {
             let n = usize::try_from(upto - self.allocated)

@@ -80,6 +80,10 @@ impl WritableFile for SimWritable {
         Ok(())
     }
 
+    fn resume_at(&mut self, len: u64) {
+        self.len = len;
+    }
+
     fn preallocate(&mut self, upto: u64) -> io::Result<()> {
         let upto = usize::try_from(upto).unwrap_or(usize::MAX);
         self.handle.with(|st, id, path| {
