@@ -251,6 +251,8 @@ pub(crate) fn recover(
     let mut file = storage
         .open_append(&active_path)
         .map_err(io("open", &active_path))?;
+    // Whether recovery changed anything in the directory that still needs syncing.
+    let mut changed = false;
     if let Some(damage) = &out.damage {
         if damage.kind == DamageKind::Corruption {
             return Err(corruption_error(&active_path, damage));
@@ -268,6 +270,7 @@ pub(crate) fn recover(
         // (the writer reserves afresh). Made durable by the fdatasync below.
         file.truncate(out.summary.bytes)
             .map_err(io("truncate reserved space of", &active_path))?;
+        changed = true;
     }
     drop(bytes);
     // The last segment's index is rebuilt by the scan above; an old file would be stale.
@@ -276,6 +279,7 @@ pub(crate) fn recover(
         storage
             .remove(&stale_index)
             .map_err(io("remove", &stale_index))?;
+        changed = true;
     }
     let floor = prev.map_or(i64::MIN, |p| p.1);
     let mut active = out.summary;
@@ -295,6 +299,7 @@ pub(crate) fn recover(
                 .and_then(|()| file.append(&h.encode()))
                 .map_err(io("write header of", &active_path))?;
             active = SegmentSummary::fresh(last_base);
+            changed = true;
             h
         }
         SegmentFormat::V1 => {
@@ -311,16 +316,26 @@ pub(crate) fn recover(
             active_path = seg.path;
             active = SegmentSummary::fresh(seg.header.base);
             file = seg.file;
+            changed = true;
             seg.header
         }
     };
     // What the scan read may be only in the page cache (say, after a failed fdatasync and
-    // a restart): make it durable before anything new is acknowledged after it.
-    file.sync_data()
-        .map_err(io("fdatasync recovered tail of", &active_path))?;
-    // A name created before a failed directory fsync may still be only in memory: make
-    // every name we now rely on durable before anything is acknowledged in it.
-    storage.sync_dir(dir).map_err(io("fsync directory", dir))?;
+    // a restart): make it durable before anything new is acknowledged after it. A name
+    // created before a failed directory fsync may still be only in memory: make every
+    // name we now rely on durable too. Both are known durable already when the log
+    // rides a journal that was stopped cleanly (its checkpoint covers its whole end:
+    // every segment was synced, and no failure blocked it) and recovery changed nothing.
+    let known_durable = !changed
+        && config
+            .journal
+            .as_ref()
+            .is_some_and(|journal| journal.opened_clean());
+    if !known_durable {
+        file.sync_data()
+            .map_err(io("fdatasync recovered tail of", &active_path))?;
+        storage.sync_dir(dir).map_err(io("fsync directory", dir))?;
+    }
     report.segments = sealed.len() + 1;
     let synced_len = active.bytes;
     let last_ts = active.last_ts.max(floor).max(header.ts_floor);

@@ -290,9 +290,37 @@ fn open_flows(
     let mut flows = HashMap::new();
     let mut unavailable = HashMap::new();
     let mut webhooks = HashMap::new();
-    for record in records {
+    // Flows open on several threads at once: opening is mostly waiting for the disk
+    // (a scan of each log's last segment, and its syncs after an unclean stop), and the
+    // device serves many such requests together.
+    let per = records.len().div_ceil(OPEN_THREADS).max(1);
+    let opened: Vec<Result<Flow, StoreError>> = std::thread::scope(|scope| {
+        let parts: Vec<_> = records
+            .chunks(per)
+            .map(|chunk| {
+                let handle = scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|record| open_flow(config, base, partitions, record, false))
+                        .collect::<Vec<_>>()
+                });
+                (chunk.len(), handle)
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|(len, part)| {
+                part.join().unwrap_or_else(|_| {
+                    (0..len)
+                        .map(|_| Err(StoreError::Invalid("a flow-opening thread panicked".into())))
+                        .collect()
+                })
+            })
+            .collect()
+    });
+    for (record, opened) in records.iter().zip(opened) {
         webhooks.insert(record.webhook_id.clone(), record.id.clone());
-        match open_flow(config, base, partitions, record, false) {
+        match opened {
             Ok(flow) => {
                 flows.insert(record.id.clone(), Arc::new(flow));
             }
@@ -308,6 +336,9 @@ fn open_flows(
     }
     (flows, unavailable, webhooks)
 }
+
+/// Threads that open the flows at start (only then: they end once every flow is open).
+const OPEN_THREADS: usize = 16;
 
 /// Opens flow `record`'s files under `<data>/flows/<id>/` (made, with `create`).
 fn open_flow(

@@ -153,6 +153,8 @@ struct Core {
     /// The directories of the logs riding the journal now (`Claim`).
     claims: Arc<Mutex<HashSet<String>>>,
     budget: Arc<FileBudget>,
+    /// Replay found the journal wholly checkpointed (`ReplayReport::clean`).
+    clean: bool,
 }
 
 /// The store-wide journal. Cheap to clone: clones share it.
@@ -199,6 +201,7 @@ impl Journal {
             thread: Mutex::new(None),
             claims: Arc::new(Mutex::new(HashSet::new())),
             budget,
+            clean: report.clean,
         });
         let worker = Arc::clone(&core);
         let handle = std::thread::Builder::new()
@@ -286,6 +289,12 @@ impl Journal {
         }
         log.scheduled.store(false, Ordering::Release);
         log.refuse_queued();
+    }
+
+    /// Whether the journal opened wholly checkpointed: every segment of its logs was
+    /// synced and nothing was written since, so their recovery need not sync again.
+    pub fn opened_clean(&self) -> bool {
+        self.core.clean
     }
 
     /// The open-file budget of the logs that ride the journal.

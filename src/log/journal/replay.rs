@@ -33,6 +33,9 @@ pub struct ReplayReport {
     pub skipped: u64,
     /// Segment files written to.
     pub files: usize,
+    /// The checkpoint covered the whole journal: the last stop (or the last
+    /// checkpoint before a crash, with nothing written since) left every segment synced.
+    pub clean: bool,
 }
 
 fn sync_all(files: &mut HashMap<PathBuf, Box<dyn WritableFile>>) -> Result<(), LogError> {
@@ -47,12 +50,14 @@ fn sync_all(files: &mut HashMap<PathBuf, Box<dyn WritableFile>>) -> Result<(), L
 /// Replays `journal` (whose logs live under `root`) from its checkpoint.
 pub fn replay(storage: &dyn Storage, root: &Path, journal: &Log) -> Result<ReplayReport, LogError> {
     let dir = journal.dir().to_path_buf();
-    let from = checkpoint::load(storage, &dir)?
+    let checkpointed = checkpoint::load(storage, &dir)?;
+    let from = checkpointed
         .unwrap_or(Offset(0))
         .max(journal.first_offset());
     let mut report = ReplayReport {
         from,
         to: journal.next_offset(),
+        clean: checkpointed == Some(journal.next_offset()),
         ..ReplayReport::default()
     };
     let mut open: HashMap<PathBuf, Box<dyn WritableFile>> = HashMap::new();
