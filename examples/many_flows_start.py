@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Start-up with many flows under a small open-files limit.
+"""Many flows on one node under a small open-files limit (issue 16's bench).
 
     python3 examples/many_flows_start.py <eventmesh binary> [--flows 10000] [--limit 1024]
+                                         [--send 200]
 
-Creates that many flows on a fresh server (no rate limit), stops it with SIGTERM,
-restarts it under `ulimit -n <limit>`, and prints the seconds until it listens (it
-listens once every flow is open, and `/readyz` answers 200 then), its threads, open
-files and RSS, and how many flows `GET /api/flows` lists. Uses no proxy.
+Every server runs under `ulimit -n <limit>`, `--fsync always`. The steps:
+1. create that many flows on a fresh server (no rate limit);
+2. stop it (SIGTERM), restart it: seconds until it listens (it listens once every flow
+   is open, and `/readyz` answers 200 then);
+3. send one event each to `--send` of the flows, then `kill -9` the server;
+4. restart it: seconds until it listens again;
+5. read each of those flows back and check its event is there.
+After each step: the server's threads, open files and RSS. One JSON line. No proxy.
 """
 import argparse, json, os, re, shutil, signal, subprocess, tempfile, time, urllib.request
 
@@ -49,26 +54,48 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--flows", type=int, default=10000)
     ap.add_argument("--limit", type=int, default=1024)
+    ap.add_argument("--send", type=int, default=200)
     a = ap.parse_args()
     data = tempfile.mkdtemp(prefix="many-flows-", dir=".")
+    out = {"flows": a.flows, "limit": a.limit}
     try:
-        p, addr, _ = start(a.binary, data)
+        p, addr, _ = start(a.binary, data, a.limit)
+        t0 = time.time()
+        hooks = []
         for i in range(a.flows):
-            call(addr, "POST", "/api/flows", json.dumps({"name": f"f{i}", "rateLimit": None}))
-        created = stats(p)
+            status, body = call(addr, "POST", "/api/flows", json.dumps({"name": f"f{i}", "rateLimit": None}))
+            if status != 201:
+                raise SystemExit(f"flow {i}: {status} {body}")
+            f = json.loads(body)
+            hooks.append((f["id"], f["webhookId"]))
+        out["create"] = {"seconds": round(time.time() - t0, 1), **stats(p)}
+        status, body = call(addr, "POST", "/api/keys", json.dumps({"name": "k", "scopes": ["ingest", "read"]}))
+        key = json.loads(body)["key"]
         p.send_signal(signal.SIGTERM)
         p.wait()
         p, addr, seconds = start(a.binary, data, a.limit)
-        ready = call(addr, "GET", "/readyz")[0]
-        after = stats(p)
-        status, body = call(addr, "GET", "/api/flows?limit=100000")
-        listed = len(json.loads(body)) if status == 200 and body.startswith("[") else \
-            len(json.loads(body).get("flows", [])) if status == 200 else None
+        out["restartAfterStop"] = {"listeningAfterS": round(seconds, 2),
+                                   "readyz": call(addr, "GET", "/readyz")[0], **stats(p)}
+        sent = hooks[:: max(1, len(hooks) // a.send)][: a.send]
+        for i, (_, wh) in enumerate(sent):
+            req = urllib.request.Request(f"http://{addr}/webhooks/{wh}", data=json.dumps({"n": i}).encode(),
+                                         method="POST", headers={"x-api-key": key, "Content-Type": "application/json"})
+            opener.open(req).read()
+        out["send"] = {"flows": len(sent), **stats(p)}
         p.kill()
         p.wait()
-        print(json.dumps({"flows": a.flows, "limit": a.limit, "created": created,
-                          "listeningAfterS": round(seconds, 2), "readyz": ready,
-                          "restarted": after, "listed": listed}))
+        p, addr, seconds = start(a.binary, data, a.limit)
+        out["restartAfterKill9"] = {"listeningAfterS": round(seconds, 2),
+                                    "readyz": call(addr, "GET", "/readyz")[0], **stats(p)}
+        found = 0
+        for i, (fid, _) in enumerate(sent):
+            status, body = call(addr, "GET", f"/api/flows/{fid}/events")
+            events = json.loads(body).get("events", []) if status == 200 else []
+            found += int(bool(events) and events[0]["payload"].get("n") == i)
+        out["readBack"] = {"found": found, "of": len(sent), **stats(p)}
+        p.kill()
+        p.wait()
+        print(json.dumps(out))
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
