@@ -105,6 +105,20 @@ fn flow_of(part: &Path) -> Option<String> {
         .flatten()
 }
 
+/// Journal records past the checkpoint, if `part` is a data directory's journal: the
+/// server replays them into the flows' segments at its next start.
+fn unreplayed(part: &Path, report: &crate::log::check::PartitionCheck) -> Option<u64> {
+    if part.file_name()? != crate::log::journal::JOURNAL_DIR {
+        return None;
+    }
+    let end = report.segments.last().map(|s| s.base.0 + s.records)?;
+    let from = crate::log::journal::checkpoint::load(&StdStorage, part)
+        .ok()
+        .flatten()
+        .map_or(0, |o| o.0);
+    Some(end.saturating_sub(from))
+}
+
 pub fn run(dir: &Path) -> ExitCode {
     let missing = missing_flow_logs(dir);
     let partitions = match find_partitions(dir) {
@@ -130,6 +144,11 @@ pub fn run(dir: &Path) -> ExitCode {
         match check_partition(&StdStorage, part) {
             Ok(report) => {
                 print_partition(&report);
+                if let Some(n) = unreplayed(part, &report).filter(|&n| n > 0) {
+                    println!(
+                        "  journal: {n} records past its checkpoint; the server writes them back into the flows' segments when it starts, so a flow's segment may show here a torn tail or damage that the start repairs (start and stop the server, then check again)"
+                    );
+                }
                 let verdict = report.verdict();
                 if let (Verdict::Corrupt, Some(flow)) = (verdict, flow_of(part)) {
                     println!(

@@ -113,3 +113,33 @@ fn a_directory_without_partitions_is_an_error() {
     assert_eq!(code, 3, "{text}");
     assert!(text.contains("no partitions"), "{text}");
 }
+
+#[test]
+fn journal_records_past_the_checkpoint_are_named_and_a_start_writes_them_back() {
+    // Proves `check` says when the journal holds records the server has not yet
+    // written back (after kill -9), and that after a start and a clean stop it is gone.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let mut s = common::server::Server::start_in(&dir, &[]);
+    let flow = s.flow(r#"{"name":"j","rateLimit":null}"#);
+    let wh = flow["webhookId"].as_str().expect("wh").to_owned();
+    let (_, key) = s.key(r#"{"name":"k","scopes":["ingest"]}"#);
+    for i in 0..3 {
+        let r = s.send(&wh, &[("x-api-key", &key)], &format!("{{\"n\":{i}}}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    s.kill9();
+    drop(s);
+    let (code, text) = check(&dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("journal: ") && l.contains("records past its checkpoint")),
+        "{text}"
+    );
+    let mut s = common::server::Server::start_in(&dir, &[]);
+    assert!(s.terminate().success());
+    let (code, text) = check(&dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("records past its checkpoint"), "{text}");
+}

@@ -17,7 +17,7 @@
 //! deletes the journal before it. Opening replays the journal from the checkpoint
 //! (`replay.rs`) before any journaled log is opened.
 
-mod checkpoint;
+pub mod checkpoint;
 pub mod entry;
 mod replay;
 mod round;
