@@ -43,7 +43,43 @@ fn print_report(r: &RepairReport, dry_run: bool) {
     }
 }
 
+/// Refuses a partition whose data directory a server has open (its journal is locked),
+/// or whose journal holds records the next start writes back into the segments: a
+/// repair before that would set aside bytes that replay restores.
+fn journal_refusal(dir: &Path) -> Option<String> {
+    use crate::log::journal::{checkpoint, JOURNAL_DIR};
+    use crate::log::storage::Storage;
+    let journal = dir
+        .ancestors()
+        .skip(1)
+        .map(|root| root.join(JOURNAL_DIR))
+        .find(|j| j.is_dir())?;
+    let Ok(_lock) = StdStorage.lock_dir(&journal) else {
+        return Some(format!(
+            "{} is open in a running server: stop it first",
+            journal.display()
+        ));
+    };
+    let report = crate::log::check::check_partition(&StdStorage, &journal).ok()?;
+    let end = report.segments.last().map_or(0, |s| s.base.0 + s.records);
+    let from = checkpoint::load(&StdStorage, &journal)
+        .ok()
+        .flatten()
+        .map_or(0, |o| o.0);
+    (end > from).then(|| {
+        format!(
+            "the journal {} holds {} records past its checkpoint, which the server writes back into the flows' segments when it starts: start the server once and stop it, then repair what is still damaged",
+            journal.display(),
+            end - from
+        )
+    })
+}
+
 pub fn run(dir: &Path, dry_run: bool) -> ExitCode {
+    if let Some(why) = journal_refusal(dir) {
+        eprintln!("eventmesh repair: {why}");
+        return ExitCode::from(3);
+    }
     match repair_partition(&StdStorage, dir, dry_run) {
         Ok(report) => {
             print_report(&report, dry_run);

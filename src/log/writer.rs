@@ -613,9 +613,14 @@ impl Writer {
     /// durable, so no half-written frame stays behind. If that fails too, poison the log.
     fn rewind(&mut self, cause: &LogError) {
         let published = self.active.summary.read().bytes;
-        let undone = self
-            .file()
-            .and_then(|f| f.truncate(published).and_then(|()| f.sync_data()));
+        // A closed file holds nothing past what was written before it closed: if that
+        // is all published, there is nothing to cut (and no descriptor to spend).
+        let undone = match self.file.is_none() && self.closed_len <= published {
+            true => Ok(()),
+            false => self
+                .file()
+                .and_then(|f| f.truncate(published).and_then(|()| f.sync_data())),
+        };
         match undone {
             Ok(()) => self.synced_len = published,
             Err(e) => self

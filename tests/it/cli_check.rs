@@ -115,7 +115,7 @@ fn a_directory_without_partitions_is_an_error() {
 }
 
 #[test]
-fn journal_records_past_the_checkpoint_are_named_and_a_start_writes_them_back() {
+fn journal_records_past_the_checkpoint_are_named_repair_waits_and_a_start_writes_them_back() {
     // Proves `check` says when the journal holds records the server has not yet
     // written back (after kill -9), and that after a start and a clean stop it is gone.
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -137,9 +137,24 @@ fn journal_records_past_the_checkpoint_are_named_and_a_start_writes_them_back() 
             .any(|l| l.contains("journal: ") && l.contains("records past its checkpoint")),
         "{text}"
     );
+    // Repair refuses to set aside what the next start writes back.
+    let fid = flow["id"].as_str().expect("id");
+    let events = dir.join("flows").join(fid).join("events");
+    let repair = |dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_eventmesh"))
+            .arg("repair")
+            .arg(dir)
+            .arg("--dry-run")
+            .output()
+            .expect("run repair")
+    };
+    let out = repair(&events);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("past its checkpoint"));
     let mut s = common::server::Server::start_in(&dir, &[]);
     assert!(s.terminate().success());
     let (code, text) = check(&dir);
     assert_eq!(code, 0, "{text}");
     assert!(!text.contains("records past its checkpoint"), "{text}");
+    assert_eq!(repair(&events).status.code(), Some(0));
 }

@@ -94,7 +94,9 @@ impl Drop for Claim {
 pub(crate) struct Attached {
     /// The log's directory relative to the journal's root.
     pub dir: String,
-    _claim: Claim,
+    /// Released when the log's `Close` is served, so the directory may be reopened at
+    /// once even while a checkpoint still holds this log to sync it.
+    claim: Mutex<Option<Claim>>,
     pub writer: Mutex<Writer>,
     pub rx: QueueRx<WriterMsg>,
     pub policy: FsyncPolicy,
@@ -109,6 +111,11 @@ impl std::fmt::Debug for Attached {
 }
 
 impl Attached {
+    /// Lets the directory go: the log is closed.
+    pub(crate) fn release_claim(&self) {
+        self.claim.lock().take();
+    }
+
     /// Answers everything queued with `Closed` (the journal is gone).
     fn refuse_queued(&self) {
         let mut writer = self.writer.lock();
@@ -265,7 +272,7 @@ impl Journal {
     ) -> Arc<Attached> {
         Arc::new(Attached {
             dir: claim.dir.clone(),
-            _claim: claim,
+            claim: Mutex::new(Some(claim)),
             writer: Mutex::new(writer),
             rx,
             policy,

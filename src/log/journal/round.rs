@@ -21,8 +21,9 @@ struct Rounds<'a> {
     segments: SegmentWriters,
     /// The journal's own log's writer, driven here: no thread hop per round.
     journal: Writer,
-    /// Logs written since the last checkpoint (their segments need an fdatasync).
-    dirty: HashMap<usize, Weak<Attached>>,
+    /// Logs written since the last checkpoint (their segments need an fdatasync). Held,
+    /// not weakly: a log closed meanwhile is still synced by the checkpoint.
+    dirty: HashMap<usize, Arc<Attached>>,
     /// Logs whose published groups are in the journal but not yet synced there.
     undurable: HashMap<usize, Weak<Attached>>,
     /// When the journal must be synced for an `Interval` log at the latest.
@@ -52,12 +53,6 @@ struct InFlight {
     now: Instant,
 }
 
-impl InFlight {
-    fn holds(&self, log: &Arc<Attached>) -> bool {
-        self.touched.iter().any(|(l, _)| Arc::ptr_eq(l, log))
-    }
-}
-
 /// Segment writers: a round's journaled groups are written into their segments
 /// (`write_staged`) on these threads while the journal thread fdatasyncs the journal,
 /// so a round costs the larger of the two, not their sum.
@@ -72,10 +67,16 @@ struct Job {
     done: crossbeam_channel::Sender<Vec<Arc<Attached>>>,
 }
 
-/// Writes of one round, under way.
+/// One part of a round's writes: its logs, and where its thread answers.
+type Part = (
+    Vec<Arc<Attached>>,
+    crossbeam_channel::Receiver<Vec<Arc<Attached>>>,
+);
+
+/// Writes of one round, under way: each part with its logs, in case its thread dies.
 enum Writes {
     Done(Vec<Arc<Attached>>),
-    Pending(Vec<crossbeam_channel::Receiver<Vec<Arc<Attached>>>>),
+    Pending(Vec<Part>),
 }
 
 impl Writes {
@@ -83,9 +84,10 @@ impl Writes {
     fn failed(self) -> Vec<Arc<Attached>> {
         match self {
             Self::Done(failed) => failed,
+            // A part whose thread died without answering failed whole.
             Self::Pending(parts) => parts
                 .into_iter()
-                .flat_map(|rx| rx.recv().unwrap_or_default())
+                .flat_map(|(logs, rx)| rx.recv().unwrap_or(logs))
                 .collect(),
         }
     }
@@ -116,7 +118,10 @@ impl SegmentWriters {
                 .name(format!("eventmesh-segments-{i}"))
                 .spawn(move || {
                     for job in rx {
-                        let _ = job.done.send(write_all(&job.logs));
+                        let failed = write_all(&job.logs);
+                        // Let go of the logs before answering: the answer may close one.
+                        drop(job.logs);
+                        let _ = job.done.send(failed);
                     }
                 });
             match spawned {
@@ -148,11 +153,11 @@ impl SegmentWriters {
                 done,
             };
             match jobs.send(job) {
-                Ok(()) => pending.push(rx),
+                Ok(()) => pending.push((chunk.to_vec(), rx)),
                 Err(e) => {
                     let (done, rx) = crossbeam_channel::bounded(1);
                     let _ = done.send(write_all(&e.0.logs));
-                    pending.push(rx);
+                    pending.push((Vec::new(), rx));
                 }
             }
         }
@@ -212,40 +217,18 @@ pub(super) fn run(core: &Core, journal: Writer) {
         pending_cuts: Vec::new(),
         written: VecDeque::new(),
     };
-    // One round may be in flight (its journal write and fdatasync under way) while
-    // the next is staged: rounds overlap, as long as they share no log.
-    let mut in_flight: Option<InFlight> = None;
+    // Rounds run one after the other: the journal is written and synced on this
+    // thread, so a round left in flight while the next is staged would only wait
+    // longer for its fdatasync (measured: no gain).
     loop {
-        let (mut ready, checkpoints, stopping) = rounds.wait(in_flight.is_none());
+        let (mut ready, checkpoints, stopping) = rounds.wait(true);
         ready.append(&mut rounds.carry);
-        let (go, later): (Vec<_>, Vec<_>) = ready
-            .into_iter()
-            .partition(|log| in_flight.as_ref().is_none_or(|f| !f.holds(log)));
-        rounds.carry = later;
-        let next = match go.is_empty() {
-            true => None,
-            false => rounds.start(go),
-        };
-        if let Some(done) = in_flight.take() {
-            rounds.finish(done);
-        }
-        in_flight = next;
-        // The journal is written and synced on this thread: a round left in flight
-        // would only wait longer for its fdatasync. Finish it now.
-        if let Some(done) = in_flight.take() {
-            rounds.finish(done);
-        }
-        let now = Instant::now();
-        let due = rounds.sync_due.is_some_and(|due| due <= now)
-            || !checkpoints.is_empty()
-            || stopping
-            || rounds.checkpoint_due(now);
-        if due {
-            // Syncs and checkpoints see only settled rounds.
-            if let Some(done) = in_flight.take() {
-                rounds.finish(done);
+        if !ready.is_empty() {
+            if let Some(round) = rounds.start(ready) {
+                rounds.finish(round);
             }
         }
+        let now = Instant::now();
         if rounds.sync_due.is_some_and(|due| due <= now) {
             rounds.sync_journal();
         }
@@ -258,7 +241,7 @@ pub(super) fn run(core: &Core, journal: Writer) {
                 let _ = reply.send(result.clone());
             }
         }
-        if stopping && rounds.carry.is_empty() && in_flight.is_none() {
+        if stopping && rounds.carry.is_empty() {
             break;
         }
     }
@@ -326,7 +309,10 @@ impl Rounds<'_> {
         let mut touched: Vec<(Arc<Attached>, bool)> = Vec::new();
         let mut needs_sync = false;
         let now = Instant::now();
-        for log in ready {
+        // At most the writer budget's worth of logs a round: each may reopen its file.
+        let cap = self.core.budget.writers_max().max(1);
+        let mut ready = ready.into_iter();
+        for log in ready.by_ref().take(cap) {
             log.scheduled.store(false, Ordering::Release);
             let mut msgs = Vec::new();
             let mut bytes = 0usize;
@@ -360,6 +346,8 @@ impl Rounds<'_> {
             }
             touched.push((log, wrote));
         }
+        // The rest wait for the next round, still scheduled.
+        self.carry.extend(ready);
         let ack_early = self.core.config.log.acks_before_sync();
         let queued = self.submit(records, needs_sync && !ack_early);
         // The segments are written by the segment writers while this thread syncs the
@@ -369,7 +357,14 @@ impl Rounds<'_> {
             .filter(|(_, wrote)| *wrote)
             .map(|(log, _)| Arc::clone(log))
             .collect();
-        let writes = self.segments.write(wrote);
+        // Room in the budget for the files this round reopens, closing others first.
+        let busy: std::collections::HashSet<usize> = touched.iter().map(|(l, _)| key(l)).collect();
+        self.trim_writers(wrote.len(), &busy);
+        // A round the journal did not take is not written to the segments at all.
+        let writes = match queued.written.is_ok() {
+            true => self.segments.write(wrote),
+            false => Writes::Done(Vec::new()),
+        };
         if touched.is_empty() {
             return None;
         }
@@ -420,12 +415,16 @@ impl Rounds<'_> {
         let ambiguous = result.is_err() && self.core.log.poisoned().is_some();
         let mut closes: CloseReplies = Vec::new();
         for (log, wrote) in &touched {
-            closes.extend(log.writer.lock().complete(result.clone(), ambiguous));
+            let closed = log.writer.lock().complete(result.clone(), ambiguous);
+            if !closed.is_empty() {
+                log.release_claim();
+            }
+            closes.extend(closed);
             if *wrote {
                 self.written.push_back(Arc::downgrade(log));
             }
             if *wrote && result.is_ok() {
-                self.dirty.insert(key(log), Arc::downgrade(log));
+                self.dirty.insert(key(log), Arc::clone(log));
                 self.undurable.insert(key(log), Arc::downgrade(log));
                 self.dirty_since.get_or_insert(now);
             }
@@ -442,7 +441,7 @@ impl Rounds<'_> {
                 self.carry.push(log);
             }
         }
-        self.trim_writers();
+        self.trim_writers(0, &std::collections::HashSet::new());
         // The close replies go only now that this thread holds none of the logs.
         for (reply, closed) in closes {
             if let Err(e) = &closed {
@@ -513,16 +512,19 @@ impl Rounds<'_> {
 
     /// Closes the files of the logs that wrote longest ago while more are open than
     /// the budget allows (`budget.rs`). A log with work waiting keeps its file.
-    fn trim_writers(&mut self) {
+    /// With `room`, leaves that many more writers possible within the budget.
+    /// Logs in `busy` (the round's own, staged) keep their files.
+    fn trim_writers(&mut self, room: usize, busy: &std::collections::HashSet<usize>) {
         let budget = &self.core.budget;
         let mut tries = self.written.len();
-        while budget.writers() > budget.writers_max() && tries > 0 {
+        let max = budget.writers_max().saturating_sub(room);
+        while budget.writers() > max && tries > 0 {
             tries -= 1;
             let Some(weak) = self.written.pop_front() else {
                 break;
             };
             let Some(log) = weak.upgrade() else { continue };
-            if log.scheduled.load(Ordering::Acquire) {
+            if log.scheduled.load(Ordering::Acquire) || busy.contains(&key(&log)) {
                 self.written.push_back(weak);
                 continue;
             }
@@ -595,8 +597,7 @@ impl Rounds<'_> {
         let skip_sync = self.core.config.log.checkpoints_before_sync();
         let mut failed = None;
         let dirty = std::mem::take(&mut self.dirty);
-        for (k, weak) in dirty {
-            let Some(log) = weak.upgrade() else { continue };
+        for (k, log) in dirty {
             let mut writer = log.writer.lock();
             let synced = match skip_sync {
                 true => Ok(false),
@@ -606,7 +607,7 @@ impl Rounds<'_> {
                 Ok(_) => writer.mark_durable(),
                 Err(e) => {
                     failed.get_or_insert(e);
-                    self.dirty.insert(k, weak.clone());
+                    self.dirty.insert(k, Arc::clone(&log));
                 }
             }
         }
