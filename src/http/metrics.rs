@@ -23,6 +23,19 @@ pub struct StoreGauges {
     pub flows_unavailable: usize,
     /// Poisoned logs of open flows, by kind (`events`, `requests`, `consumers`).
     pub logs_poisoned: Vec<(&'static str, usize)>,
+    /// The journal's rounds, syncs and checkpoints, and the segment files its logs
+    /// hold open for reading and for writing.
+    pub journal: Option<JournalGauges>,
+}
+
+/// The journal's share of `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JournalGauges {
+    pub rounds: u64,
+    pub syncs: u64,
+    pub checkpoints: u64,
+    pub open_readers: usize,
+    pub open_writers: usize,
 }
 
 impl Default for StatusCounts {
@@ -73,6 +86,7 @@ impl Metrics {
             dedup_keys,
             flows_unavailable,
             ref logs_poisoned,
+            journal,
         } = *store;
         let mut out = String::new();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -174,7 +188,7 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP eventmesh_fsync_seconds fdatasync latency of flow logs."
+            "# HELP eventmesh_fsync_seconds fdatasync latency of flow logs and of the journal."
         );
         let _ = writeln!(out, "# TYPE eventmesh_fsync_seconds histogram");
         let mut cumulative = 0;
@@ -219,6 +233,47 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE eventmesh_logs_poisoned gauge");
         for (log, n) in logs_poisoned {
             let _ = writeln!(out, "eventmesh_logs_poisoned{{log=\"{log}\"}} {n}");
+        }
+        if let Some(j) = journal {
+            for (name, help, kind, value) in [
+                (
+                    "eventmesh_journal_rounds_total",
+                    "Journal rounds (a group of every flow's appends).",
+                    "counter",
+                    j.rounds,
+                ),
+                (
+                    "eventmesh_journal_syncs_total",
+                    "fdatasyncs of the store-wide journal.",
+                    "counter",
+                    j.syncs,
+                ),
+                (
+                    "eventmesh_journal_checkpoints_total",
+                    "Journal checkpoints taken.",
+                    "counter",
+                    j.checkpoints,
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}");
+                let _ = writeln!(out, "# TYPE {name} {kind}");
+                let _ = writeln!(out, "{name} {value}");
+            }
+            let _ = writeln!(
+                out,
+                "# HELP eventmesh_open_segment_files Active segment files the journaled logs hold open, by use (bounded by the file budget)."
+            );
+            let _ = writeln!(out, "# TYPE eventmesh_open_segment_files gauge");
+            let _ = writeln!(
+                out,
+                "eventmesh_open_segment_files{{use=\"read\"}} {}",
+                j.open_readers
+            );
+            let _ = writeln!(
+                out,
+                "eventmesh_open_segment_files{{use=\"write\"}} {}",
+                j.open_writers
+            );
         }
         out
     }

@@ -329,6 +329,16 @@ fn metrics(app: &App) -> Response<Body> {
             gauges.dedup_keys += stats.dedup_keys as u64;
         }
     }
+    if let Some(j) = app.store.journal_stats() {
+        engine.add_fsyncs(&j.log);
+        gauges.journal = Some(crate::http::metrics::JournalGauges {
+            rounds: j.rounds,
+            syncs: j.syncs,
+            checkpoints: j.checkpoints,
+            open_readers: j.open_readers,
+            open_writers: j.open_writers,
+        });
+    }
     let poisoned = app.store.poisoned_logs();
     gauges.logs_poisoned = ["events", "requests", "consumers"]
         .into_iter()

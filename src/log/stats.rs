@@ -64,6 +64,19 @@ pub struct WriterStats {
 }
 
 impl WriterStats {
+    /// Adds `other`'s fdatasyncs only (the journal's: its groups are the flows' too).
+    pub fn add_fsyncs(&mut self, other: &WriterStats) {
+        self.fsyncs += other.fsyncs;
+        self.fsync_us_total += other.fsync_us_total;
+        for (a, b) in self
+            .fsync_buckets
+            .iter_mut()
+            .zip(other.fsync_buckets.iter())
+        {
+            *a += b;
+        }
+    }
+
     pub fn add(&mut self, other: &WriterStats) {
         self.groups += other.groups;
         self.records += other.records;

@@ -240,6 +240,11 @@ impl Store {
         Ok(out)
     }
 
+    /// The journal's counters and the files its logs hold (none without a journal).
+    pub fn journal_stats(&self) -> Option<crate::log::journal::JournalStats> {
+        self.inner.journal.as_ref().map(|j| j.stats())
+    }
+
     pub fn metadata(&self) -> Metadata {
         self.inner.meta.lock().clone()
     }

@@ -460,6 +460,19 @@ fn metrics_count_requests_and_show_no_secrets() {
     );
     assert!(text.contains("eventmesh_ingest_requests_total{status=\"401\"} 1"));
     assert!(text.contains("eventmesh_fsync_seconds_count"));
+    // The 2xx waited for the journal's fdatasync, and /metrics counts it.
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    assert!(value("eventmesh_journal_syncs_total") >= 1.0, "{text}");
+    assert!(value("eventmesh_fsync_seconds_count") >= 1.0, "{text}");
+    assert!(
+        text.contains("eventmesh_open_segment_files{use=\"write\"}"),
+        "{text}"
+    );
     assert!(text.contains("eventmesh_events_appended_total 1"));
     for secret in [key.as_str(), ADMIN, "payload-secret-123"] {
         assert!(!text.contains(secret));

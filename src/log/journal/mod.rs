@@ -142,12 +142,17 @@ struct Counters {
     checkpoints: AtomicU64,
 }
 
-/// What the journal has done since it opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the journal has done since it opened, and the files its logs hold now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JournalStats {
     pub rounds: u64,
     pub syncs: u64,
     pub checkpoints: u64,
+    /// Active segments of journaled logs open for reading and for writing.
+    pub open_readers: usize,
+    pub open_writers: usize,
+    /// The journal's own log: its fdatasyncs are the ones a 2xx waits for.
+    pub log: crate::log::WriterStats,
 }
 
 struct Core {
@@ -334,6 +339,9 @@ impl Journal {
             rounds: c.rounds.load(Ordering::Relaxed),
             syncs: c.syncs.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            open_readers: self.core.budget.readers(),
+            open_writers: self.core.budget.writers(),
+            log: self.core.log.writer_stats(),
         }
     }
 
