@@ -81,14 +81,6 @@ impl WriterStats {
         self.groups += other.groups;
         self.records += other.records;
         self.bytes += other.bytes;
-        self.fsyncs += other.fsyncs;
-        self.fsync_us_total += other.fsync_us_total;
-        for (a, b) in self
-            .fsync_buckets
-            .iter_mut()
-            .zip(other.fsync_buckets.iter())
-        {
-            *a += b;
-        }
+        self.add_fsyncs(other);
     }
 }

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use eventmesh::log::journal::{Journal, JournalConfig};
-use eventmesh::log::storage::{CrashMode, FaultKind, SimStorage, Storage};
+use eventmesh::log::storage::{CrashMode, SimStorage, Storage};
 use eventmesh::log::{Log, LogConfig, Mutation, Offset, RecordInput, Retention};
 
-use super::model::{make, Model, Op, FAULT_OPS};
+use super::model::{arm_fault, make, Model, Op};
 
 /// The data directory the journal and its partitions live under.
 pub const ROOT: &str = "/d";
@@ -199,22 +199,8 @@ impl JournalHarness {
                 self.reopen_and_verify()?;
             }
             Op::Reopen => self.reopen_and_verify()?,
-            Op::FaultAfter { op, nth } => self.sim.fail_after(
-                FAULT_OPS[usize::from(op) % FAULT_OPS.len()],
-                u64::from(nth.max(1)),
-            ),
-            Op::Fault { op, nth, enospc } => {
-                let kind = if enospc {
-                    FaultKind::Enospc
-                } else {
-                    FaultKind::Eio
-                };
-                self.sim.fail(
-                    FAULT_OPS[usize::from(op) % FAULT_OPS.len()],
-                    u64::from(nth.max(1)),
-                    kind,
-                    false,
-                );
+            Op::FaultAfter { .. } | Op::Fault { .. } => {
+                arm_fault(&self.sim, op);
             }
         }
         Ok(())

@@ -127,6 +127,47 @@ pub fn same(a: &eventmesh::log::Record, b: &RecordInput) -> bool {
     a.payload == b.payload && a.key == b.key && a.flags == b.flags
 }
 
+/// A random step of the model: appends, reads, rolls, retention, crashes, faults.
+pub fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        10 => (0u16..300).prop_map(|size| Op::Append { size }),
+        4 => (1u8..8, 0u16..200).prop_map(|(n, size)| Op::Batch { n, size }),
+        3 => (0u16..1000).prop_map(|from_permille| Op::Read { from_permille }),
+        2 => Just(Op::Roll),
+        1 => (500u32..6000).prop_map(|max_bytes| Op::Retain { max_bytes }),
+        2 => proptest::option::of(any::<u64>()).prop_map(|torn_seed| Op::Crash { torn_seed }),
+        1 => Just(Op::Reopen),
+        1 => (0u8..9, 1u8..4, any::<bool>()).prop_map(|(op, nth, enospc)| Op::Fault { op, nth, enospc }),
+        1 => (0u8..9, 1u8..4).prop_map(|(op, nth)| Op::FaultAfter { op, nth }),
+    ]
+}
+
+/// Arms the fault `op` names on `sim`; false if `op` is no fault.
+pub fn arm_fault(sim: &SimStorage, op: &Op) -> bool {
+    match *op {
+        Op::FaultAfter { op, nth } => sim.fail_after(
+            FAULT_OPS[usize::from(op) % FAULT_OPS.len()],
+            u64::from(nth.max(1)),
+        ),
+        Op::Fault { op, nth, enospc } => {
+            let kind = if enospc {
+                FaultKind::Enospc
+            } else {
+                FaultKind::Eio
+            };
+            sim.fail(
+                FAULT_OPS[usize::from(op) % FAULT_OPS.len()],
+                u64::from(nth.max(1)),
+                kind,
+                false,
+            );
+        }
+        _ => return false,
+    }
+    true
+}
+
 pub const FAULT_OPS: [OpKind; 9] = [
     OpKind::Append,
     OpKind::SyncData,
@@ -236,24 +277,8 @@ impl Harness {
                 let log = self.log.as_ref().expect("log is open between steps");
                 self.model.verify(log)?;
             }
-            Op::FaultAfter { op, nth } => {
-                self.sim.fail_after(
-                    FAULT_OPS[usize::from(op) % FAULT_OPS.len()],
-                    u64::from(nth.max(1)),
-                );
-            }
-            Op::Fault { op, nth, enospc } => {
-                let kind = if enospc {
-                    FaultKind::Enospc
-                } else {
-                    FaultKind::Eio
-                };
-                self.sim.fail(
-                    FAULT_OPS[usize::from(op) % FAULT_OPS.len()],
-                    u64::from(nth.max(1)),
-                    kind,
-                    false,
-                );
+            Op::FaultAfter { .. } | Op::Fault { .. } => {
+                arm_fault(&self.sim, op);
             }
         }
         Ok(())

@@ -4,30 +4,16 @@
 
 use crate::common;
 
-use common::model::{Harness, Op};
+use common::model::{op_strategy, Harness, Op};
 use eventmesh::log::storage::{FaultKind, OpKind};
 use eventmesh::log::Mutation;
 use proptest::prelude::*;
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        10 => (0u16..300).prop_map(|size| Op::Append { size }),
-        4 => (1u8..8, 0u16..200).prop_map(|(n, size)| Op::Batch { n, size }),
-        3 => (0u16..1000).prop_map(|from_permille| Op::Read { from_permille }),
-        2 => Just(Op::Roll),
-        1 => (500u32..6000).prop_map(|max_bytes| Op::Retain { max_bytes }),
-        2 => proptest::option::of(any::<u64>()).prop_map(|torn_seed| Op::Crash { torn_seed }),
-        1 => Just(Op::Reopen),
-        1 => (0u8..9, 1u8..4, any::<bool>()).prop_map(|(op, nth, enospc)| Op::Fault { op, nth, enospc }),
-        1 => (0u8..9, 1u8..4).prop_map(|(op, nth)| Op::FaultAfter { op, nth }),
-    ]
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn every_acknowledged_record_survives_any_crash(ops in proptest::collection::vec(op(), 1..60)) {
+    fn every_acknowledged_record_survives_any_crash(ops in proptest::collection::vec(op_strategy(), 1..60)) {
         // Proves: after every crash or reopen, all acknowledged records are present
         // byte for byte at their offsets, in order, with no phantom records.
         let mut h = Harness::new(1024, Mutation::None);

@@ -358,8 +358,7 @@ impl Rounds<'_> {
             .map(|(log, _)| Arc::clone(log))
             .collect();
         // Room in the budget for the files this round reopens, closing others first.
-        let busy: std::collections::HashSet<usize> = touched.iter().map(|(l, _)| key(l)).collect();
-        self.trim_writers(wrote.len(), &busy);
+        self.trim_writers(wrote.len(), &touched);
         // A round the journal did not take is not written to the segments at all.
         let writes = match queued.written.is_ok() {
             true => self.segments.write(wrote),
@@ -441,7 +440,7 @@ impl Rounds<'_> {
                 self.carry.push(log);
             }
         }
-        self.trim_writers(0, &std::collections::HashSet::new());
+        self.trim_writers(0, &[]);
         // The close replies go only now that this thread holds none of the logs.
         for (reply, closed) in closes {
             if let Err(e) = &closed {
@@ -513,11 +512,15 @@ impl Rounds<'_> {
     /// Closes the files of the logs that wrote longest ago while more are open than
     /// the budget allows (`budget.rs`). A log with work waiting keeps its file.
     /// With `room`, leaves that many more writers possible within the budget.
-    /// Logs in `busy` (the round's own, staged) keep their files.
-    fn trim_writers(&mut self, room: usize, busy: &std::collections::HashSet<usize>) {
+    /// The logs of `busy` (the round's own, staged) keep their files.
+    fn trim_writers(&mut self, room: usize, busy: &[(Arc<Attached>, bool)]) {
         let budget = &self.core.budget;
-        let mut tries = self.written.len();
         let max = budget.writers_max().saturating_sub(room);
+        if budget.writers() <= max {
+            return;
+        }
+        let busy: std::collections::HashSet<usize> = busy.iter().map(|(l, _)| key(l)).collect();
+        let mut tries = self.written.len();
         while budget.writers() > max && tries > 0 {
             tries -= 1;
             let Some(weak) = self.written.pop_front() else {

@@ -41,23 +41,7 @@ pub(super) struct SimWritable {
 
 impl WritableFile for SimWritable {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        let pos = usize::try_from(self.len).unwrap_or(usize::MAX);
-        self.handle.with(|st, id, path| {
-            let fault = st.op(OpKind::Append, path);
-            let inode = st.inodes.entry(id).or_default();
-            match fault {
-                Some(Due { after: false, kind }) => {
-                    write_at(&mut inode.data, pos, &buf[..buf.len() / 2]);
-                    Err(kind.error())
-                }
-                due => {
-                    write_at(&mut inode.data, pos, buf);
-                    settle(due)
-                }
-            }
-        })?;
-        self.len += buf.len() as u64;
-        Ok(())
+        self.write_at(self.len, buf)
     }
 
     fn write_at(&mut self, pos: u64, buf: &[u8]) -> io::Result<()> {
