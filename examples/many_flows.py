@@ -3,12 +3,17 @@
 
     python3 examples/many_flows.py <eventmesh binary> [--flows 1,10,1000] [--rounds 3]
         [--seconds 10] [--connections 64] [--size 256] [--fsync always]
+        [--client <eventmesh binary>] [--baseline <eventmesh binary>]
 
 For each round and each flow count: a fresh data directory, a server on
 --fsync always, that many flows with no rate limit, then `eventmesh bench http
 --urls-file` (closed loop, every event to the next flow in turn, each with its own
 Idempotency-Key). Prints one JSON line per run, with the server's thread count and open
 files after the flows were made.
+
+--baseline runs a second server build in the same rounds, alternating with the first.
+--client names the build whose `bench http` drives every run (default: the first), so
+that two server builds are measured with the same load generator on the same cores.
 """
 import argparse, json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
@@ -52,12 +57,12 @@ def run(binary, flows, a):
         threads, fds, rss = proc_counts(server.pid)
         with tempfile.NamedTemporaryFile("w", delete=False, suffix=".urls") as uf:
             uf.write("\n".join(urls)); path = uf.name
-        out = subprocess.run([binary, "bench", "http", "--urls-file", path, "--key", key,
+        out = subprocess.run([a.client or binary, "bench", "http", "--urls-file", path, "--key", key,
             "--connections", str(a.connections), "--duration", str(a.seconds), "--size", str(a.size)],
             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         os.unlink(path)
         line = json.loads(out)
-        line.update({"serverThreads": threads, "serverFds": fds, "serverRssBytes": rss, "fsync": a.fsync})
+        line.update({"server": binary, "serverThreads": threads, "serverFds": fds, "serverRssBytes": rss, "fsync": a.fsync})
         return line
     finally:
         server.terminate(); server.wait(timeout=60); shutil.rmtree(data, ignore_errors=True)
@@ -71,12 +76,17 @@ def main():
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--fsync", default="always")
+    p.add_argument("--client", default=None)
+    p.add_argument("--baseline", default=None)
     a = p.parse_args()
+    a.client = a.client or a.binary
+    builds = [a.binary] + ([a.baseline] if a.baseline else [])
     for r in range(a.rounds):
         for n in [int(x) for x in a.flows.split(",")]:
-            line = run(a.binary, n, a)
-            line["round"] = r + 1
-            print(json.dumps(line), flush=True)
+            for binary in builds:
+                line = run(binary, n, a)
+                line["round"] = r + 1
+                print(json.dumps(line), flush=True)
 
 if __name__ == "__main__":
     main()

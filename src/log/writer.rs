@@ -202,11 +202,15 @@ impl Writer {
     }
 
     /// Replaces the open file (a roll), keeping the budget's count.
-    fn set_file(&mut self, file: Box<dyn WritableFile>) {
+    fn set_file(&mut self, mut file: Box<dyn WritableFile>) {
         if let Some(budget) = &self.inner.budget {
             if self.file.is_none() {
                 budget.writer_opened();
             }
+        }
+        if self.staging.is_some() {
+            // Synced only at checkpoints: writes may be copies through a map.
+            file.map_writes();
         }
         self.closed_len = file.len();
         self.file = Some(file);
@@ -217,6 +221,9 @@ impl Writer {
         if self.file.is_none() {
             let mut file = self.inner.storage.open_append(&self.active.path)?;
             file.resume_at(self.closed_len);
+            if self.staging.is_some() {
+                file.map_writes();
+            }
             if let Some(budget) = &self.inner.budget {
                 budget.writer_opened();
             }

@@ -28,10 +28,15 @@ pub const REQUEST_MESSAGE_BYTES_MAX: usize = 256;
 /// How often the server hands buffered entries over when fewer are waiting. An entry's
 /// time in the request log is when it was written: at most about this much after its
 /// answer.
-pub const REQUEST_LOG_FLUSH_PERIOD: std::time::Duration = std::time::Duration::from_millis(20);
+pub const REQUEST_LOG_FLUSH_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
 /// Record header holding an entry's `count` (u32 little-endian) when it is over 1.
 /// A header, not a field, so entries written before it was added still decode.
 pub const REQUEST_COUNT_HEADER: &str = "n";
+/// Record header holding when the entry was recorded (its answer, or the close of a
+/// count), in ms since the epoch (i64 little-endian). Entries are handed to the writer
+/// in batches, up to `REQUEST_LOG_FLUSH_PERIOD` later, so the record's own time can be
+/// that much late; entries written before the header was added have only that.
+pub const REQUEST_TIME_HEADER: &str = "t";
 /// Most (status, error code) pairs counted at once per flow; one more closes the oldest.
 pub const REJECTION_REASONS_MAX: usize = 16;
 
@@ -62,6 +67,25 @@ pub struct RequestEntry {
 }
 
 impl RequestEntry {
+    /// The entry as a request-log record recorded at `at_ms` (`REQUEST_TIME_HEADER`).
+    pub fn to_record_at(&self, at_ms: i64) -> Result<RecordInput, StoreError> {
+        let mut record = self.to_record()?;
+        record.headers.push((
+            REQUEST_TIME_HEADER.to_owned(),
+            Bytes::copy_from_slice(&at_ms.to_le_bytes()),
+        ));
+        Ok(record)
+    }
+
+    /// When a request-log record's entry was recorded: its `REQUEST_TIME_HEADER`, or
+    /// (written before the header existed) the record's own time.
+    pub fn recorded_ms(record: &Record) -> i64 {
+        record
+            .header(REQUEST_TIME_HEADER)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(record.timestamp_ms, i64::from_le_bytes)
+    }
+
     /// The entry as a request-log record.
     pub fn to_record(&self) -> Result<RecordInput, StoreError> {
         let payload = bincode::serde::encode_to_vec(self, bincode::config::standard())

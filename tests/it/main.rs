@@ -27,6 +27,7 @@ mod log_recovery;
 mod log_retention;
 mod openapi_routes;
 mod routes_dispatch;
+mod storage_std;
 mod store_analytics;
 mod store_backends;
 mod store_consumers;

@@ -165,3 +165,22 @@ fn request_log_entries_are_read_in_order_across_batches() {
     let read = rt.block_on(flow.recent_requests(1)).expect("read");
     assert_eq!(read[0].1.status, 429);
 }
+
+#[test]
+fn request_log_times_are_when_each_attempt_was_recorded_not_when_its_batch_was_written() {
+    // Proves an entry's time is its answer's, though entries wait in memory for their
+    // batch (up to REQUEST_LOG_FLUSH_PERIOD) before the writer stamps the record.
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = 1_700_000_039_900;
+    let clock = Arc::new(ManualClock::new(start));
+    let (_store, flow) = open_with_flow(dir.path(), &clock);
+    flow.record_request(&entry(200, 1, 0, 10)).expect("log");
+    clock.advance(150);
+    flow.record_request(&entry(401, 0, 0, 20)).expect("log");
+    clock.advance(5_000);
+    // Written only now, by the read's hand-over, 5 s after both were recorded.
+    let read = rt.block_on(flow.recent_requests(10)).expect("read");
+    let times: Vec<(i64, u16)> = read.iter().map(|(t, e)| (*t, e.status)).collect();
+    assert_eq!(times, vec![(start + 150, 401), (start, 200)]);
+}

@@ -41,6 +41,12 @@ pub trait WritableFile: Send + Debug {
     fn len(&self) -> u64;
     /// The physical length: the logical one plus any zeroed space reserved after it.
     fn allocated(&self) -> u64;
+    /// From now on, writes into the reserved zeros may be copies through a shared map
+    /// instead of `pwrite`s. For files synced seldom (a journaled log's segments, synced
+    /// at checkpoints): a copy costs no syscall and no inode update. Not for files synced
+    /// every group: each sync write-protects the mapped pages again, and the next write
+    /// faults. A no-op where the storage has no maps.
+    fn map_writes(&mut self) {}
     /// Whether the file is empty.
     fn is_empty(&self) -> bool {
         self.len() == 0

@@ -1,10 +1,12 @@
-//! The real file system. This file holds the crate's only `unsafe`: the mmap of a file.
+//! The real file system. This file holds the crate's only `unsafe`: the mmaps of files
+//! (sealed segments read, active segments written into their reserved zeros).
 #![allow(unsafe_code)]
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -27,6 +29,106 @@ struct StdWritable {
     len: u64,
     /// Physical end: `len` plus reserved zeros.
     allocated: u64,
+    /// Whether writes may go through `map` (`WritableFile::map_writes`).
+    mapped_writes: bool,
+    /// A shared writable map of the file's first bytes (never past its end), through
+    /// which writes into space the file already has are copies, not `pwrite`s.
+    map: Option<WriteMap>,
+}
+
+/// Most write maps open at once in the process; past it, writes are `pwrite`s. Each map
+/// is one kernel mapping (`vm.max_map_count` is 65,530 by default), and the readers'
+/// maps of sealed segments count there too.
+pub const WRITE_MAPS_MAX: usize = 8192;
+static WRITE_MAPS: AtomicUsize = AtomicUsize::new(0);
+
+/// One writable map, counted against `WRITE_MAPS_MAX` while it lives.
+#[derive(Debug)]
+struct WriteMap {
+    map: memmap2::MmapMut,
+}
+
+impl WriteMap {
+    /// Maps the first `len` bytes of `file`, if the process has a map to spare.
+    fn new(file: &File, len: u64) -> Option<Self> {
+        let len = usize::try_from(len).ok().filter(|&n| n > 0)?;
+        if WRITE_MAPS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < WRITE_MAPS_MAX).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return None;
+        }
+        // SAFETY: the caller maps no byte past the file's current end (it asked the file
+        // its length just before). The file only shrinks through `StdWritable::truncate`,
+        // which drops this map first; nothing else in the process truncates a segment
+        // while its writer has it open (recovery runs before, `repair` never beside a
+        // running store, which holds the directory lock). Stores through the map and
+        // reads through other descriptors share the page cache, and `fdatasync` writes
+        // back pages dirtied through it.
+        match unsafe { memmap2::MmapOptions::new().len(len).map_mut(file) } {
+            Ok(map) => Some(Self { map }),
+            Err(e) => {
+                WRITE_MAPS.fetch_sub(1, Ordering::AcqRel);
+                tracing::debug!(error = %e, "a segment could not be mapped for writing; pwrite it is");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for WriteMap {
+    fn drop(&mut self) {
+        WRITE_MAPS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl StdWritable {
+    fn new(file: File, len: u64) -> Self {
+        Self {
+            file,
+            len,
+            allocated: len,
+            mapped_writes: false,
+            map: None,
+        }
+    }
+
+    /// Copies `buf` to `pos` through the map, if it lies in space the file already has
+    /// (its reserved zeros): no syscall, and no inode update per write. False if it
+    /// does not, or no map can be had; the caller then writes with `pwrite`.
+    fn write_mapped(&mut self, pos: u64, buf: &[u8]) -> bool {
+        let Some(end) = pos.checked_add(buf.len() as u64) else {
+            return false;
+        };
+        if !self.mapped_writes || buf.is_empty() || end > self.allocated {
+            return false;
+        }
+        let mapped = self.map.as_ref().map_or(0, |m| m.map.len() as u64);
+        if mapped < end {
+            self.map = None;
+            // Never past the file's real end, whatever `allocated` believes.
+            let Ok(file_len) = self.file.metadata().map(|m| m.len()) else {
+                return false;
+            };
+            self.map = WriteMap::new(&self.file, self.allocated.min(file_len));
+        }
+        let (Some(map), Ok(start), Ok(end)) = (
+            self.map.as_mut(),
+            usize::try_from(pos),
+            usize::try_from(end),
+        ) else {
+            return false;
+        };
+        match map.map.get_mut(start..end) {
+            Some(dst) => {
+                dst.copy_from_slice(buf);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Zeros written by `preallocate`, a block at a time.
@@ -34,6 +136,10 @@ static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 impl WritableFile for StdWritable {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.write_mapped(self.len, buf) {
+            self.len += buf.len() as u64;
+            return Ok(());
+        }
         // Positional: the file may hold reserved zeros past the logical end.
         let result = self.file.write_all_at(buf, self.len);
         match &result {
@@ -49,6 +155,10 @@ impl WritableFile for StdWritable {
         result
     }
     fn write_at(&mut self, pos: u64, buf: &[u8]) -> io::Result<()> {
+        if self.write_mapped(pos, buf) {
+            self.len = self.len.max(pos + buf.len() as u64);
+            return Ok(());
+        }
         let result = self.file.write_all_at(buf, pos);
         if result.is_ok() {
             self.len = self.len.max(pos + buf.len() as u64);
@@ -77,6 +187,8 @@ impl WritableFile for StdWritable {
         self.file.sync_data()
     }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
+        // No map may outlive the bytes it covers.
+        self.map = None;
         self.file.set_len(len)?;
         self.len = len;
         self.allocated = len;
@@ -87,6 +199,9 @@ impl WritableFile for StdWritable {
     }
     fn allocated(&self) -> u64 {
         self.allocated
+    }
+    fn map_writes(&mut self) {
+        self.mapped_writes = true;
     }
 }
 
@@ -164,13 +279,10 @@ impl Storage for StdStorage {
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let file = OpenOptions::new().write(true).open(path)?;
+        // Read as well as write: a shared writable map needs both.
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
-        Ok(Box::new(StdWritable {
-            file,
-            len,
-            allocated: len,
-        }))
+        Ok(Box::new(StdWritable::new(file, len)))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {

@@ -216,7 +216,7 @@ impl Flow {
         for record in self.requests.scan_from(from) {
             let record = record?;
             if let Some(entry) = RequestEntry::decode(&record) {
-                agg.add_request(record.timestamp_ms, &entry);
+                agg.add_request(RequestEntry::recorded_ms(&record), &entry);
             }
             agg.requests_next = record.offset.0 + 1;
         }

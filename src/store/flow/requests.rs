@@ -15,7 +15,7 @@ impl Flow {
     /// `kill -9` can lose the entries still queued (at most the last moments' attempts);
     /// `/metrics` counts them all.
     pub fn record_request(&self, entry: &RequestEntry) -> Result<(), StoreError> {
-        let record = entry.to_record()?;
+        let record = entry.to_record_at(self.clock.now_ms())?;
         let mut buf = self.request_buf.lock();
         buf.push(record);
         if buf.len() >= REQUEST_LOG_BATCH_MAX {
@@ -50,8 +50,9 @@ impl Flow {
     fn flush_requests_upto(&self, now_ms: Option<i64>) -> Result<(), StoreError> {
         let mut tally = self.rejections.lock();
         let mut buf = self.request_buf.lock();
+        let at_ms = self.clock.now_ms();
         for closed in tally.take(now_ms) {
-            buf.push(closed.to_record()?);
+            buf.push(closed.to_record_at(at_ms)?);
         }
         self.hand_over_requests(&mut buf)
     }
@@ -83,7 +84,7 @@ impl Flow {
             .requests
             .read(Offset(from), limit, usize::MAX)?
             .iter()
-            .filter_map(|r| RequestEntry::decode(r).map(|e| (r.timestamp_ms, e)))
+            .filter_map(|r| RequestEntry::decode(r).map(|e| (RequestEntry::recorded_ms(r), e)))
             .collect();
         out.reverse();
         Ok(out)
