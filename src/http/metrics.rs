@@ -171,9 +171,7 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {value}");
+            write_metric(&mut out, name, help, "counter", value);
         }
         let _ = writeln!(
             out,
@@ -255,9 +253,7 @@ impl Metrics {
                     j.checkpoints,
                 ),
             ] {
-                let _ = writeln!(out, "# HELP {name} {help}");
-                let _ = writeln!(out, "# TYPE {name} {kind}");
-                let _ = writeln!(out, "{name} {value}");
+                write_metric(&mut out, name, help, kind, value);
             }
             let _ = writeln!(
                 out,
@@ -277,4 +273,17 @@ impl Metrics {
         }
         out
     }
+}
+
+/// One metric with its HELP and TYPE lines, in the Prometheus text format.
+fn write_metric(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    value: impl std::fmt::Display,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {value}");
 }

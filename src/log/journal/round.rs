@@ -279,14 +279,13 @@ impl Rounds<'_> {
         // A segment that could not take its groups was cut back: the journal, which
         // has them, must say so after them, or replay would put them back.
         let mut cuts = Vec::new();
-        let cut_logs = failed_writes;
-        for log in &cut_logs {
+        for log in &failed_writes {
             let (base, len) = log.writer.lock().cut_point();
             entry::encode_cut(&log.dir, base, len, &mut cuts);
         }
         // Only a journal that took the round holds the groups that were cut.
         if result.is_ok() {
-            for (log, cut) in cut_logs.into_iter().zip(cuts) {
+            for (log, cut) in failed_writes.into_iter().zip(cuts) {
                 log.writer.lock().hold(LogError::Io {
                     op: "journal the cut of a failed write to",
                     path: log.dir.clone().into(),
