@@ -484,7 +484,7 @@ fn a_read_key_sees_its_workspace_and_cannot_change_it() {
 
 #[test]
 fn a_quarantined_flow_is_marked_on_the_flows_page() {
-    // Proves the Flows page tells a damaged flow apart: with one flow's directory gone,
+    // Proves the Flows page tells a damaged flow apart: with one flow's event log gone,
     // the server starts, the page lists both flows and marks the damaged one
     // "unavailable" with the reason, and the healthy one is unmarked.
     if !browser_or_skip() {
@@ -497,7 +497,7 @@ fn a_quarantined_flow_is_marked_on_the_flows_page() {
     server.flow(r#"{"name":"fine","rateLimit":null}"#);
     assert!(server.terminate().success());
     let lost_id = lost["id"].as_str().expect("id");
-    std::fs::remove_dir_all(dir.join("flows").join(lost_id)).expect("remove");
+    std::fs::remove_dir_all(dir.join("flows").join(lost_id).join("events")).expect("remove");
     let server = Server::start_in(&dir, &[]);
     let base = format!("http://{}", server.addr);
     let b = Browser::launch(1280, 800);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::log::check::{check_partition, IndexState, PartitionCheck, Verdict};
 use crate::log::scan::DamageKind;
 use crate::log::segment::{self, SEGMENT_SUFFIX};
-use crate::log::storage::StdStorage;
+use crate::log::storage::{StdStorage, Storage};
 
 /// Every directory under `root` (itself included) that holds segment files.
 pub fn find_partitions(root: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -69,14 +69,46 @@ fn print_partition(p: &PartitionCheck) {
     }
 }
 
-/// For a data directory: each flow in `meta.json` whose directory or logs are missing
-/// (the server quarantines such a flow), as lines to print.
+/// For a data directory: each flow whose flow file cannot be read, or whose logs are
+/// missing (the server quarantines such a flow), as lines to print.
 fn missing_flow_logs(dir: &Path) -> Vec<String> {
-    let Ok(Some(meta)) = crate::store::meta::load_document(&StdStorage, dir) else {
+    use crate::store::flow_file;
+    use crate::store::ids;
+    // Only a server's data directory (it has `meta.json`), and only the directories the
+    // server takes for flows (named as flow ids).
+    if !StdStorage.exists(&crate::store::meta::meta_path(dir)) {
+        return Vec::new();
+    }
+    let flows_dir = dir.join("flows");
+    let Ok(mut names) = StdStorage.list(&flows_dir) else {
         return Vec::new();
     };
+    names.retain(|name| ids::is_token(name, ids::FLOW_PREFIX, ids::FLOW_ID_BYTES));
+    names.sort();
     let mut out = Vec::new();
-    for flow in &meta.flows {
+    for name in names {
+        let flow_dir = flows_dir.join(&name);
+        if !flow_dir.is_dir() || StdStorage.exists(&flow_dir.join(flow_file::FLOW_DELETED_FILE)) {
+            continue;
+        }
+        let flow = match flow_file::load_document(&StdStorage, &flow_dir) {
+            Ok(Some(flow)) => flow,
+            Ok(None) if StdStorage.exists(&flow_dir.join(flow_file::FLOW_CREATING_FILE)) => {
+                // A creation a crash cut short: the next start removes it.
+                continue;
+            }
+            Ok(None) => {
+                out.push(format!(
+                    "flow {name} is unavailable: {} is missing (damage)",
+                    flow_dir.join(flow_file::FLOW_FILE).display()
+                ));
+                continue;
+            }
+            Err(e) => {
+                out.push(format!("flow {name} is unavailable: {e}"));
+                continue;
+            }
+        };
         for log in ["events", "requests", "consumers"] {
             let part = dir.join("flows").join(&flow.id).join(log);
             let has_segment = std::fs::read_dir(&part).is_ok_and(|entries| {

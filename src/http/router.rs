@@ -277,14 +277,14 @@ fn readyz(app: &App) -> Reply {
     }
     // One damaged flow never makes the node unready: it is listed, and /readyz stays
     // 200 while any flow can take events. Only when none can is the node unready.
-    let flows = app.store.flow_records(None);
+    let has_flows = app.store.flow_count() > 0;
     let unavailable = app.store.unavailable_flows();
     let poisoned = app.store.poisoned_logs();
-    let writable = flows.iter().any(|f| {
-        app.store
-            .flow(&f.id)
-            .is_some_and(|flow| flow.health().writable)
-    });
+    let writable = app
+        .store
+        .open_flows()
+        .iter()
+        .any(|flow| flow.health().writable);
     let listed = json!({
         "unavailableFlows": unavailable
             .iter()
@@ -295,7 +295,7 @@ fn readyz(app: &App) -> Reply {
             .map(|(id, log, reason)| json!({"flowId": id, "log": log, "reason": reason}))
             .collect::<Vec<_>>(),
     });
-    let (status, mut body) = if !flows.is_empty() && !writable {
+    let (status, mut body) = if has_flows && !writable {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({
@@ -316,18 +316,15 @@ fn readyz(app: &App) -> Reply {
 
 fn metrics(app: &App) -> Response<Body> {
     let mut engine = WriterStats::default();
-    let records = app.store.flow_records(None);
     let mut gauges = StoreGauges {
-        flows: records.len(),
+        flows: app.store.flow_count(),
         flows_unavailable: app.store.unavailable_flows().len(),
         ..StoreGauges::default()
     };
-    for f in &records {
-        if let Some(flow) = app.store.flow(&f.id) {
-            let stats = flow.stats();
-            engine.add(&stats.writer);
-            gauges.dedup_keys += stats.dedup_keys as u64;
-        }
+    for flow in app.store.open_flows() {
+        let stats = flow.stats();
+        engine.add(&stats.writer);
+        gauges.dedup_keys += stats.dedup_keys as u64;
     }
     if let Some(j) = app.store.journal_stats() {
         engine.add_fsyncs(&j.log);

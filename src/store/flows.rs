@@ -14,7 +14,7 @@ use crate::store::limits::{
 use crate::store::meta::{
     FlowRecord, PreviousSecret, RateLimit, RetentionConfig, SignatureConfig, SignatureScheme,
 };
-use crate::store::{ids, open_flow, Flow, Store, FLOWS_DIR};
+use crate::store::{flow_file, ids, open_flow, Flow, Store, FLOWS_DIR};
 
 /// A new flow's settings, as the API gives them.
 #[derive(Debug, Clone, Default)]
@@ -177,30 +177,29 @@ impl Store {
         if !self.workspace_exists(&record.workspace_id) {
             return Err(StoreError::NotFound { what: "workspace" });
         }
-        if self.inner.meta.lock().flows.len() >= FLOWS_MAX {
+        let _changing = self.inner.flow_changes.lock();
+        if self.inner.records.read().len() >= FLOWS_MAX {
             return Err(StoreError::Limit(format!("at most {FLOWS_MAX} flows")));
         }
-        // Open the files first: a flow is in the registry only once it can take events.
-        // If that or the metadata save fails, nothing of it is left behind.
+        // Open the files first and write the flow file last (its commit point): a flow
+        // is in the registry only once it can take events. If anything fails, nothing
+        // of it is left behind, and a crash before the flow file leaves a directory
+        // marked as a creation, which the next start removes (`flow_file.rs`).
         let dir = self.data_dir().join(FLOWS_DIR).join(&record.id);
-        let created = open_flow(
-            &self.inner.config,
-            &self.inner.log_config,
-            &*self.inner.partitions,
-            &record,
-            true,
-        )
-        .map(Arc::new)
-        .and_then(|flow| {
-            self.mutate(|m| {
-                if m.flows.len() >= FLOWS_MAX {
-                    return Err(StoreError::Limit(format!("at most {FLOWS_MAX} flows")));
-                }
-                m.flows.push(record.clone());
-                Ok(())
+        let created = flow_file::begin_creation(self.storage(), &dir)
+            .and_then(|()| {
+                open_flow(
+                    &self.inner.config,
+                    &self.inner.log_config,
+                    &*self.inner.partitions,
+                    &record,
+                    true,
+                )
             })
-            .map(|()| flow)
-        });
+            .map(Arc::new)
+            .and_then(|flow| {
+                flow_file::save(self.storage(), &dir, &record, &self.inner.sealer).map(|()| flow)
+            });
         let flow = match created {
             Ok(flow) => flow,
             Err(e) => {
@@ -208,6 +207,11 @@ impl Store {
                 return Err(e);
             }
         };
+        flow_file::end_creation(self.storage(), &dir);
+        self.inner
+            .records
+            .write()
+            .insert(record.id.clone(), record.clone());
         self.inner
             .webhooks
             .write()
@@ -264,14 +268,26 @@ impl Store {
 
     /// Every flow's settings, optionally of one workspace, oldest first.
     pub fn flow_records(&self, workspace_id: Option<&str>) -> Vec<FlowRecord> {
-        self.inner
-            .meta
-            .lock()
-            .flows
-            .iter()
+        let mut records: Vec<FlowRecord> = self
+            .inner
+            .records
+            .read()
+            .values()
             .filter(|f| workspace_id.is_none_or(|w| f.workspace_id == w))
             .cloned()
-            .collect()
+            .collect();
+        records.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        records
+    }
+
+    /// How many flows there are (open and quarantined with settings).
+    pub fn flow_count(&self) -> usize {
+        self.inner.records.read().len()
+    }
+
+    /// One flow's settings (open, or quarantined with a readable flow file).
+    pub fn flow_record(&self, id: &str) -> Option<FlowRecord> {
+        self.inner.records.read().get(id).cloned()
     }
 
     pub fn update_flow(&self, id: &str, patch: FlowPatch) -> Result<FlowRecord, StoreError> {
@@ -292,12 +308,16 @@ impl Store {
             validate_pointer(p)?;
         }
         let now = self.now_ms();
-        let updated = self.mutate(|m| {
-            let rec = m
-                .flows
-                .iter_mut()
-                .find(|f| f.id == id)
-                .ok_or(StoreError::NotFound { what: "flow" })?;
+        let _changing = self.inner.flow_changes.lock();
+        let mut next = self
+            .inner
+            .records
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or(StoreError::NotFound { what: "flow" })?;
+        let updated = {
+            let rec = &mut next;
             if let Some(n) = patch.name {
                 rec.name = n;
             }
@@ -335,27 +355,40 @@ impl Store {
             if let Some(p) = patch.dedup_key_pointer {
                 rec.dedup_key_pointer = p.filter(|p| !p.is_empty());
             }
-            Ok(rec.clone())
-        })?;
+            next
+        };
+        let dir = self.data_dir().join(FLOWS_DIR).join(id);
+        flow_file::save(self.storage(), &dir, &updated, &self.inner.sealer)?;
+        self.inner
+            .records
+            .write()
+            .insert(id.to_owned(), updated.clone());
         flow.set_record(updated.clone());
         Ok(updated)
     }
 
     /// Removes a flow from the registry at once (its webhook answers 404 from then on),
     /// then its files, once no request holds it any more.
+    /// A quarantined flow whose flow file cannot be read can be deleted too.
     pub fn delete_flow(&self, id: &str) -> Result<(), StoreError> {
-        let webhook = self.mutate(|m| {
-            let at = m
-                .flows
-                .iter()
-                .position(|f| f.id == id)
-                .ok_or(StoreError::NotFound { what: "flow" })?;
-            let rec = m.flows.remove(at);
-            m.deleted_flows.push(rec.id);
-            Ok(rec.webhook_id)
-        })?;
-        self.inner.webhooks.write().remove(&webhook);
+        let _changing = self.inner.flow_changes.lock();
+        let webhook = self
+            .inner
+            .records
+            .read()
+            .get(id)
+            .map(|r| r.webhook_id.clone());
+        if webhook.is_none() && !self.inner.unavailable.read().contains_key(id) {
+            return Err(StoreError::NotFound { what: "flow" });
+        }
+        let dir = self.data_dir().join(FLOWS_DIR).join(id);
+        flow_file::mark_deleted(self.storage(), &dir)?;
+        self.inner.records.write().remove(id);
+        if let Some(webhook) = webhook {
+            self.inner.webhooks.write().remove(&webhook);
+        }
         self.inner.unavailable.write().remove(id);
+        self.inner.pending_removal.lock().push(id.to_owned());
         if let Some(flow) = self.inner.flows.write().remove(id) {
             self.inner
                 .deleting
@@ -380,7 +413,7 @@ impl Store {
 
     /// Deletes the files of deleted flows that nothing holds open any more.
     pub(super) fn remove_deleted_flows(&self) -> Result<(), StoreError> {
-        let pending = self.inner.meta.lock().deleted_flows.clone();
+        let pending = self.inner.pending_removal.lock().clone();
         let flows_dir = self.data_dir().join(FLOWS_DIR);
         let mut removed = Vec::new();
         for id in pending {
@@ -411,12 +444,17 @@ impl Store {
         if removed.is_empty() {
             return Ok(());
         }
+        self.inner
+            .pending_removal
+            .lock()
+            .retain(|id| !removed.contains(id));
         self.storage()
             .sync_dir(&flows_dir)
-            .map_err(|e| StoreError::io("fsync directory", &flows_dir, e))?;
-        self.mutate(|m| {
-            m.deleted_flows.retain(|id| !removed.contains(id));
-            Ok(())
-        })
+            .map_err(|e| StoreError::io("fsync directory", &flows_dir, e))
+    }
+
+    /// Deleted flows whose directories are still to be removed.
+    pub fn deleted_flows_pending(&self) -> Vec<String> {
+        self.inner.pending_removal.lock().clone()
     }
 }

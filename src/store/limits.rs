@@ -6,7 +6,7 @@ use crate::log::limits::{APPEND_BATCH_RECORDS_MAX, RECORD_HEADER_VALUE_BYTES_MAX
 use crate::store::meta::RateLimit;
 
 /// Most flows one installation holds.
-pub const FLOWS_MAX: usize = 10_000;
+pub const FLOWS_MAX: usize = 100_000;
 /// Most API keys one installation holds.
 pub const KEYS_MAX: usize = 10_000;
 /// Most workspaces one installation holds.

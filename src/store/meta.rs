@@ -1,10 +1,11 @@
-//! Metadata: workspaces, API keys, flows and their settings. One JSON document,
-//! replaced atomically and durably (temp file, fdatasync, rename, directory fsync) on
-//! every change, so a crash at any instant leaves either the old or the new document.
+//! Metadata: workspaces and API keys. One JSON document, replaced atomically and
+//! durably (temp file, fdatasync, rename, directory fsync) on every change, so a crash
+//! at any instant leaves either the old or the new document. Each flow's settings are a
+//! file of its own (`flow_file.rs`), so the document stays small however many flows.
 //!
-//! Version 2 holds flow signing secrets sealed (`seal.rs`); in memory they are plain.
-//! A version 1 document (plain secrets) is read as it is and sealed by the next save,
-//! which `Store::open` makes at once.
+//! Version 3 holds no flows. Versions 1 (plain secrets) and 2 (sealed secrets) held
+//! every flow, and the flows deleted but not yet removed: they are still read, and
+//! `Store::open` moves their flows into flow files before it saves version 3.
 
 use std::path::{Path, PathBuf};
 
@@ -12,12 +13,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::log::storage::{read_to_vec, write_atomic, Storage};
 use crate::store::error::StoreError;
+use crate::store::flow_file::each_secret;
 use crate::store::seal::Sealer;
 
 pub const META_FILE: &str = "meta.json";
 /// The version this release writes.
-pub const META_VERSION: u32 = 2;
-/// The version that stored flow secrets in plain text; still read.
+pub const META_VERSION: u32 = 3;
+/// The version that held every flow, secrets sealed; still read.
+pub const META_VERSION_SEALED_FLOWS: u32 = 2;
+/// The version that held every flow, secrets in plain text; still read.
 pub const META_VERSION_PLAIN: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,8 +134,19 @@ pub struct Metadata {
     pub admin_key_hash: String,
     pub workspaces: Vec<Workspace>,
     pub keys: Vec<ApiKeyRecord>,
+}
+
+/// A metadata document as stored, with what versions 1 and 2 held besides.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Document {
+    #[serde(flatten)]
+    pub meta: Metadata,
+    /// Versions 1 and 2: every flow (in a version 3 document, none).
+    #[serde(default)]
     pub flows: Vec<FlowRecord>,
-    /// Flows deleted from the registry whose files are still to be removed.
+    /// Versions 1 and 2: flows deleted whose files were still to be removed.
+    #[serde(default)]
     pub deleted_flows: Vec<String>,
 }
 
@@ -144,23 +159,21 @@ pub fn meta_path(data_dir: &Path) -> PathBuf {
 pub fn load_document(
     storage: &dyn Storage,
     data_dir: &Path,
-) -> Result<Option<Metadata>, StoreError> {
+) -> Result<Option<Document>, StoreError> {
     let path = meta_path(data_dir);
     if !storage.exists(&path) {
         return Ok(None);
     }
     let bytes = read_to_vec(storage, &path).map_err(|e| StoreError::io("read", &path, e))?;
-    let meta: Metadata = serde_json::from_slice(&bytes).map_err(|e| damaged(&path, e))?;
-    if meta.version != META_VERSION && meta.version != META_VERSION_PLAIN {
+    let doc: Document = serde_json::from_slice(&bytes).map_err(|e| damaged(&path, e))?;
+    let version = doc.meta.version;
+    if !(META_VERSION_PLAIN..=META_VERSION).contains(&version) {
         return Err(damaged(
             &path,
-            format!(
-                "metadata version {} is not {META_VERSION_PLAIN} or {META_VERSION}",
-                meta.version
-            ),
+            format!("metadata version {version} is not {META_VERSION_PLAIN} to {META_VERSION}"),
         ));
     }
-    Ok(Some(meta))
+    Ok(Some(doc))
 }
 
 /// Reads the metadata document with its flow secrets opened; `Ok(None)` when there is
@@ -170,65 +183,39 @@ pub fn load(
     storage: &dyn Storage,
     data_dir: &Path,
     sealer: &Sealer,
-) -> Result<Option<Metadata>, StoreError> {
-    let Some(mut meta) = load_document(storage, data_dir)? else {
+) -> Result<Option<Document>, StoreError> {
+    let Some(mut doc) = load_document(storage, data_dir)? else {
         return Ok(None);
     };
-    if meta.version == META_VERSION_PLAIN {
-        if !meta.flows.is_empty() {
+    if doc.meta.version == META_VERSION_PLAIN {
+        if !doc.flows.is_empty() {
             tracing::warn!(
-                flows = meta.flows.len(),
-                "meta.json holds flow signing secrets in plain text: the next save seals them"
+                flows = doc.flows.len(),
+                "meta.json holds flow signing secrets in plain text: the start seals them into flow files"
             );
         }
-        meta.version = META_VERSION;
-        return Ok(Some(meta));
+        return Ok(Some(doc));
     }
     let path = meta_path(data_dir);
-    each_secret(&mut meta, |context, secret| {
-        *secret = sealer
-            .open(secret, context)
-            .map_err(|e| damaged(&path, format!("the signing secret {context}: {e}")))?;
-        Ok(())
-    })?;
-    Ok(Some(meta))
+    for flow in &mut doc.flows {
+        each_secret(flow, |context, secret| {
+            *secret = sealer
+                .open(secret, context)
+                .map_err(|e| damaged(&path, format!("the signing secret {context}: {e}")))?;
+            Ok(())
+        })?;
+    }
+    Ok(Some(doc))
 }
 
-/// Replaces the metadata document atomically and durably, with every flow secret sealed.
-pub fn save(
-    storage: &dyn Storage,
-    data_dir: &Path,
-    meta: &Metadata,
-    sealer: &Sealer,
-) -> Result<(), StoreError> {
+/// Replaces the metadata document atomically and durably, as version `META_VERSION`.
+pub fn save(storage: &dyn Storage, data_dir: &Path, meta: &Metadata) -> Result<(), StoreError> {
     let path = meta_path(data_dir);
     let mut stored = meta.clone();
     stored.version = META_VERSION;
-    each_secret(&mut stored, |context, secret| {
-        *secret = sealer.seal(secret, context)?;
-        Ok(())
-    })?;
     let bytes =
         serde_json::to_vec_pretty(&stored).map_err(|e| StoreError::io("encode", &path, e))?;
     write_atomic(storage, &path, &bytes).map_err(|e| StoreError::io("write", &path, e))
-}
-
-/// Calls `f` on every flow signing secret (current and previous) with what its seal is
-/// bound to: `<flowId>/secret` or `<flowId>/previous`.
-fn each_secret(
-    meta: &mut Metadata,
-    mut f: impl FnMut(&str, &mut String) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    for flow in &mut meta.flows {
-        let sig = &mut flow.signature;
-        if let Some(secret) = sig.secret.as_mut() {
-            f(&format!("{}/secret", flow.id), secret)?;
-        }
-        if let Some(previous) = sig.previous.as_mut() {
-            f(&format!("{}/previous", flow.id), &mut previous.secret)?;
-        }
-    }
-    Ok(())
 }
 
 fn damaged(path: &Path, message: impl ToString) -> StoreError {

@@ -5,7 +5,9 @@
 //! ```text
 //! <data>/LOCK                    held while open (a second process fails at once)
 //! <data>/secret                  installation secret (32 random bytes): key hashes, sealing
-//! <data>/meta.json               workspaces, API keys (hashed), flows: replaced atomically
+//! <data>/meta.json               workspaces, API keys (hashed): replaced atomically
+//! <data>/journal/                the write-ahead journal every flow's logs ride
+//! <data>/flows/<flowId>/flow.json   the flow's settings (secrets sealed): replaced atomically
 //! <data>/flows/<flowId>/events/     the flow's partition (a Log)
 //! <data>/flows/<flowId>/requests/   its request log (a Log)
 //! <data>/flows/<flowId>/consumers/  its consumers' commits (a Log)
@@ -21,6 +23,7 @@ pub mod dedup;
 pub mod error;
 pub mod event;
 pub mod flow;
+pub mod flow_file;
 pub mod flows;
 pub mod ids;
 pub mod keys;
@@ -117,13 +120,20 @@ struct Inner {
     partitions: Arc<dyn PartitionBackend>,
     /// The installation secret keyed into HMAC, for key hashes.
     hasher: keys::KeyHasher,
-    /// Seals flow secrets in `meta.json`.
+    /// Seals flow secrets in the flow files.
     sealer: seal::Sealer,
     meta: Mutex<Metadata>,
+    /// Every flow's settings (open or quarantined), as in its `flow.json`.
+    records: RwLock<HashMap<String, FlowRecord>>,
+    /// Held while a flow is created, changed or deleted: one such change at a time, so
+    /// the count under `FLOWS_MAX` and each flow file's contents stay in step.
+    flow_changes: Mutex<()>,
     flows: RwLock<HashMap<String, Arc<Flow>>>,
-    /// Quarantined flows: listed in the metadata, but their logs could not be opened.
+    /// Quarantined flows: their `flow.json` or their logs could not be opened.
     /// Flow id → why (the file and byte position). Every other flow serves.
     unavailable: RwLock<HashMap<String, String>>,
+    /// Deleted flows whose directories are still to be removed.
+    pending_removal: Mutex<Vec<String>>,
     /// Deleted flows that a request may still hold: their files go only once the last
     /// holder lets go, so no append is in flight when they are unlinked.
     deleting: Mutex<HashMap<String, std::sync::Weak<Flow>>>,
@@ -165,16 +175,24 @@ impl Store {
         let hasher = keys::KeyHasher::new(&load_or_create_secret(&*storage, &dir, &secret_path)?);
         let sealer = seal::Sealer::new(&hasher);
         restrict_secrets(&*storage, &dir, &secret_path);
-        let (mut meta, generated_admin_key) = match meta::load(&*storage, &dir, &sealer)? {
-            Some(m) => (m, None),
+        let (doc, generated_admin_key) = match meta::load(&*storage, &dir, &sealer)? {
+            Some(doc) => (doc, None),
             None => first_metadata(&config, &hasher)?,
         };
+        let meta::Document {
+            mut meta,
+            flows: legacy_flows,
+            deleted_flows: legacy_deleted,
+        } = doc;
         if let Some(k) = &config.admin_key {
             keys::check_admin_key(k).map_err(StoreError::Invalid)?;
             meta.admin_key_hash = hasher.hash(k);
         }
-        meta::save(&*storage, &dir, &meta, &sealer)?;
         create_dir_durably(&*storage, &dir.join(FLOWS_DIR))?;
+        // A version 1 or 2 document's flows become flow files before the document is
+        // saved without them: a crash in between redoes it from the old document.
+        migrate_flows(&*storage, &dir, &legacy_flows, &legacy_deleted, &sealer)?;
+        meta::save(&*storage, &dir, &meta)?;
         let partitions = config
             .partitions
             .clone()
@@ -187,8 +205,7 @@ impl Store {
             journal: journal.clone(),
             ..config.log_config()
         };
-        let (flows, unavailable, webhooks) =
-            open_flows(&config, &log_config, &*partitions, &meta.flows);
+        let opened = open_flows(&config, &log_config, &*partitions, &sealer)?;
         let store = Self {
             inner: Arc::new(Inner {
                 config,
@@ -196,10 +213,13 @@ impl Store {
                 hasher,
                 sealer,
                 meta: Mutex::new(meta),
-                flows: RwLock::new(flows),
-                unavailable: RwLock::new(unavailable),
+                records: RwLock::new(opened.records),
+                flow_changes: Mutex::new(()),
+                flows: RwLock::new(opened.flows),
+                unavailable: RwLock::new(opened.unavailable),
+                pending_removal: Mutex::new(opened.removals),
                 deleting: Mutex::new(HashMap::new()),
-                webhooks: RwLock::new(webhooks),
+                webhooks: RwLock::new(opened.webhooks),
                 generated_admin_key,
                 journal,
                 log_config,
@@ -235,7 +255,7 @@ impl Store {
         let mut meta = self.inner.meta.lock();
         let mut next = meta.clone();
         let out = change(&mut next)?;
-        meta::save(self.storage(), self.data_dir(), &next, &self.inner.sealer)?;
+        meta::save(self.storage(), self.data_dir(), &next)?;
         *meta = next;
         Ok(out)
     }
@@ -255,7 +275,7 @@ impl Store {
 fn first_metadata(
     config: &StoreConfig,
     hasher: &keys::KeyHasher,
-) -> Result<(Metadata, Option<String>), StoreError> {
+) -> Result<(meta::Document, Option<String>), StoreError> {
     let (admin, generated) = match &config.admin_key {
         Some(k) => (k.clone(), None),
         None => {
@@ -272,43 +292,112 @@ fn first_metadata(
             created_at_ms: config.clock.now_ms(),
         }],
         keys: Vec::new(),
+    };
+    let doc = meta::Document {
+        meta,
         flows: Vec::new(),
         deleted_flows: Vec::new(),
     };
-    Ok((meta, generated))
+    Ok((doc, generated))
 }
 
-type OpenedFlows = (
-    HashMap<String, Arc<Flow>>,
-    HashMap<String, String>,
-    HashMap<String, String>,
-);
+/// Writes a version 1 or 2 document's flows as flow files (their directories made if
+/// missing: such a flow is then quarantined, as it was), and marks its deleted flows'
+/// directories for removal. Idempotent.
+fn migrate_flows(
+    storage: &dyn Storage,
+    dir: &Path,
+    flows: &[FlowRecord],
+    deleted: &[String],
+    sealer: &seal::Sealer,
+) -> Result<(), StoreError> {
+    for flow in flows {
+        if !ids::is_token(&flow.id, ids::FLOW_PREFIX, ids::FLOW_ID_BYTES) {
+            return Err(StoreError::Damaged {
+                path: meta::meta_path(dir).display().to_string(),
+                message: format!("flow id {:?} is not one of ours", flow.id),
+            });
+        }
+        let flow_dir = dir.join(FLOWS_DIR).join(&flow.id);
+        create_dir_durably(storage, &flow_dir)?;
+        flow_file::save(storage, &flow_dir, flow, sealer)?;
+    }
+    for id in deleted {
+        let flow_dir = dir.join(FLOWS_DIR).join(id);
+        if ids::is_token(id, ids::FLOW_PREFIX, ids::FLOW_ID_BYTES) && storage.exists(&flow_dir) {
+            flow_file::mark_deleted(storage, &flow_dir)?;
+        }
+    }
+    if !flows.is_empty() {
+        tracing::info!(
+            flows = flows.len(),
+            "flows moved from meta.json into their flow files"
+        );
+    }
+    Ok(())
+}
 
-/// Opens every flow of `records`: (open flows, quarantined flows with why, webhook id →
-/// flow id). One damaged flow never stops the others: it is quarantined.
+/// The flows found at start.
+struct OpenedFlows {
+    records: HashMap<String, FlowRecord>,
+    flows: HashMap<String, Arc<Flow>>,
+    /// Quarantined: flow id → why.
+    unavailable: HashMap<String, String>,
+    /// Webhook id → flow id.
+    webhooks: HashMap<String, String>,
+    /// Directories of deleted flows, to remove.
+    removals: Vec<String>,
+}
+
+/// What one flow directory gave at start.
+enum Opened {
+    Flow(Box<FlowRecord>, Box<Result<Flow, StoreError>>),
+    Damaged(String),
+    Remove,
+}
+
+/// Opens every flow directory under `<data>/flows/`: its flow file, then its logs.
+/// One damaged flow never stops the others: it is quarantined.
 fn open_flows(
     config: &StoreConfig,
     base: &LogConfig,
     partitions: &dyn PartitionBackend,
-    records: &[FlowRecord],
-) -> OpenedFlows {
-    let mut flows = HashMap::new();
-    let mut unavailable = HashMap::new();
-    let mut webhooks = HashMap::new();
+    sealer: &seal::Sealer,
+) -> Result<OpenedFlows, StoreError> {
+    let storage = &*config.storage;
+    let flows_dir = config.data_dir.join(FLOWS_DIR);
+    let mut ids: Vec<String> = storage
+        .list(&flows_dir)
+        .map_err(|e| StoreError::io("list", &flows_dir, e))?
+        .into_iter()
+        .filter(|name| ids::is_token(name, ids::FLOW_PREFIX, ids::FLOW_ID_BYTES))
+        .collect();
+    ids.sort();
+    let open_one = |id: &String| {
+        let flow_dir = flows_dir.join(id);
+        match flow_file::find(storage, &flow_dir, sealer) {
+            flow_file::Found::Flow(record) => {
+                let flow = open_flow(config, base, partitions, &record, false);
+                Opened::Flow(record, Box::new(flow))
+            }
+            flow_file::Found::Damaged(why) => Opened::Damaged(why),
+            flow_file::Found::Deleted => Opened::Remove,
+            flow_file::Found::Unfinished => Opened::Damaged(format!(
+                "{} is missing (damage: it is not a creation cut short); its files are \
+                 kept (DELETE the flow to remove them)",
+                flow_dir.join(flow_file::FLOW_FILE).display()
+            )),
+        }
+    };
     // Flows open on several threads at once: opening is mostly waiting for the disk
-    // (a scan of each log's last segment, and its syncs after an unclean stop), and the
-    // device serves many such requests together.
-    let per = records.len().div_ceil(OPEN_THREADS).max(1);
-    let opened: Vec<Result<Flow, StoreError>> = std::thread::scope(|scope| {
-        let parts: Vec<_> = records
+    // (its flow file, a scan of each log's last segment, and syncs after an unclean
+    // stop), and the device serves many such requests together.
+    let per = ids.len().div_ceil(OPEN_THREADS).max(1);
+    let opened: Vec<Opened> = std::thread::scope(|scope| {
+        let parts: Vec<_> = ids
             .chunks(per)
             .map(|chunk| {
-                let handle = scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|record| open_flow(config, base, partitions, record, false))
-                        .collect::<Vec<_>>()
-                });
+                let handle = scope.spawn(move || chunk.iter().map(open_one).collect::<Vec<_>>());
                 (chunk.len(), handle)
             })
             .collect();
@@ -317,29 +406,47 @@ fn open_flows(
             .flat_map(|(len, part)| {
                 part.join().unwrap_or_else(|_| {
                     (0..len)
-                        .map(|_| Err(StoreError::Invalid("a flow-opening thread panicked".into())))
+                        .map(|_| Opened::Damaged("a flow-opening thread panicked".into()))
                         .collect()
                 })
             })
             .collect()
     });
-    for (record, opened) in records.iter().zip(opened) {
-        webhooks.insert(record.webhook_id.clone(), record.id.clone());
-        match opened {
-            Ok(flow) => {
-                flows.insert(record.id.clone(), Arc::new(flow));
+    let mut out = OpenedFlows {
+        records: HashMap::new(),
+        flows: HashMap::new(),
+        unavailable: HashMap::new(),
+        webhooks: HashMap::new(),
+        removals: Vec::new(),
+    };
+    for (id, opened) in ids.into_iter().zip(opened) {
+        let why = match opened {
+            Opened::Flow(record, flow) => {
+                out.webhooks.insert(record.webhook_id.clone(), id.clone());
+                out.records.insert(id.clone(), *record);
+                match *flow {
+                    Ok(flow) => {
+                        out.flows.insert(id, Arc::new(flow));
+                        continue;
+                    }
+                    Err(e) => e.to_string(),
+                }
             }
-            Err(e) => {
-                tracing::error!(
-                    flow = %record.id,
-                    error = %e,
-                    "flow quarantined: its logs cannot be opened; it answers 503 until repaired"
-                );
-                unavailable.insert(record.id.clone(), e.to_string());
+            Opened::Damaged(why) => why,
+            Opened::Remove => {
+                tracing::info!(flow = %id, "a deleted flow's directory is removed");
+                out.removals.push(id);
+                continue;
             }
-        }
+        };
+        tracing::error!(
+            flow = %id,
+            error = %why,
+            "flow quarantined: its files cannot be opened; it answers 503 until repaired"
+        );
+        out.unavailable.insert(id, why);
     }
-    (flows, unavailable, webhooks)
+    Ok(out)
 }
 
 /// Threads that open the flows at start (only then: they end once every flow is open).

@@ -8,8 +8,8 @@ use crate::store::error::StoreError;
 use crate::store::{Flow, Store};
 
 impl Store {
-    /// Every open flow, copied out so no lock is held while each one works.
-    fn open_flows(&self) -> Vec<Arc<Flow>> {
+    /// Every open flow, in no order, copied out so no lock is held while each one works.
+    pub fn open_flows(&self) -> Vec<Arc<Flow>> {
         self.inner.flows.read().values().cloned().collect()
     }
 

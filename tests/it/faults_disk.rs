@@ -1,5 +1,5 @@
 //! Damage made on disk while the server is stopped: a torn tail is cut and the server
-//! starts with every whole event; a flow with mid-log corruption or a missing directory
+//! starts with every whole event; a flow with mid-log corruption or a missing event log
 //! is quarantined (503 naming the file and byte) while every other flow serves, and
 //! `eventmesh repair` brings it back.
 
@@ -96,7 +96,7 @@ fn eventmesh(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
 #[test]
 fn a_damaged_flow_is_quarantined_the_others_serve_and_repair_brings_it_back() {
     // Proves one damaged flow never takes the server down: with a corrupt segment in one
-    // flow and a missing directory in another, the server starts, the healthy flow
+    // flow and a missing event log in another, the server starts, the healthy flow
     // ingests and reads, both damaged flows answer 503 flow_unavailable naming the file
     // and byte, /readyz stays 200 and lists them, /metrics counts them, `check` names
     // them, and `repair` brings the corrupt one back with every event before the damage.
@@ -124,7 +124,7 @@ fn a_damaged_flow_is_quarantined_the_others_serve_and_repair_brings_it_back() {
     let tenth = group_starts(&bytes)[9];
     bytes[tenth + 60] ^= 0x20;
     std::fs::write(&seg, &bytes).expect("write");
-    std::fs::remove_dir_all(dir.join("flows").join(id(&flows[1]))).expect("remove");
+    std::fs::remove_dir_all(events_dir(&flows[1])).expect("remove");
 
     let mut s = Server::start_in(&dir, &[]);
     let ready = s.request("GET", "/readyz", &[], b"");

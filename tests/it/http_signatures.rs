@@ -187,9 +187,10 @@ fn standard_webhooks_ids_deduplicate_retries() {
 
 #[test]
 fn flow_secrets_are_sealed_at_rest_and_open_only_with_their_installation_secret() {
-    // Proves meta.json holds no sender's signing secret in plain text (current or
-    // previous), that a plain version 1 document from an older release is sealed at
-    // start and keeps verifying, and that the installation secret can live outside the
+    // Proves no file holds a sender's signing secret in plain text (current or
+    // previous: they are sealed in the flow's flow.json, and meta.json holds no flows),
+    // that a plain version 1 document from an older release is moved into a sealed flow
+    // file at start and keeps verifying, and that the installation secret can live outside the
     // data directory but is never silently made anew.
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
@@ -207,11 +208,17 @@ fn flow_secrets_are_sealed_at_rest_and_open_only_with_their_installation_secret(
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(s.terminate().success());
-    let stored = std::fs::read_to_string(&meta_path).expect("meta.json");
+    let flow_path = dir.join("flows").join(&id).join("flow.json");
+    let meta = std::fs::read_to_string(&meta_path).expect("meta.json");
+    let meta_doc: serde_json::Value = serde_json::from_str(&meta).expect("json");
+    assert_eq!(meta_doc["version"], 3);
+    assert!(meta_doc.get("flows").is_none(), "{meta}");
+    let stored = std::fs::read_to_string(&flow_path).expect("flow.json");
     assert!(!stored.contains("sekrit-471"), "{stored}");
-    let doc: serde_json::Value = serde_json::from_str(&stored).expect("json");
-    assert_eq!(doc["version"], 2);
-    let sig = &doc["flows"][0]["signature"];
+    let flow_doc: serde_json::Value = serde_json::from_str(&stored).expect("json");
+    assert_eq!(flow_doc["version"], 1);
+    assert_eq!(flow_doc["id"], id.as_str());
+    let sig = &flow_doc["signature"];
     assert!(sig["secret"].as_str().expect("s").starts_with("sealed:v1:"));
     assert!(sig["previous"]["secret"]
         .as_str()
@@ -226,17 +233,28 @@ fn flow_secrets_are_sealed_at_rest_and_open_only_with_their_installation_secret(
     assert_eq!(verifies(&s, "wrong"), 401);
     assert!(s.terminate().success());
 
-    // An older release's document: version 1, secrets in plain text.
-    let mut plain = doc.clone();
+    // An older release's document: version 1, every flow in meta.json, secrets in
+    // plain text. The start moves the flow into its flow file, sealed.
+    let mut record = flow_doc.clone();
+    record.as_object_mut().expect("object").remove("version");
+    record["signature"]["secret"] = json!("new-sekrit-4712");
+    record["signature"]["previous"]["secret"] = json!("old-sekrit-4711");
+    let mut plain = meta_doc.clone();
     plain["version"] = json!(1);
-    plain["flows"][0]["signature"]["secret"] = json!("new-sekrit-4712");
-    plain["flows"][0]["signature"]["previous"]["secret"] = json!("old-sekrit-4711");
+    plain["flows"] = json!([record]);
+    plain["deletedFlows"] = json!([]);
     std::fs::write(&meta_path, plain.to_string()).expect("write v1");
+    std::fs::remove_file(&flow_path).expect("remove flow.json");
     let mut s = Server::start_in(&dir, &[]);
     assert_eq!(verifies(&s, "new-sekrit-4712"), 200);
     assert_eq!(verifies(&s, "old-sekrit-4711"), 200);
     assert!(s.terminate().success());
-    let resealed = std::fs::read_to_string(&meta_path).expect("meta.json");
+    let migrated = std::fs::read_to_string(&meta_path).expect("meta.json");
+    assert!(!migrated.contains("sekrit-471"), "{migrated}");
+    let migrated: serde_json::Value = serde_json::from_str(&migrated).expect("json");
+    assert_eq!(migrated["version"], 3);
+    assert!(migrated.get("flows").is_none());
+    let resealed = std::fs::read_to_string(&flow_path).expect("flow.json");
     assert!(!resealed.contains("sekrit-471"), "{resealed}");
     assert!(resealed.contains("sealed:v1:"));
 

@@ -50,9 +50,10 @@ fn a_new_flow_survives_a_power_loss_right_after_it_is_created() {
 }
 
 #[test]
-fn a_flow_whose_directory_is_missing_is_damaged_and_never_recreated_empty() {
-    // Proves a flow listed in the metadata without its files is quarantined (naming
-    // what is missing), and that opening does not make a new, empty flow in its place.
+fn a_flow_whose_event_log_is_missing_is_damaged_and_never_recreated_empty() {
+    // Proves a flow whose flow file is there but whose event log is gone is quarantined
+    // (naming what is missing), and that opening does not make a new, empty log in its
+    // place.
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
@@ -64,16 +65,19 @@ fn a_flow_whose_directory_is_missing_is_damaged_and_never_recreated_empty() {
         flow.ingest(&[event("{}", None)]).await.expect("ingest");
     });
     drop(store);
-    sim.remove_dir_all(&flow_dir(&lost)).expect("remove");
-    sim.sync_dir(Path::new("/data/flows")).expect("sync");
+    let events = flow_dir(&lost).join("events");
+    sim.remove_dir_all(&events).expect("remove");
+    sim.sync_dir(&flow_dir(&lost)).expect("sync");
     let store = sim_store(&sim, &clock);
     assert!(store.flow(&lost).is_none());
     let reason = store.flow_unavailable(&lost).expect("quarantined");
-    assert!(
-        reason.contains("missing") && reason.contains(&lost),
-        "{reason}"
+    assert!(reason.contains("missing"), "{reason}");
+    assert!(!sim.exists(&events), "not recreated");
+    assert_eq!(
+        store.flow_record(&lost).map(|r| r.name),
+        Some("lost".to_owned()),
+        "its settings are still listed"
     );
-    assert!(!sim.exists(&flow_dir(&lost)), "not recreated");
     assert!(store.flow(&kept).is_some(), "the other flow serves");
     assert!(matches!(
         store.missing_flow(&lost),
@@ -82,6 +86,94 @@ fn a_flow_whose_directory_is_missing_is_damaged_and_never_recreated_empty() {
     // An operator can still delete the damaged flow.
     store.delete_flow(&lost).expect("delete");
     assert!(store.unavailable_flows().is_empty());
+}
+
+#[test]
+fn a_flow_whose_flow_file_is_missing_or_corrupt_is_quarantined_kept_and_deletable() {
+    // Proves a flow directory without a readable flow.json (and with no creation
+    // marker) is damage: quarantined with the file named, its events kept on disk, the
+    // other flows serving, and an operator can delete it, which removes its files.
+    let sim = SimStorage::new();
+    let clock = clock();
+    let store = sim_store(&sim, &clock);
+    let gone = new_flow(&store, "gone");
+    let garbled = new_flow(&store, "garbled");
+    let kept = new_flow(&store, "kept");
+    let rt = runtime();
+    rt.block_on(async {
+        for id in [&gone, &garbled] {
+            let flow = store.flow(id).expect("flow");
+            flow.ingest(&[event("{}", None)]).await.expect("ingest");
+        }
+    });
+    drop(store);
+    sim.remove(&flow_dir(&gone).join("flow.json"))
+        .expect("remove");
+    sim.sync_dir(&flow_dir(&gone)).expect("sync");
+    let garbled_file = flow_dir(&garbled).join("flow.json");
+    let mut bytes = sim.file_bytes(&garbled_file).expect("flow.json");
+    bytes.truncate(bytes.len() / 2);
+    sim.set_file_bytes(&garbled_file, bytes);
+    let store = sim_store(&sim, &clock);
+    for (id, file) in [(&gone, "flow.json is missing"), (&garbled, "flow.json")] {
+        assert!(store.flow(id).is_none());
+        let reason = store.flow_unavailable(id).expect("quarantined");
+        assert!(
+            reason.contains(file) && reason.contains(id.as_str()),
+            "{reason}"
+        );
+        assert!(store.flow_record(id).is_none(), "no settings to list");
+        assert!(
+            sim.exists(&flow_dir(id).join("events/00000000000000000000.log")),
+            "its events are kept"
+        );
+    }
+    assert!(store.flow(&kept).is_some(), "the other flow serves");
+    store.delete_flow(&gone).expect("delete");
+    store.delete_flow(&garbled).expect("delete");
+    assert!(store.unavailable_flows().is_empty());
+    store.maintenance().expect("maintenance");
+    assert!(!sim.exists(&flow_dir(&gone)));
+    assert!(!sim.exists(&flow_dir(&garbled)));
+    drop(store);
+    let store = sim_store(&sim, &clock);
+    assert!(store.unavailable_flows().is_empty());
+    assert_eq!(
+        store
+            .flow_records(None)
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<Vec<_>>(),
+        vec![kept]
+    );
+}
+
+#[test]
+fn a_creation_cut_short_by_a_crash_leaves_nothing_after_the_next_start() {
+    // Proves a flow directory with its creation marker but no flow.json (a crash
+    // between the logs and the flow file) is removed at the next start, not
+    // quarantined: that flow never took an event.
+    let sim = SimStorage::new();
+    let clock = clock();
+    let store = sim_store(&sim, &clock);
+    let cut = new_flow(&store, "cut");
+    let kept = new_flow(&store, "kept");
+    drop(store);
+    // As the crash would leave it: the marker back, the flow file not yet written.
+    sim.remove(&flow_dir(&cut).join("flow.json"))
+        .expect("remove");
+    sim.set_file_bytes(&flow_dir(&cut).join("flow.creating"), Vec::new());
+    sim.sync_dir(&flow_dir(&cut)).expect("sync");
+    let store = sim_store(&sim, &clock);
+    assert!(
+        store.unavailable_flows().is_empty(),
+        "{:?}",
+        store.unavailable_flows()
+    );
+    assert!(store.flow_record(&cut).is_none());
+    assert!(store.flow(&kept).is_some());
+    store.maintenance().expect("maintenance");
+    assert!(!sim.exists(&flow_dir(&cut)), "its directory is removed");
 }
 
 #[test]
@@ -319,7 +411,7 @@ fn a_deleted_flows_files_wait_until_no_request_holds_it() {
     drop(held);
     store.maintenance().expect("maintenance");
     assert!(!sim.exists(&flow_dir(&id)), "removed once released");
-    assert!(store.metadata().deleted_flows.is_empty());
+    assert!(store.deleted_flows_pending().is_empty());
 }
 
 #[test]

@@ -301,7 +301,7 @@ fn a_deleted_flow_leaves_the_registry_at_once_and_its_files_after() {
     drop(store);
     let store = Store::open(config()).expect("reopen");
     assert!(store.flow_records(None).is_empty());
-    assert!(store.metadata().deleted_flows.is_empty());
+    assert!(store.deleted_flows_pending().is_empty());
 }
 
 #[test]
