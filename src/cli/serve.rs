@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::http::tls::TlsSource;
 use crate::http::{limits, serve, HttpLimits, ServeConfig};
 use crate::log::FsyncPolicy;
 
@@ -50,6 +51,21 @@ pub struct ServeArgs {
         default_value_t = limits::BODY_READ_TIMEOUT_S_DEFAULT
     )]
     body_timeout_s: u64,
+    /// TLS certificate chain (PEM), leaf first; with --tls-key. Reloaded on SIGHUP.
+    #[arg(
+        long,
+        env = "EVENTMESH_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1); with --tls-cert.
+    #[arg(long, env = "EVENTMESH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TLS with a self-signed certificate for local trials, made once in
+    /// <data-dir>/tls/ (its path and SHA-256 fingerprint are printed at start).
+    #[arg(long, env = "EVENTMESH_TLS_SELF_SIGNED")]
+    tls_self_signed: bool,
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -80,6 +96,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
         eprintln!("eventmesh serve: {e}");
         return ExitCode::from(2);
     }
+    let tls = match (args.tls_cert, args.tls_key, args.tls_self_signed) {
+        (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
+        (_, _, true) => Some(TlsSource::SelfSigned {
+            data_dir: args.data_dir.clone(),
+            host: listen_host(&args.listen),
+        }),
+        _ => None,
+    };
     let config = ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -88,6 +112,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         fsync: args.fsync,
         public_url: args.public_url,
         limits,
+        tls,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -106,4 +131,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The host part of a listen address (`127.0.0.1:3000` → `127.0.0.1`, `[::1]:3000` →
+/// `::1`), named in a self-signed certificate.
+fn listen_host(listen: &str) -> String {
+    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }

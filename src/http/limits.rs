@@ -23,6 +23,23 @@ pub const CONNECTIONS_DEFAULT: usize = 4096;
 pub const HEADERS_DEFAULT: usize = 100;
 /// Default largest header section, in bytes.
 pub const HEADER_BYTES_DEFAULT: usize = 64 * 1024;
+/// Most concurrent HTTP/2 streams one connection may open (more are refused with
+/// RST_STREAM REFUSED_STREAM; Go's net/http and nginx use 100 and 128).
+pub const H2_STREAMS_MAX: u32 = 100;
+/// Streams a client may reset before the server has answered them, pending at once,
+/// before the connection gets GOAWAY ENHANCE_YOUR_CALM: the guard against the
+/// rapid-reset flood (CVE-2023-44487), in which a client opens and cancels streams
+/// faster than the server can refuse them.
+pub const H2_PENDING_RESETS_MAX: usize = 20;
+/// Streams the server may reset for a client's protocol errors before it closes the
+/// connection (a client that keeps provoking errors is a flood of another kind).
+pub const H2_ERROR_RESETS_MAX: usize = 256;
+/// An idle HTTP/2 connection is pinged this often, and closed if the ping goes
+/// unanswered for as long.
+pub const H2_KEEPALIVE: Duration = Duration::from_secs(20);
+/// Longest TLS handshake; then the connection is closed. (The header deadline applies
+/// after it.)
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default longest event type kept, in bytes.
 pub const EVENT_TYPE_BYTES_DEFAULT: usize = 256;
 

@@ -20,6 +20,8 @@ pub mod router;
 pub mod routes;
 pub mod server;
 pub mod signature;
+pub mod tls;
+pub mod transport;
 
 pub use app::{App, HttpLimits};
 pub use server::{serve, ServeConfig, ServeError};

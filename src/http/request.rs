@@ -81,6 +81,72 @@ where
     }
 }
 
+/// A request body that the router keeps a handle on after the handler is done with it,
+/// so that on HTTP/2 what the handler left unread is read and discarded before the
+/// answer goes out (`drain_rest`).
+#[derive(Debug)]
+pub struct SharedBody<B>(std::sync::Arc<parking_lot::Mutex<B>>);
+
+impl<B> Clone for SharedBody<B> {
+    fn clone(&self) -> Self {
+        Self(std::sync::Arc::clone(&self.0))
+    }
+}
+
+impl<B> SharedBody<B> {
+    pub fn new(body: B) -> Self {
+        Self(std::sync::Arc::new(parking_lot::Mutex::new(body)))
+    }
+}
+
+impl<B> hyper::body::Body for SharedBody<B>
+where
+    B: hyper::body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut *self.0.lock()).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.lock().is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.0.lock().size_hint()
+    }
+}
+
+/// Reads and discards what is left of a body, up to `OVERSIZE_DRAIN_BYTES_MAX` and
+/// within `deadline`. On HTTP/2 an answer sent before the request's end makes the server
+/// reset the stream, which clients such as curl 7.x report as a framing error instead of
+/// showing the answer; draining first lets the request end and the answer arrive whole.
+pub async fn drain_rest<B>(mut body: SharedBody<B>, deadline: Duration)
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    if hyper::body::Body::is_end_stream(&body) {
+        return;
+    }
+    let drain = async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len() as u64;
+                if seen > OVERSIZE_DRAIN_BYTES_MAX {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(deadline, drain).await;
+}
+
 /// Parses a JSON request body into `T`, or a 400 reply.
 pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Reply> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {

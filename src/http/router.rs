@@ -42,6 +42,23 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {
+    if req.version() < http::Version::HTTP_2 {
+        return handle_request(app, req).await;
+    }
+    // HTTP/2: what the answer left unread is drained before it goes out (see
+    // `drain_rest`); HTTP/1.1 closes the connection instead, where it must.
+    let (parts, body) = req.into_parts();
+    let body = crate::http::request::SharedBody::new(body);
+    let deadline = app.limits.body_read_timeout;
+    let response = handle_request(app, Request::from_parts(parts, body.clone())).await;
+    crate::http::request::drain_rest(body, deadline).await;
+    response
+}
+
+async fn handle_request<B>(app: Arc<App>, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -53,27 +70,34 @@ where
         .sum::<usize>()
         + req.uri().path_and_query().map_or(0, |p| p.as_str().len())
         + 16;
-    if header_bytes > app.limits.header_bytes_max {
-        // The documented bound on the whole header section, whatever hyper's read
-        // buffer let through.
+    // HTTP/1.x closes the connection after these answers; HTTP/2 has no such header
+    // (the stream ends, the connection serves on).
+    let http1 = req.version() < http::Version::HTTP_2;
+    let header_count = req.headers().len();
+    if header_bytes > app.limits.header_bytes_max || header_count > app.limits.headers_max {
+        // The documented bounds on the whole header section, whatever hyper's read
+        // buffer (HTTP/1.1) or header-list limit (HTTP/2) let through.
         let mut r = Reply::error(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request_header_fields_too_large",
             format!(
-                "the request's headers take {header_bytes} bytes; the limit is {}",
-                app.limits.header_bytes_max
+                "the request has {header_count} headers taking {header_bytes} bytes; the \
+                 limits are {} headers and {} bytes",
+                app.limits.headers_max, app.limits.header_bytes_max
             ),
         )
         .into_response();
-        r.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
+        if http1 {
+            r.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         return r;
     }
     let declared_too_large = declared.is_some_and(|n| n > app.limits.body_bytes_max as u64);
     let mut response = answer(app, req, declared).await;
-    if declared_too_large && response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if http1 && declared_too_large && response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         response.headers_mut().insert(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),

@@ -1,5 +1,6 @@
-//! The listener: connection cap, header and request deadlines, graceful shutdown,
-//! periodic maintenance.
+//! The listener: TLS (optional), HTTP/1.1 and HTTP/2 on one port (hyper-util's auto
+//! builder: ALPN `h2` over TLS, h2c with prior knowledge on plaintext), connection cap,
+//! header and request deadlines, graceful shutdown, periodic maintenance.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -18,8 +19,11 @@ use tokio::sync::Semaphore;
 
 use crate::http::app::{App, HttpLimits};
 use crate::http::connections::Connections;
+use crate::http::limits;
 use crate::http::response::Reply;
 use crate::http::router::handle;
+use crate::http::tls::{Tls, TlsError, TlsSource};
+use crate::http::transport::{self, Conn, Protocol};
 use crate::log::FsyncPolicy;
 use crate::store::{Store, StoreConfig, StoreError};
 
@@ -40,6 +44,8 @@ pub struct ServeConfig {
     pub fsync: FsyncPolicy,
     pub public_url: Option<String>,
     pub limits: HttpLimits,
+    /// TLS on the listener; `None` is plaintext.
+    pub tls: Option<TlsSource>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +58,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("{0}")]
     Runtime(String),
 }
@@ -80,7 +88,20 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         source,
     })?;
     let nofile = raise_open_files_limit();
-    let recovering = tokio::spawn(answer_while_recovering(Arc::clone(&listener)));
+    let tls = match config.tls.clone() {
+        Some(source) => {
+            let tls = Tls::load(source)?;
+            println!(
+                "TLS certificate {} (SHA-256 fingerprint {})",
+                tls.cert_path().display(),
+                tls.fingerprint()
+            );
+            Some(Arc::new(tls))
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let recovering = tokio::spawn(answer_while_recovering(Arc::clone(&listener), tls.clone()));
     let opened = tokio::task::spawn_blocking(move || Store::open(store_config)).await;
     recovering.abort();
     let _ = recovering.await;
@@ -94,15 +115,19 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let public_url = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let app = Arc::new(App::new(store, config.limits.clone(), public_url));
     let maintenance = tokio::spawn(maintain(Arc::clone(&app)));
     let flusher = tokio::spawn(flush_request_logs(Arc::clone(&app)));
-    println!("listening on http://{addr}");
-    tracing::info!(%addr, fsync = %config.fsync, data_dir = %config.data_dir.display(), "listening on http://{addr}");
-    accept_loop(&app, listener, addr).await;
+    let reloader = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
+    println!("listening on {scheme}://{addr}");
+    tracing::info!(%addr, fsync = %config.fsync, data_dir = %config.data_dir.display(), "listening on {scheme}://{addr}");
+    accept_loop(&app, listener, addr, tls).await;
     maintenance.abort();
     flusher.abort();
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     let store = app.store.clone();
     match tokio::task::spawn_blocking(move || store.sync_all()).await {
         Ok(Ok(())) => tracing::info!("synced; bye"),
@@ -221,7 +246,12 @@ impl FdBackoff {
     }
 }
 
-async fn accept_loop(app: &Arc<App>, listener: TcpListener, addr: SocketAddr) {
+async fn accept_loop(
+    app: &Arc<App>,
+    listener: TcpListener,
+    addr: SocketAddr,
+    tls: Option<Arc<Tls>>,
+) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(app.limits.connections_max));
     let conns = Arc::new(Connections::default());
@@ -262,10 +292,14 @@ async fn accept_loop(app: &Arc<App>, listener: TcpListener, addr: SocketAddr) {
                     permit = freed.await.ok().and_then(Result::ok);
                 }
                 match permit {
-                    Some(permit) => spawn_connection(app, stream, &graceful, permit, &conns),
+                    Some(permit) => spawn_connection(app, stream, tls.as_deref(), &graceful, permit, &conns),
                     None => {
                         app.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tokio::spawn(refuse(stream));
+                        // Over TLS a plaintext answer would be noise: the connection is
+                        // closed (a handshake per refusal would cost the CPU the cap saves).
+                        if tls.is_none() {
+                            tokio::spawn(refuse(stream));
+                        }
                     }
                 }
             }
@@ -284,18 +318,79 @@ async fn accept_loop(app: &Arc<App>, listener: TcpListener, addr: SocketAddr) {
 }
 
 /// Serves one connection in a task of its own, under the graceful-shutdown watch; the
-/// permit (the connection's place under the cap) is released when it ends.
+/// permit (the connection's place under the cap) is released when it ends. Over TLS the
+/// handshake runs in that task, under `TLS_HANDSHAKE_TIMEOUT`.
 fn spawn_connection(
     app: &Arc<App>,
     stream: TcpStream,
+    tls: Option<&Tls>,
     graceful: &GracefulShutdown,
     permit: tokio::sync::OwnedSemaphorePermit,
     conns: &Arc<Connections>,
 ) {
     let _ = stream.set_nodelay(true);
-    let limits = app.limits.clone();
     let app = Arc::clone(app);
+    let acceptor = tls.map(Tls::acceptor);
     let (id, activity, close) = conns.register();
+    let conns = Arc::clone(conns);
+    // The watch is taken now, so that a shutdown that starts during the handshake
+    // still waits for this connection's requests.
+    let watcher = graceful.watcher();
+    tokio::spawn(async move {
+        let served = async {
+            let first_bytes = app.limits.header_read_timeout;
+            let opened =
+                transport::open(stream, acceptor, limits::TLS_HANDSHAKE_TIMEOUT, first_bytes);
+            if let Some((conn, protocol)) = opened.await {
+                serve_io(app, conn, protocol, activity, watcher).await;
+            }
+        };
+        tokio::select! {
+            () = served => {}
+            // Closed to make room at the cap: dropping the connection closes it.
+            _ = close => {}
+        }
+        conns.remove(id);
+        drop(permit);
+    });
+}
+
+/// The connection builder for `protocol`: HTTP/1.1 and HTTP/2 with the same limits,
+/// and HTTP/2's own.
+fn connection_builder(limits: &HttpLimits, protocol: Protocol) -> auto::Builder<TokioExecutor> {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = match protocol {
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_only(),
+    };
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.header_bytes_max)
+        .max_headers(limits.headers_max)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits::H2_STREAMS_MAX)
+        .max_header_list_size(u32::try_from(limits.header_bytes_max).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(limits::H2_PENDING_RESETS_MAX)
+        .max_local_error_reset_streams(limits::H2_ERROR_RESETS_MAX)
+        .keep_alive_interval(limits::H2_KEEPALIVE)
+        .keep_alive_timeout(limits::H2_KEEPALIVE);
+    builder
+}
+
+/// Serves one connection in `protocol` until it ends.
+async fn serve_io(
+    app: Arc<App>,
+    conn: Conn,
+    protocol: Protocol,
+    activity: Arc<crate::http::connections::Activity>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let builder = connection_builder(&app.limits, protocol);
     let service = service_fn(move |req| {
         let app = Arc::clone(&app);
         let deadline = app.limits.request_timeout;
@@ -315,32 +410,18 @@ fn spawn_connection(
             Ok::<_, Infallible>(response)
         }
     });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.header_bytes_max)
-        .max_headers(limits.headers_max)
-        .keep_alive(true);
-    let watched = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-    let conns = Arc::clone(conns);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = watched => {}
-            // Closed to make room at the cap: dropping the connection closes it.
-            _ = close => {}
-        }
-        conns.remove(id);
-        drop(permit);
-    });
+    let _ = watcher
+        .watch(builder.serve_connection(TokioIo::new(conn), service))
+        .await;
 }
 
 /// Serves `/healthz` (200) and everything else 503 `recovering` until aborted.
-async fn answer_while_recovering(listener: Arc<TcpListener>) {
+async fn answer_while_recovering(listener: Arc<TcpListener>, tls: Option<Arc<Tls>>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
             let reply = if req.uri().path() == "/healthz" {
                 Reply::ok(serde_json::json!({"status": "ok"}))
@@ -358,14 +439,14 @@ async fn answer_while_recovering(listener: Arc<TcpListener>) {
             Ok::<_, Infallible>(reply.into_response())
         });
         tokio::spawn(async move {
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .keep_alive(false);
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            const DEADLINE: Duration = Duration::from_secs(10);
+            let opened = transport::open(stream, acceptor, limits::TLS_HANDSHAKE_TIMEOUT, DEADLINE);
+            let Some((conn, protocol)) = opened.await else {
+                return;
+            };
+            let mut builder = connection_builder(&HttpLimits::default(), protocol);
+            builder.http1().keep_alive(false);
+            let _ = builder.serve_connection(TokioIo::new(conn), service).await;
         });
     }
 }
@@ -417,6 +498,26 @@ async fn maintain(app: Arc<App>) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "maintenance failed"),
             Err(e) => tracing::warn!(error = %e, "maintenance task failed"),
+        }
+    }
+}
+
+/// Rereads the TLS certificate and key on each SIGHUP; a failed reload keeps the old.
+async fn reload_on_sighup(tls: Arc<Tls>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP: the TLS certificate will not be reloaded");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let tls = Arc::clone(&tls);
+        match tokio::task::spawn_blocking(move || tls.reload()).await {
+            Ok(Ok(fingerprint)) => {
+                tracing::info!(%fingerprint, "SIGHUP: reloaded the TLS certificate")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "SIGHUP: TLS reload failed; the old certificate stays")
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload task failed"),
         }
     }
 }

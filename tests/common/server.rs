@@ -211,19 +211,31 @@ pub fn serve_command(dir: &Path) -> Command {
 /// Reads a started server's stdout (piped) until its "listening on" line and returns the
 /// address; then keeps draining stdout so the child never blocks on a full pipe.
 pub fn await_listening(child: &mut Child) -> SocketAddr {
+    await_listening_printing(child).0
+}
+
+/// As `await_listening`, and also returns the lines printed before (over TLS, the
+/// certificate's path and fingerprint). Plain HTTP and HTTPS alike.
+pub fn await_listening_printing(child: &mut Child) -> (SocketAddr, Vec<String>) {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
+    let mut before = Vec::new();
     let addr = loop {
         let line = lines
             .next()
             .expect("the server printed its address before exiting")
             .expect("read stdout");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
+        let rest = line
+            .split("listening on http://")
+            .nth(1)
+            .or_else(|| line.split("listening on https://").nth(1));
+        if let Some(rest) = rest {
             break rest.trim().parse().expect("address");
         }
+        before.push(line);
     };
     std::thread::spawn(move || for _ in lines {});
-    addr
+    (addr, before)
 }
 
 impl Drop for Server {

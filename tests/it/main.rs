@@ -17,6 +17,7 @@ mod http_ingest;
 mod http_readers;
 mod http_reads;
 mod http_signatures;
+mod http_transports;
 mod journal_model;
 mod log_append_read;
 mod log_damage;
