@@ -1,6 +1,6 @@
 //! What a request says about its events, by the contract's rules: the idempotency key
 //! (from `Idempotency-Key`, a sender's delivery id, CloudEvents, the flow's JSON pointer,
-//! or Stripe's event id) and the event type (body fields or a sender's headers).
+//! or Stripe's or Slack's event id) and the event type (body fields or a sender's headers).
 
 use http::header::HeaderName;
 use http::HeaderMap;
@@ -66,10 +66,15 @@ pub fn idempotency_key(
             return (Some(k), false);
         }
     }
-    if record.signature.scheme == SignatureScheme::Stripe {
-        if let Some(k) = value.get("id").and_then(scalar) {
-            return (Some(k), false);
-        }
+    // Senders' own event ids: Stripe's `id`, Slack's `event_id` (the same on each of
+    // Slack's retries, which carry `X-Slack-Retry-Num`).
+    let own_id = match record.signature.scheme {
+        SignatureScheme::Stripe => Some("id"),
+        SignatureScheme::Slack => Some("event_id"),
+        _ => None,
+    };
+    if let Some(k) = own_id.and_then(|field| value.get(field)).and_then(scalar) {
+        return (Some(k), false);
     }
     (None, false)
 }

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
 use crate::http::app::App;
 use crate::http::auth::presented_key;
+use crate::http::body_format::{self, BodyFormatError};
 use crate::http::event_fields::{event_type, has_control, idempotency_key};
 use crate::http::limits::PLAYGROUND_RATE_LIMIT;
 use crate::http::request::BodyRead;
@@ -130,12 +131,10 @@ async fn checked(
     // one). Only a batch needs parsing to be counted: a single event is parsed after the
     // limit, so a refused request costs no JSON work.
     let parse = || match &req.body {
-        BodyRead::Complete(b) => Some(parse_events(
-            app,
-            req,
-            b,
-            record.dedup_key_pointer.is_some(),
-        )),
+        BodyRead::Complete(raw) => Some(
+            decoded(app, req, raw)
+                .and_then(|json| parse_events(app, req, &json, record.dedup_key_pointer.is_some())),
+        ),
         BodyRead::TooLarge => None,
     };
     let early = req.batch.then(parse);
@@ -144,14 +143,18 @@ async fn checked(
         _ => 1,
     };
     check_rate(app, &record, req.playground, count, now_ms)?;
-    // 5. Body: size, type and JSON.
+    // 5. Body: size, encoding, type and JSON.
     let Some(parsed) = early.unwrap_or_else(parse) else {
         return Err(too_large(app));
     };
-    check_content_type(req)?;
+    if req.batch {
+        body_format::format(req.headers, true).map_err(body_error)?;
+    }
     let values = parsed?;
     tally.events = u32::try_from(values.len()).unwrap_or(u32::MAX);
-    if record.signature.scheme == SignatureScheme::Slack && !req.batch {
+    // Slack's URL check is answered on any flow that accepted the request, whatever its
+    // scheme, and is not stored.
+    if !req.batch {
         if let Some(challenge) = slack_challenge(&values[0].1) {
             return Ok(Reply::ok(json!({ "challenge": challenge })));
         }
@@ -314,27 +317,40 @@ fn check_signature(
     .map_err(|e| reject(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()))
 }
 
-fn check_content_type(req: &IngestRequest<'_>) -> Result<(), Reply> {
-    let ct = req
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let json = ct == "application/json" || (ct.contains('/') && ct.ends_with("+json"));
-    let ndjson = req.batch && (ct == "application/x-ndjson" || ct == "application/ndjson");
-    if json || ndjson {
-        Ok(())
-    } else {
-        Err(reject(
+/// The JSON the body stands for: its content coding undone (bounded by the body limit)
+/// and its content type turned into JSON (`body_format`), or the 413/415/400 answer.
+/// A batch's type is checked apart, after the rate limit (`checked`), as it always was:
+/// here it is read as JSON or NDJSON whatever it says.
+fn decoded(app: &App, req: &IngestRequest<'_>, raw: &Bytes) -> Result<Bytes, Reply> {
+    let encoding = body_format::encoding(req.headers).map_err(body_error)?;
+    let format = match body_format::format(req.headers, req.batch) {
+        Ok(format) => format,
+        Err(_) if req.batch => body_format::Format::Json,
+        Err(e) => return Err(body_error(e)),
+    };
+    let body = body_format::decode(encoding, raw, app.limits.body_bytes_max).map_err(body_error)?;
+    body_format::to_json(format, body).map_err(body_error)
+}
+
+fn body_error(e: BodyFormatError) -> Reply {
+    use BodyFormatError as E;
+    match e {
+        E::UnsupportedEncoding(_) => reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            e.to_string(),
+        ),
+        E::TooLarge(_) => reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            e.to_string(),
+        ),
+        E::UnsupportedType(_) => reject(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            "the Content-Type must be application/json (or */*+json; NDJSON for batches)",
-        ))
+            e.to_string(),
+        ),
+        E::Undecodable(..) | E::FormPayload(_) => invalid_payload(e.to_string()),
     }
 }
 
@@ -351,6 +367,7 @@ struct TopFields {
     kind: Option<Value>,
     id: Option<Value>,
     challenge: Option<Value>,
+    event_id: Option<Value>,
 }
 
 /// Validates one JSON document and returns what ingestion needs of it: the whole
@@ -371,6 +388,7 @@ fn parse_doc(raw: &[u8], whole: bool) -> Result<Value, String> {
                 ("type", top.kind),
                 ("id", top.id),
                 ("challenge", top.challenge),
+                ("event_id", top.event_id),
             ] {
                 if let Some(field) = field {
                     v.insert(k.into(), field);

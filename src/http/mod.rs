@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod body_format;
 pub mod connections;
 pub mod dashboard;
 pub mod event_fields;

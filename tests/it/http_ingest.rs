@@ -40,7 +40,7 @@ fn every_status_path_answers_in_the_contract_order() {
         "POST",
         &format!("/webhooks/{id}"),
         &[("x-api-key", &key), ("content-type", "text/plain")],
-        b"{}",
+        b"<not json/>",
     );
     r.assert_error(415, "unsupported_media_type");
     // Four events never fit a burst of 3, whatever the clock: the rate limit answers

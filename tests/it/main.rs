@@ -12,6 +12,7 @@ mod cli_ops;
 mod codemap;
 mod faults_disk;
 mod fuzz_corpus;
+mod http_body_formats;
 mod http_hardening;
 mod http_ingest;
 mod http_readers;
