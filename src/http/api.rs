@@ -37,6 +37,7 @@ pub fn flow_json(app: &App, f: &FlowRecord) -> Value {
         "dedupWindowSeconds": f.dedup_window_seconds,
         "retention": f.retention,
         "dedupKeyPointer": f.dedup_key_pointer,
+        "stripSignatureHeaders": f.strip_signature_headers,
         "createdAt": rfc3339::format_ms(f.created_at_ms),
         "status": if unavailable.is_some() { "unavailable" } else { "ok" },
         "unavailableReason": unavailable,
@@ -215,6 +216,7 @@ struct FlowBody {
     retention: Option<RetentionBody>,
     #[serde(default, deserialize_with = "double_option")]
     dedup_key_pointer: Option<Option<String>>,
+    strip_signature_headers: Option<bool>,
 }
 
 pub fn create_flow(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Reply> {
@@ -234,6 +236,7 @@ pub fn create_flow(app: &App, caller: &Caller, body: &Bytes) -> Result<Reply, Re
             dedup_window_seconds: b.dedup_window_seconds,
             retention: b.retention.map(RetentionConfig::from),
             dedup_key_pointer: b.dedup_key_pointer.flatten(),
+            strip_signature_headers: b.strip_signature_headers,
         })
         .map_err(api_error)?;
     let mut v = flow_json(app, &rec);
@@ -285,6 +288,7 @@ pub fn patch_flow(app: &App, caller: &Caller, id: &str, body: &Bytes) -> Result<
                 dedup_window_seconds: b.dedup_window_seconds,
                 retention: b.retention.map(RetentionConfig::from),
                 dedup_key_pointer: b.dedup_key_pointer,
+                strip_signature_headers: b.strip_signature_headers,
             },
         )
         .map_err(api_error)?;

@@ -40,6 +40,8 @@ pub struct IngestRequest<'a> {
     /// Sent by the playground: credentials were checked by `/api`, events are `test`.
     pub playground: bool,
     pub started: Instant,
+    /// The client's address (the TCP peer), kept with the event.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// What an attempt did, for the request log.
@@ -215,6 +217,12 @@ fn event_inputs(
     verified: bool,
 ) -> Result<Vec<EventInput>, Reply> {
     let mut events = Vec::with_capacity(values.len());
+    let verified = verified.then(|| record.signature.scheme.name().to_owned());
+    let request = crate::http::request_meta::request_json(
+        req.headers,
+        req.source_ip,
+        record.strip_signature_headers,
+    );
     for (i, (raw, value)) in values.into_iter().enumerate() {
         let (key, strict) = idempotency_key(record, req.headers, &value, req.batch.then_some(i));
         if key.as_ref().is_some_and(|k| k.len() > RECORD_KEY_BYTES_MAX) {
@@ -237,8 +245,9 @@ fn event_inputs(
             event_type,
             idempotency_key: key,
             strict_key: strict,
-            verified,
+            verified: verified.clone(),
             test: req.playground,
+            request: Some(request.clone()),
         });
     }
     Ok(events)

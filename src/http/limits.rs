@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::log::limits::{APPEND_BATCH_RECORDS_MAX, RECORD_PAYLOAD_BYTES_MAX};
+use crate::store::limits::EVENT_REQUEST_BYTES_MAX;
 use crate::store::meta::RateLimit;
 
 /// Default largest request body, in bytes (the contract's 1 MiB).
@@ -40,6 +41,12 @@ pub const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 /// Longest TLS handshake; then the connection is closed. (The header deadline applies
 /// after it.)
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most request headers kept with a stored event (after credentials are left out);
+/// the rest are dropped and the event says `headersTruncated: true`.
+pub const STORED_HEADERS_MAX: usize = 64;
+/// Most bytes of request headers kept with a stored event, counted as stored (JSON,
+/// names and values with their quotes and escapes).
+pub const STORED_HEADER_BYTES_MAX: usize = 8 * 1024;
 /// Default longest event type kept, in bytes.
 pub const EVENT_TYPE_BYTES_DEFAULT: usize = 256;
 
@@ -98,3 +105,7 @@ const _: () = assert!(PAGE_BYTES_DEFAULT <= PAGE_BYTES_MAX);
 const _: () = assert!(SSE_READ_BYTES <= PAGE_BYTES_MAX && SSE_READ_BATCH <= PAGE_EVENTS_MAX);
 // The SSE heartbeat must beat within the contract's 15 s.
 const _: () = assert!(SSE_HEARTBEAT.as_secs() < 15);
+// The kept request (headers, content type and source address, as JSON) is one record
+// header: the headers' bound leaves room for the rest (a content type of at most 4 KiB
+// counted the same way, and the address).
+const _: () = assert!(STORED_HEADER_BYTES_MAX + 4096 + 256 <= EVENT_REQUEST_BYTES_MAX);

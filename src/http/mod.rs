@@ -16,6 +16,7 @@ pub mod playground;
 pub mod ratelimit;
 pub mod reads;
 pub mod request;
+pub mod request_meta;
 pub mod response;
 pub mod router;
 pub mod routes;

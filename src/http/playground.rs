@@ -95,6 +95,7 @@ pub async fn playground(app: &App, caller: &Caller, body: &Bytes) -> Result<Repl
             batch: false,
             playground: true,
             started,
+            source_ip: None,
         },
     )
     .await;

@@ -34,14 +34,25 @@ pub fn write_event_json(out: &mut Vec<u8>, ev: &StoredEvent) {
     let text = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
     let _ = write!(
         out,
-        "{{\"offset\":{},\"eventId\":{},\"event\":{},\"receivedAt\":\"{}\",\"idempotencyKey\":{},\"test\":{},\"payload\":",
+        "{{\"offset\":{},\"eventId\":{},\"event\":{},\"receivedAt\":\"{}\",\"idempotencyKey\":{},\"test\":{},\"verified\":{},",
         ev.offset.0,
         text(&ev.event_id),
         text(&ev.event_type),
         rfc3339::format_ms(ev.received_at_ms),
         ev.idempotency_key.as_deref().map_or_else(|| "null".to_owned(), text),
         ev.test,
+        ev.verified.as_deref().map_or_else(|| "null".to_owned(), text),
     );
+    // The kept request's fields (`headers`, `contentType`, `sourceIp`), spliced from
+    // the stored object; null for an event stored before the request was kept.
+    match ev.request.as_deref() {
+        Some(obj) if obj.len() >= 2 && obj.starts_with(b"{") && obj.ends_with(b"}") => {
+            out.extend_from_slice(&obj[1..obj.len() - 1]);
+            out.push(b',');
+        }
+        _ => out.extend_from_slice(b"\"headers\":null,\"contentType\":null,\"sourceIp\":null,"),
+    }
+    out.extend_from_slice(b"\"payload\":");
     let first = ev.payload.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|b| b"{[\"-0123456789tfn".contains(b)) {
         out.extend_from_slice(&ev.payload);
@@ -545,7 +556,8 @@ mod tests {
             received_at_ms: 0,
             idempotency_key: None,
             test: false,
-            verified: false,
+            verified: None,
+            request: None,
             payload: Bytes::from(body),
         };
         let frame = String::from_utf8(sse_frame(&ev).to_vec()).expect("utf-8");
@@ -571,7 +583,8 @@ mod tests {
             received_at_ms: 0,
             idempotency_key: None,
             test: false,
-            verified: false,
+            verified: None,
+            request: None,
             payload: Bytes::from_static(b"{\"k\":1}"),
         };
         let frame = String::from_utf8(sse_frame(&ev).to_vec()).expect("utf-8");

@@ -220,6 +220,11 @@ where
                 batch: handler == Handler::IngestBatch,
                 playground: false,
                 started: req.started,
+                source_ip: req
+                    .parts
+                    .extensions
+                    .get::<crate::http::server::Peer>()
+                    .map(|p| p.0.ip()),
             };
             ingest(app, request).await.into_response()
         }

@@ -137,6 +137,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// The client's address, put into every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
 /// A response body that keeps its connection marked busy until it is dropped, and
 /// passes on everything else (so `Content-Length` answers stay what they were).
 struct GuardedBody {
@@ -260,10 +264,10 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => {
+                let (stream, peer) = match accepted {
+                    Ok((stream, peer)) => {
                         backoff.reset();
-                        stream
+                        (stream, peer)
                     }
                     Err(e) if is_fd_exhaustion(&e) => {
                         // Out of file descriptors: a tight retry would spin a core. Back
@@ -292,7 +296,7 @@ async fn accept_loop(
                     permit = freed.await.ok().and_then(Result::ok);
                 }
                 match permit {
-                    Some(permit) => spawn_connection(app, stream, tls.as_deref(), &graceful, permit, &conns),
+                    Some(permit) => spawn_connection(app, (stream, peer), tls.as_deref(), &graceful, permit, &conns),
                     None => {
                         app.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         // Over TLS a plaintext answer would be noise: the connection is
@@ -322,7 +326,7 @@ async fn accept_loop(
 /// handshake runs in that task, under `TLS_HANDSHAKE_TIMEOUT`.
 fn spawn_connection(
     app: &Arc<App>,
-    stream: TcpStream,
+    (stream, peer): (TcpStream, SocketAddr),
     tls: Option<&Tls>,
     graceful: &GracefulShutdown,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -342,7 +346,7 @@ fn spawn_connection(
             let opened =
                 transport::open(stream, acceptor, limits::TLS_HANDSHAKE_TIMEOUT, first_bytes);
             if let Some((conn, protocol)) = opened.await {
-                serve_io(app, conn, protocol, activity, watcher).await;
+                serve_io(app, conn, protocol, Peer(peer), activity, watcher).await;
             }
         };
         tokio::select! {
@@ -387,11 +391,13 @@ async fn serve_io(
     app: Arc<App>,
     conn: Conn,
     protocol: Protocol,
+    peer: Peer,
     activity: Arc<crate::http::connections::Activity>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let builder = connection_builder(&app.limits, protocol);
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(peer);
         let app = Arc::clone(&app);
         let deadline = app.limits.request_timeout;
         // Busy until the response body is done (a stream or a long poll is never idle).

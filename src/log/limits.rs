@@ -11,8 +11,9 @@ pub const RECORD_KEY_BYTES_MAX: usize = 512;
 pub const RECORD_HEADER_COUNT_MAX: usize = 16;
 /// Longest header name, in bytes.
 pub const RECORD_HEADER_NAME_BYTES_MAX: usize = 64;
-/// Longest header value, in bytes.
-pub const RECORD_HEADER_VALUE_BYTES_MAX: usize = 1024;
+/// Longest header value, in bytes (the frame's `value_len` is a u16; 1,024 until the
+/// request kept with each event needed more; decoding never checked it).
+pub const RECORD_HEADER_VALUE_BYTES_MAX: usize = 16 * 1024;
 /// Largest whole frame (header + key + headers + payload), in bytes.
 /// Recovery refuses to trust a length field above this before allocating.
 pub const RECORD_FRAME_BYTES_MAX: usize = RECORD_PAYLOAD_BYTES_MAX + 64 * 1024;

@@ -28,6 +28,7 @@ pub struct NewFlow {
     pub dedup_window_seconds: Option<u64>,
     pub retention: Option<RetentionConfig>,
     pub dedup_key_pointer: Option<String>,
+    pub strip_signature_headers: Option<bool>,
 }
 
 /// A flow change; each `Some` field is set.
@@ -40,6 +41,7 @@ pub struct FlowPatch {
     pub dedup_window_seconds: Option<u64>,
     pub retention: Option<RetentionConfig>,
     pub dedup_key_pointer: Option<Option<String>>,
+    pub strip_signature_headers: Option<bool>,
 }
 
 pub(super) fn validate_name(what: &str, name: &str) -> Result<(), StoreError> {
@@ -166,6 +168,7 @@ impl Store {
             dedup_window_seconds,
             retention,
             dedup_key_pointer: new.dedup_key_pointer.filter(|p| !p.is_empty()),
+            strip_signature_headers: new.strip_signature_headers.unwrap_or(false),
             created_at_ms: self.now_ms(),
         };
         Ok((record, secret))
@@ -354,6 +357,9 @@ impl Store {
             }
             if let Some(p) = patch.dedup_key_pointer {
                 rec.dedup_key_pointer = p.filter(|p| !p.is_empty());
+            }
+            if let Some(strip) = patch.strip_signature_headers {
+                rec.strip_signature_headers = strip;
             }
             next
         };

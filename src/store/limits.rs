@@ -58,6 +58,9 @@ pub const REQUEST_LOG_BATCH_MAX: usize = 256;
 pub const REQUEST_LOG_READ_MAX: usize = 1000;
 
 // A consumer-log compaction writes every consumer as one batch.
+/// Largest request object kept with an event (record header `rq`), in bytes.
+pub const EVENT_REQUEST_BYTES_MAX: usize = RECORD_HEADER_VALUE_BYTES_MAX;
+
 const _: () = assert!(CONSUMERS_PER_FLOW_MAX <= APPEND_BATCH_RECORDS_MAX);
 // A request-log hand-over is one append call.
 const _: () = assert!(REQUEST_LOG_BATCH_MAX <= APPEND_BATCH_RECORDS_MAX);

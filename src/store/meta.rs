@@ -78,6 +78,21 @@ pub enum SignatureScheme {
     Slack,
 }
 
+impl SignatureScheme {
+    /// Its name, as in the API (`"github"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Eventmesh => "eventmesh",
+            Self::Github => "github",
+            Self::Stripe => "stripe",
+            Self::Standard => "standard",
+            Self::Shopify => "shopify",
+            Self::Slack => "slack",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviousSecret {
@@ -123,6 +138,9 @@ pub struct FlowRecord {
     pub retention: RetentionConfig,
     /// A JSON pointer into the body whose value is the idempotency key.
     pub dedup_key_pointer: Option<String>,
+    /// Leave the signature headers out of the request kept with each event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strip_signature_headers: bool,
     pub created_at_ms: i64,
 }
 

@@ -29,7 +29,8 @@ pub fn event(body: &str, key: Option<&str>) -> EventInput {
         event_type: "order.created".into(),
         idempotency_key: key.map(str::to_owned),
         strict_key: true,
-        verified: false,
+        verified: None,
+        request: None,
         test: false,
     }
 }

@@ -315,3 +315,71 @@ fn a_zip_bomb_gets_413_an_unknown_coding_415_and_a_broken_one_400() {
     let r = post(&s, &flow, &gz, &gzip(&fits));
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[test]
+fn each_event_keeps_its_request_without_credentials_and_reads_return_it() {
+    let s = Server::start(&[]);
+    let keyed = s.flow(r#"{"name":"keyed","rateLimit":null}"#);
+    let (_, key) = s.key(r#"{"name":"k","scopes":["ingest"]}"#);
+    let path = format!(
+        "/webhooks/{}?api_key={key}",
+        keyed["webhookId"].as_str().expect("webhookId")
+    );
+    let auth = format!("Bearer {key}");
+    let r = s.request(
+        "POST",
+        &path,
+        &[
+            ("content-type", "text/plain; charset=UTF-8"),
+            ("authorization", &auth),
+            ("x-api-key", &key),
+            ("cookie", "session=1"),
+            ("x-amz-sns-message-type", "Notification"),
+            ("user-agent", "Amazon Simple Notification Service Agent"),
+        ],
+        br#"{"Type":"Notification"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ev = &events(&s, &keyed)[0];
+    assert_eq!(ev["verified"], Value::Null);
+    assert_eq!(ev["contentType"], "text/plain; charset=UTF-8");
+    assert_eq!(ev["sourceIp"], "127.0.0.1");
+    let headers = ev["headers"].as_object().expect("headers");
+    assert_eq!(headers["x-amz-sns-message-type"], "Notification");
+    assert_eq!(
+        headers["user-agent"],
+        "Amazon Simple Notification Service Agent"
+    );
+    for secret in ["authorization", "x-api-key", "cookie"] {
+        assert!(!headers.contains_key(secret), "{secret} kept: {ev}");
+    }
+    assert!(
+        !ev.to_string().contains(&key),
+        "the key appears nowhere: {ev}"
+    );
+
+    // A signed flow says which scheme verified; one that asks leaves the signature out.
+    let secret = "gh-kept-secret";
+    for strip in [false, true] {
+        let flow = s.flow(
+            &json!({"name":"gh","rateLimit":null,"stripSignatureHeaders":strip,
+                    "signature":{"scheme":"github","secret":secret}})
+            .to_string(),
+        );
+        assert_eq!(flow["stripSignatureHeaders"], strip);
+        let body = br#"{"zen":"Keep it logically awesome."}"#;
+        let mut h = github_headers(secret, body);
+        h.push(("content-type".into(), "application/json".into()));
+        h.push(("x-github-event".into(), "ping".into()));
+        let r = post(&s, &flow, &refs(&h), body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let ev = &events(&s, &flow)[0];
+        assert_eq!(ev["verified"], "github", "{ev}");
+        assert_eq!(ev["headers"]["x-github-event"], "ping");
+        assert_eq!(
+            ev["headers"].get("x-hub-signature-256").is_some(),
+            !strip,
+            "strip {strip}: {ev}"
+        );
+    }
+}
