@@ -22,6 +22,8 @@ pub enum ClientError {
     Http(String),
     #[error("the server answered {status}: {body}")]
     Status { status: StatusCode, body: String },
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// `host:port` and the path-and-query of an http URL.

@@ -1,5 +1,6 @@
 //! The `eventmesh` subcommands. `main.rs` calls `main()`; each subcommand lives in its own file.
 
+mod admin;
 mod bench;
 mod bench_fsync;
 mod bench_http;
@@ -65,6 +66,34 @@ enum Command {
         #[command(subcommand)]
         cmd: ops::KeyCmd,
     },
+    /// Manage workspaces on a running server.
+    Workspace {
+        #[command(flatten)]
+        server: ops::Server,
+        #[command(subcommand)]
+        cmd: admin::WorkspaceCmd,
+    },
+    /// A flow's consumers on a running server: list, poll, commit, seek, delete.
+    Consumer {
+        #[command(flatten)]
+        server: ops::Server,
+        #[command(subcommand)]
+        cmd: admin::ConsumerCmd,
+    },
+    /// Read stored events on a running server.
+    Events {
+        #[command(flatten)]
+        server: ops::Server,
+        #[command(subcommand)]
+        cmd: admin::EventsCmd,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `eventmesh completions bash > /etc/bash_completion.d/eventmesh`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Send one JSON event to a webhook URL (with a key and, optionally, a signature).
     Send(ops::SendArgs),
     /// Follow a flow's live stream and print each event.
@@ -127,7 +156,7 @@ fn client_command(f: impl std::future::Future<Output = ops::CliResult>) -> ExitC
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("eventmesh: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(admin::exit_code(&*e))
         }
     }
 }
@@ -141,6 +170,15 @@ pub fn main() -> ExitCode {
         Command::Repair { dir, dry_run } => repair::run(&dir, dry_run),
         Command::Flow { server, cmd } => client_command(ops::flow(&server, cmd)),
         Command::Key { server, cmd } => client_command(ops::key(&server, cmd)),
+        Command::Workspace { server, cmd } => client_command(admin::workspace(&server, cmd)),
+        Command::Consumer { server, cmd } => client_command(admin::consumer(&server, cmd)),
+        Command::Events { server, cmd } => client_command(admin::events(&server, cmd)),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "eventmesh", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Send(args) => client_command(ops::send(args)),
         Command::Tail { server, args } => client_command(ops::tail(&server, args)),
         Command::Replay { server, args } => client_command(ops::replay(&server, args)),

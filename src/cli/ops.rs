@@ -28,14 +28,19 @@ pub struct Server {
         hide_env_values = true
     )]
     pub admin_key: Option<String>,
+    /// Print the server's JSON answer on one line, for scripts (default: for people).
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum FlowCmd {
     /// Create a flow; prints it (with its signature secret, shown this once).
     Create {
+        /// 1 to 128 bytes.
         #[arg(long)]
         name: String,
+        /// The workspace (default ws_default).
         #[arg(long)]
         workspace: Option<String>,
         /// none | eventmesh | github | stripe | standard | shopify | slack
@@ -47,14 +52,56 @@ pub enum FlowCmd {
         /// `<perSecond>/<burst>`, or `off`.
         #[arg(long)]
         rate_limit: Option<String>,
+        /// Seconds a key is remembered (1 to 2,592,000).
         #[arg(long)]
         dedup_window_seconds: Option<u64>,
     },
-    List,
+    /// List the flows (of one workspace with --workspace).
+    List {
+        /// Only this workspace's flows.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Show one flow.
     Get {
+        /// The flow's id (fl_…).
         id: String,
     },
+    /// Change a flow's settings: only the flags given change.
+    Update {
+        /// The flow's id (fl_…).
+        id: String,
+        /// A new name (1 to 128 bytes).
+        #[arg(long)]
+        name: Option<String>,
+        /// none | eventmesh | github | stripe | standard | shopify | slack
+        #[arg(long)]
+        scheme: Option<String>,
+        /// A new signing secret (the previous one stays valid for 24 h).
+        #[arg(long)]
+        secret: Option<String>,
+        /// `<perSecond>/<burst>`, or `off`.
+        #[arg(long)]
+        rate_limit: Option<String>,
+        /// Seconds a key is remembered (1 to 2,592,000).
+        #[arg(long)]
+        dedup_window_seconds: Option<u64>,
+        /// A JSON pointer (`/data/id`) to the idempotency key; `""` clears it.
+        #[arg(long)]
+        dedup_key_pointer: Option<String>,
+        /// Keep events at most this many seconds (`0`: no age limit).
+        #[arg(long)]
+        retention_max_age_seconds: Option<u64>,
+        /// Keep at most this many bytes of events (`0`: no size limit).
+        #[arg(long)]
+        retention_max_bytes: Option<u64>,
+        /// Leave signature headers out of the request kept with each event.
+        #[arg(long)]
+        strip_signature_headers: Option<bool>,
+    },
+    /// Delete a flow and all its events.
     Delete {
+        /// The flow's id (fl_…).
         id: String,
     },
 }
@@ -63,27 +110,35 @@ pub enum FlowCmd {
 pub enum KeyCmd {
     /// Create an API key; prints it with its plaintext (shown this once).
     Create {
+        /// 1 to 128 bytes.
         #[arg(long)]
         name: String,
+        /// The workspace (default ws_default).
         #[arg(long)]
         workspace: Option<String>,
         /// Comma-separated: ingest, read.
         #[arg(long, default_value = "ingest")]
         scopes: String,
+        /// live | test (the key's prefix, pk_live_ or pk_test_).
         #[arg(long, default_value = "live")]
         env: String,
         /// RFC 3339 expiry time.
         #[arg(long)]
         expires_at: Option<String>,
     },
+    /// List the API keys (never their secrets).
     List,
     /// New secret for a key; the old one stays valid for the grace period.
     Rotate {
+        /// The key's id (key_…).
         id: String,
+        /// Seconds the old secret stays valid.
         #[arg(long, default_value_t = 3600)]
         grace_seconds: u64,
     },
+    /// Revoke a key at once.
     Revoke {
+        /// The key's id (key_…).
         id: String,
     },
 }
@@ -116,9 +171,6 @@ pub struct TailArgs {
     /// Start at this offset (default: only new events).
     #[arg(long)]
     pub from: Option<u64>,
-    /// Print each event as one JSON line.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -135,11 +187,11 @@ pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 fn scheme(s: &str) -> Result<SignatureScheme, ClientError> {
     serde_json::from_value(Value::String(s.to_owned()))
-        .map_err(|_| ClientError::Http(format!("unknown scheme {s:?}")))
+        .map_err(|_| ClientError::Usage(format!("unknown scheme {s:?}")))
 }
 
 impl Server {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -168,8 +220,47 @@ impl Server {
     }
 }
 
-fn print(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+impl Server {
+    /// Prints an answer: one line of JSON with `--json`; else a table for a list (one
+    /// row per item, `columns` of it), pretty JSON for anything else.
+    pub fn print(&self, v: &Value, list: Option<(&str, &[&str])>) {
+        if self.json {
+            println!("{v}");
+            return;
+        }
+        if let Some((key, columns)) = list {
+            if let Some(items) = v.get(key).and_then(Value::as_array).or(v.as_array()) {
+                println!("{}", columns.join("\t"));
+                for item in items {
+                    let row: Vec<String> = columns
+                        .iter()
+                        .map(|c| match &item[*c] {
+                            Value::String(s) => s.clone(),
+                            Value::Null => "-".into(),
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    println!("{}", row.join("\t"));
+                }
+                return;
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+}
+
+/// `<perSecond>/<burst>` or `off`, as the API's `rateLimit`.
+fn rate_limit_json(r: &str) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+    if r == "off" {
+        return Ok(Value::Null);
+    }
+    let bad = || ClientError::Usage("--rate-limit is <perSecond>/<burst> or off".into());
+    let (p, b) = r.split_once('/').ok_or_else(bad)?;
+    let (p, b) = (
+        p.parse::<u32>().map_err(|_| bad())?,
+        b.parse::<u32>().map_err(|_| bad())?,
+    );
+    Ok(json!({ "perSecond": p, "burst": b }))
 }
 
 pub async fn flow(server: &Server, cmd: FlowCmd) -> CliResult {
@@ -191,21 +282,83 @@ pub async fn flow(server: &Server, cmd: FlowCmd) -> CliResult {
                 body["signature"] = json!({ "scheme": s, "secret": secret });
             }
             if let Some(r) = rate_limit {
-                body["rateLimit"] = if r == "off" {
-                    Value::Null
-                } else {
-                    let (p, b) = r
-                        .split_once('/')
-                        .ok_or("rate limit is <perSecond>/<burst> or off")?;
-                    json!({ "perSecond": p.parse::<u32>()?, "burst": b.parse::<u32>()? })
-                };
+                body["rateLimit"] = rate_limit_json(&r)?;
             }
             if let Some(d) = dedup_window_seconds {
                 body["dedupWindowSeconds"] = json!(d);
             }
             server.call(Method::POST, "/api/flows", Some(body)).await?
         }
-        FlowCmd::List => server.call(Method::GET, "/api/flows", None).await?,
+        FlowCmd::List { workspace } => {
+            let query = workspace.map_or_else(String::new, |w| format!("?workspace={w}"));
+            let v = server
+                .call(Method::GET, &format!("/api/flows{query}"), None)
+                .await?;
+            server.print(
+                &v,
+                Some((
+                    "flows",
+                    &["id", "name", "workspaceId", "webhookUrl", "status"],
+                )),
+            );
+            return Ok(());
+        }
+        FlowCmd::Update {
+            id,
+            name,
+            scheme: sch,
+            secret,
+            rate_limit,
+            dedup_window_seconds,
+            dedup_key_pointer,
+            retention_max_age_seconds,
+            retention_max_bytes,
+            strip_signature_headers,
+        } => {
+            let mut body = json!({});
+            if let Some(n) = name {
+                body["name"] = json!(n);
+            }
+            if sch.is_some() || secret.is_some() {
+                let mut sig = json!({});
+                if let Some(s) = sch {
+                    scheme(&s)?;
+                    sig["scheme"] = json!(s);
+                }
+                if let Some(s) = secret {
+                    sig["secret"] = json!(s);
+                }
+                body["signature"] = sig;
+            }
+            if let Some(r) = rate_limit {
+                body["rateLimit"] = rate_limit_json(&r)?;
+            }
+            if let Some(d) = dedup_window_seconds {
+                body["dedupWindowSeconds"] = json!(d);
+            }
+            if let Some(p) = dedup_key_pointer {
+                body["dedupKeyPointer"] = json!(p);
+            }
+            if retention_max_age_seconds.is_some() || retention_max_bytes.is_some() {
+                let zero_is_none = |v: Option<u64>| v.filter(|n| *n > 0);
+                body["retention"] = json!({
+                    "maxAgeSeconds": zero_is_none(retention_max_age_seconds),
+                    "maxBytes": zero_is_none(retention_max_bytes),
+                });
+            }
+            if let Some(strip) = strip_signature_headers {
+                body["stripSignatureHeaders"] = json!(strip);
+            }
+            if body.as_object().is_some_and(serde_json::Map::is_empty) {
+                return Err(ClientError::Usage(
+                    "flow update: give at least one setting to change".into(),
+                )
+                .into());
+            }
+            server
+                .call(Method::PATCH, &format!("/api/flows/{id}"), Some(body))
+                .await?
+        }
         FlowCmd::Get { id } => {
             server
                 .call(Method::GET, &format!("/api/flows/{id}"), None)
@@ -218,7 +371,7 @@ pub async fn flow(server: &Server, cmd: FlowCmd) -> CliResult {
             json!({ "deleted": id })
         }
     };
-    print(&v);
+    server.print(&v, None);
     Ok(())
 }
 
@@ -239,7 +392,20 @@ pub async fn key(server: &Server, cmd: KeyCmd) -> CliResult {
             let body = json!({ "name": name, "workspaceId": workspace, "scopes": scopes, "env": env, "expiresAt": expires_at });
             server.call(Method::POST, "/api/keys", Some(body)).await?
         }
-        KeyCmd::List => server.call(Method::GET, "/api/keys", None).await?,
+        KeyCmd::List => {
+            let v = server.call(Method::GET, "/api/keys", None).await?;
+            let columns = [
+                "id",
+                "name",
+                "workspaceId",
+                "env",
+                "scopes",
+                "revoked",
+                "expiresAt",
+            ];
+            server.print(&v, Some(("keys", &columns)));
+            return Ok(());
+        }
         KeyCmd::Rotate { id, grace_seconds } => {
             let body = json!({ "graceSeconds": grace_seconds });
             server
@@ -253,7 +419,7 @@ pub async fn key(server: &Server, cmd: KeyCmd) -> CliResult {
             json!({ "revoked": id })
         }
     };
-    print(&v);
+    server.print(&v, None);
     Ok(())
 }
 
@@ -390,7 +556,7 @@ pub async fn tail(server: &Server, args: TailArgs) -> CliResult {
                     Some((_, kind, _)) if kind == "overflow" => overflowed = true,
                     Some((id, kind, data)) => {
                         last = id.or(last);
-                        let line = if args.json {
+                        let line = if server.json {
                             one_line(data.as_bytes()).into_owned()
                         } else {
                             let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);

@@ -28,61 +28,76 @@ const CREDENTIAL_HEADERS: [&str; 4] = [
 /// Longest content type kept, in bytes (a longer one is cut at a character boundary).
 const CONTENT_TYPE_BYTES_MAX: usize = 1024;
 
-fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+/// Appends `s` as a JSON string (quoted, escaped).
+fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
 }
 
 /// The JSON object kept with the event: `{"headers":{…},"contentType":…,"sourceIp":…}`.
+/// Written straight into one buffer: this runs once per ingest request.
 pub fn request_json(headers: &HeaderMap, source: Option<IpAddr>, strip_signatures: bool) -> Bytes {
-    let mut out = String::with_capacity(512);
-    out.push_str("{\"headers\":{");
+    let mut out: Vec<u8> = Vec::with_capacity(64 + headers.len() * 48);
+    out.extend_from_slice(b"{\"headers\":{");
+    let start = out.len();
     let mut kept = 0usize;
-    let mut bytes = 0usize;
     let mut truncated = false;
     for name in headers.keys() {
         let n = name.as_str();
         if CREDENTIAL_HEADERS.contains(&n) || (strip_signatures && SIGNATURE_HEADERS.contains(&n)) {
             continue;
         }
-        let value: Vec<String> = headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        let entry = format!("{}:{}", json_string(n), json_string(&value.join(", ")));
-        if kept == STORED_HEADERS_MAX || bytes + entry.len() > STORED_HEADER_BYTES_MAX {
+        let before = out.len();
+        if kept > 0 {
+            out.push(b',');
+        }
+        push_json_string(&mut out, n);
+        out.push(b':');
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(one), None) => {
+                push_json_string(&mut out, &String::from_utf8_lossy(one.as_bytes()))
+            }
+            (first, second) => {
+                let joined: Vec<String> = first
+                    .into_iter()
+                    .chain(second)
+                    .chain(values)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .collect();
+                push_json_string(&mut out, &joined.join(", "));
+            }
+        }
+        if kept == STORED_HEADERS_MAX || out.len() - start > STORED_HEADER_BYTES_MAX {
+            out.truncate(before);
             truncated = true;
             break;
         }
-        if kept > 0 {
-            out.push(',');
-        }
-        out.push_str(&entry);
         kept += 1;
-        bytes += entry.len();
     }
-    out.push('}');
+    out.push(b'}');
     if truncated {
-        out.push_str(",\"headersTruncated\":true");
+        out.extend_from_slice(b",\"headersTruncated\":true");
     }
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .map(|mut ct| {
-            if ct.len() > CONTENT_TYPE_BYTES_MAX {
-                let mut end = CONTENT_TYPE_BYTES_MAX;
-                while !ct.is_char_boundary(end) {
-                    end -= 1;
-                }
-                ct.truncate(end);
+    out.extend_from_slice(b",\"contentType\":");
+    match headers.get(CONTENT_TYPE) {
+        Some(v) => {
+            let ct = String::from_utf8_lossy(v.as_bytes());
+            let mut end = ct.len().min(CONTENT_TYPE_BYTES_MAX);
+            while !ct.is_char_boundary(end) {
+                end -= 1;
             }
-            ct
-        });
-    out.push_str(",\"contentType\":");
-    out.push_str(&content_type.map_or_else(|| "null".into(), |c| json_string(&c)));
-    out.push_str(",\"sourceIp\":");
-    out.push_str(&source.map_or_else(|| "null".into(), |ip| json_string(&ip.to_string())));
-    out.push('}');
+            push_json_string(&mut out, &ct[..end]);
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"sourceIp\":");
+    match source {
+        Some(ip) => push_json_string(&mut out, &ip.to_string()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
     Bytes::from(out)
 }
 
