@@ -186,7 +186,7 @@ pub fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
             s if s.is_server_error() => 5,
             _ => 2,
         },
-        Some(ClientError::Connect { .. } | ClientError::Http(_)) => 5,
+        Some(ClientError::Connect { .. } | ClientError::Http(_) | ClientError::Tls(_)) => 5,
         Some(ClientError::Url(_) | ClientError::Usage(_)) => 2,
         None => 1,
     }

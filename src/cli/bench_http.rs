@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use http::Method;
 use parking_lot::Mutex;
 
-use crate::cli::client::{header, split_url, Conn};
+use crate::cli::client::{header, split_url, Conn, Endpoint};
 use crate::http::signature::sign;
 use crate::store::meta::SignatureScheme;
 
@@ -94,7 +94,7 @@ pub fn run(args: &HttpArgs) -> Result<(), BoxError> {
 }
 
 /// The server's address and each target flow's path.
-fn targets(args: &HttpArgs) -> Result<(String, Vec<String>), BoxError> {
+fn targets(args: &HttpArgs) -> Result<(Endpoint, Vec<String>), BoxError> {
     let urls: Vec<String> = match (&args.url, &args.urls_file) {
         (Some(u), _) => vec![u.clone()],
         (None, Some(f)) => std::fs::read_to_string(f)?

@@ -1,5 +1,6 @@
-//! A small HTTP/1.1 client on hyper for the operator commands and `bench http`.
-//! Plain `http://` only (the server speaks plain HTTP; put TLS in front of it).
+//! A small HTTP/1.1 client on hyper for the operator commands and `bench http`, over
+//! plain TCP (`http://`) or TLS (`https://`, rustls). A TLS server's certificate is
+//! checked against `EVENTMESH_CACERT` (a PEM file) when set, else the system's roots.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
@@ -10,8 +11,10 @@ use tokio::net::TcpStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("bad URL {0:?}: only http://host:port/... is supported")]
+    #[error("bad URL {0:?}: http://host:port/... or https://host:port/... is supported")]
     Url(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot connect to {addr}: {source}")]
     Connect {
         addr: String,
@@ -26,18 +29,103 @@ pub enum ClientError {
     Usage(String),
 }
 
-/// `host:port` and the path-and-query of an http URL.
-pub fn split_url(url: &str) -> Result<(String, String), ClientError> {
+/// Where a URL points: `host:port`, the host name (for TLS), and whether it is https.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: String,
+    pub host: String,
+    pub tls: bool,
+}
+
+/// The endpoint and the path-and-query of an http or https URL.
+pub fn split_url(url: &str) -> Result<(Endpoint, String), ClientError> {
     let uri: Uri = url.parse().map_err(|_| ClientError::Url(url.into()))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(ClientError::Url(url.into()));
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(ClientError::Url(url.into())),
+    };
     let auth = uri
         .authority()
         .ok_or_else(|| ClientError::Url(url.into()))?;
-    let port = auth.port_u16().unwrap_or(80);
+    let port = auth.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    Ok((format!("{}:{port}", auth.host()), path))
+    let host = auth
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Ok((
+        Endpoint {
+            addr: format!("{}:{port}", auth.host()),
+            host,
+            tls,
+        },
+        path,
+    ))
+}
+
+/// A byte stream the client speaks HTTP on: TCP or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
+/// The PEM file `--cacert` named, for every connection of this process.
+static CACERT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Trusts the certificates of `path` (a PEM file) for https:// servers, instead of the
+/// system's roots.
+pub fn trust(path: &std::path::Path) {
+    let _ = CACERT.set(path.to_path_buf());
+}
+
+/// The roots a TLS server's certificate is checked against.
+fn tls_roots() -> Result<rustls::RootCertStore, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let named = CACERT
+        .get()
+        .map(|p| p.as_os_str().to_owned())
+        .or_else(|| std::env::var_os("EVENTMESH_CACERT"));
+    if let Some(path) = named {
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&path)
+            .map_err(|e| ClientError::Tls(format!("EVENTMESH_CACERT: {e}")))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| ClientError::Tls(format!("EVENTMESH_CACERT: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Tls(format!("EVENTMESH_CACERT: {e}")))?;
+        }
+        return Ok(roots);
+    }
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(ClientError::Tls(
+            "no trusted root certificates (set EVENTMESH_CACERT to the server's PEM)".into(),
+        ));
+    }
+    Ok(roots)
+}
+
+async fn connect_tls(
+    stream: TcpStream,
+    host: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(tls_roots()?)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| ClientError::Tls(format!("{host}: {e}")))?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, stream)
+        .await
+        .map_err(|e| ClientError::Tls(format!("{host}: {e}")))
 }
 
 /// One keep-alive connection.
@@ -53,7 +141,8 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub async fn open(addr: &str) -> Result<Self, ClientError> {
+    pub async fn open(endpoint: &Endpoint) -> Result<Self, ClientError> {
+        let addr = endpoint.addr.as_str();
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|source| ClientError::Connect {
@@ -61,7 +150,12 @@ impl Conn {
                 source,
             })?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        let io: Box<dyn Io> = if endpoint.tls {
+            Box::new(connect_tls(stream, &endpoint.host).await?)
+        } else {
+            Box::new(stream)
+        };
+        let (sender, conn) = http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         tokio::spawn(async move {

@@ -168,11 +168,17 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Check { dir } => check::run(&dir),
         Command::Repair { dir, dry_run } => repair::run(&dir, dry_run),
-        Command::Flow { server, cmd } => client_command(ops::flow(&server, cmd)),
-        Command::Key { server, cmd } => client_command(ops::key(&server, cmd)),
-        Command::Workspace { server, cmd } => client_command(admin::workspace(&server, cmd)),
-        Command::Consumer { server, cmd } => client_command(admin::consumer(&server, cmd)),
-        Command::Events { server, cmd } => client_command(admin::events(&server, cmd)),
+        Command::Flow { server, cmd } => client_command(server.trusting(ops::flow(&server, cmd))),
+        Command::Key { server, cmd } => client_command(server.trusting(ops::key(&server, cmd))),
+        Command::Workspace { server, cmd } => {
+            client_command(server.trusting(admin::workspace(&server, cmd)))
+        }
+        Command::Consumer { server, cmd } => {
+            client_command(server.trusting(admin::consumer(&server, cmd)))
+        }
+        Command::Events { server, cmd } => {
+            client_command(server.trusting(admin::events(&server, cmd)))
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();
@@ -180,8 +186,10 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Send(args) => client_command(ops::send(args)),
-        Command::Tail { server, args } => client_command(ops::tail(&server, args)),
-        Command::Replay { server, args } => client_command(ops::replay(&server, args)),
+        Command::Tail { server, args } => client_command(server.trusting(ops::tail(&server, args))),
+        Command::Replay { server, args } => {
+            client_command(server.trusting(ops::replay(&server, args)))
+        }
         Command::Bench { target } => {
             let result = match target {
                 BenchTarget::Log(args) => bench::run_log(&args),

@@ -28,6 +28,10 @@ pub struct Server {
         hide_env_values = true
     )]
     pub admin_key: Option<String>,
+    /// A PEM file of the certificate (or CA) an https:// server is trusted by; default:
+    /// the system's roots.
+    #[arg(long, global = true, env = "EVENTMESH_CACERT")]
+    pub cacert: Option<std::path::PathBuf>,
     /// Print the server's JSON answer on one line, for scripts (default: for people).
     #[arg(long, global = true)]
     pub json: bool,
@@ -221,6 +225,14 @@ impl Server {
 }
 
 impl Server {
+    /// Makes `--cacert` the trust of every connection, then gives `f` back to run.
+    pub fn trusting<F>(&self, f: F) -> F {
+        if let Some(path) = &self.cacert {
+            crate::cli::client::trust(path);
+        }
+        f
+    }
+
     /// Prints an answer: one line of JSON with `--json`; else a table for a list (one
     /// row per item, `columns` of it), pretty JSON for anything else.
     pub fn print(&self, v: &Value, list: Option<(&str, &[&str])>) {

@@ -10,17 +10,8 @@ use common::server::{Server, ADMIN};
 use serde_json::Value;
 
 fn em(s: &Server, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_eventmesh"))
-        .args(args)
-        .env("EVENTMESH_URL", format!("http://{}", s.addr))
-        .env("EVENTMESH_ADMIN_KEY", ADMIN)
-        .output()
-        .expect("run eventmesh");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, out, err) = em_code(s, args);
+    (code == 0, out, err)
 }
 
 #[test]

@@ -207,6 +207,44 @@ fn https_with_the_self_signed_certificate_serves_curl_on_http1_and_h2() {
         &format!("{base}/healthz"),
     ]);
     assert_eq!(status, 200);
+    // The operator commands speak HTTPS too, trusting --cacert (or EVENTMESH_CACERT).
+    let cli = |args: &[&str], env_cacert: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_eventmesh"));
+        c.args(args)
+            .env("EVENTMESH_ADMIN_KEY", ADMIN)
+            .env_remove("EVENTMESH_CACERT");
+        if env_cacert {
+            c.env("EVENTMESH_CACERT", cacert);
+        }
+        c.output().expect("run eventmesh")
+    };
+    let out = cli(
+        &["flow", "list", "--url", &base, "--cacert", cacert, "--json"],
+        false,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed["flows"][0]["id"], flow["id"]);
+    let out = cli(
+        &["send", hook, "--key", &key, "--data", r#"{"via":"cli"}"#],
+        true,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("200 "));
+    let out = cli(&["flow", "list", "--url", &base], false);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "an untrusted certificate fails the connection"
+    );
     // The certificate is made once: a restart uses the same one.
     let mut server = started.server;
     assert!(server.terminate().success());
