@@ -7,6 +7,9 @@
 //! or past the end; `eventmesh check` finds no corruption. A second test spreads the
 //! events over 100 flows, all riding the one journal, and checks every flow.
 
+/// `common::server::Server::request` speaks HTTP/1.1 here (tests/contract_h2.rs: h2).
+const HTTP2: bool = false;
+
 mod common;
 
 use std::collections::HashSet;

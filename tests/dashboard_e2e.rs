@@ -7,6 +7,9 @@
 //! Screenshots of every page go to `target/e2e-artifacts/` (not committed).
 //! Needs Debian's `chromium` and `chromium-driver`; `.ci/run` installs them.
 
+/// `common::server::Server::request` speaks HTTP/1.1 here (tests/contract_h2.rs: h2).
+const HTTP2: bool = false;
+
 mod common;
 
 use common::server::{Server, ADMIN};

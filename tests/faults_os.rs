@@ -5,6 +5,9 @@
 //! `.ci/run` installs strace; mounting needs root. A test whose tool is missing says so
 //! on stderr and stops early: it proves nothing on such a machine.
 
+/// `common::server::Server::request` speaks HTTP/1.1 here (tests/contract_h2.rs: h2).
+const HTTP2: bool = false;
+
 mod common;
 
 use std::process::{Command, Stdio};

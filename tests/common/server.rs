@@ -95,7 +95,8 @@ impl Server {
         s
     }
 
-    /// Sends one request (Connection: close) and reads the whole response.
+    /// Sends one request (Connection: close) and reads the whole response; over h2c
+    /// in the test binary that asks for HTTP/2 (`crate::HTTP2`).
     pub fn request(
         &self,
         method: &str,
@@ -103,6 +104,9 @@ impl Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
+        if crate::HTTP2 {
+            return h2_request(self.addr, method, path, headers, body);
+        }
         let mut s = self.connect();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n",
@@ -326,4 +330,65 @@ impl Client {
             .any(|w| w == b"\r\n\r\n")
             .then(|| parse_response(&raw))
     }
+}
+
+/// One request on a new HTTP/2 connection (h2c, prior knowledge), with hyper's client.
+pub fn h2_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    use http_body_util::BodyExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .expect("h2 handshake");
+        tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let req = req
+            .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+                body,
+            )))
+            .expect("request");
+        let answer = async {
+            let resp = sender.send_request(req).await.expect("h2 request");
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            let status = resp.status().as_u16();
+            let headers = resp
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .expect("h2 body")
+                .to_bytes()
+                .to_vec();
+            Response {
+                status,
+                headers,
+                body,
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), answer)
+            .await
+            .expect("an h2 answer within 60 s")
+    })
 }

@@ -4,6 +4,9 @@
 //! fault injection) and `dashboard_e2e.rs` (a real browser), so that they can be run,
 //! and fail, apart.
 
+/// `common::server::Server::request` speaks HTTP/1.1 here (tests/contract_h2.rs: h2).
+const HTTP2: bool = false;
+
 #[path = "../common/mod.rs"]
 mod common;
 
