@@ -350,6 +350,14 @@ fn a_certificate_made_here_is_served_and_reloaded_on_sighup_without_dropping_con
             .expect("kill");
         assert!(ok.success());
     };
+    // curl, trusting only the certificate in force, before and after the reload.
+    let curl_trusting = |pem: &Path| {
+        let url = format!("https://localhost:{}/healthz", addr.port());
+        curl(&["--cacert", pem.to_str().expect("utf-8"), &url])
+    };
+    let (status, body, _) = curl_trusting(&a_cert);
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    assert_eq!(curl_trusting(&b_cert).0, 0, "B is not served yet");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -372,6 +380,12 @@ fn a_certificate_made_here_is_served_and_reloaded_on_sighup_without_dropping_con
             connect(addr, &a_der, &[]).await.is_err(),
             "new handshakes get the new certificate"
         );
+        assert_eq!(
+            curl_trusting(&b_cert).0,
+            200,
+            "curl gets the new certificate"
+        );
+        assert_eq!(curl_trusting(&a_cert).0, 0);
         let mut fresh = connect(addr, &b_der, &[])
             .await
             .expect("the new certificate");
