@@ -37,6 +37,30 @@ pub struct Server {
     pub json: bool,
 }
 
+/// The flow settings `flow create` and `flow update` share.
+#[derive(Debug, Args)]
+pub struct FlowLimitArgs {
+    /// `<perSecond>/<burst>`, or `off`.
+    #[arg(long)]
+    rate_limit: Option<String>,
+    /// Seconds a key is remembered (1 to 2,592,000).
+    #[arg(long)]
+    dedup_window_seconds: Option<u64>,
+}
+
+impl FlowLimitArgs {
+    /// Sets the given ones in a flow body.
+    fn apply(&self, body: &mut Value) -> Result<(), ClientError> {
+        if let Some(r) = &self.rate_limit {
+            body["rateLimit"] = rate_limit_json(r)?;
+        }
+        if let Some(d) = self.dedup_window_seconds {
+            body["dedupWindowSeconds"] = json!(d);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum FlowCmd {
     /// Create a flow; prints it (with its signature secret, shown this once).
@@ -53,12 +77,8 @@ pub enum FlowCmd {
         /// The signature secret (generated when omitted and a scheme is set).
         #[arg(long)]
         secret: Option<String>,
-        /// `<perSecond>/<burst>`, or `off`.
-        #[arg(long)]
-        rate_limit: Option<String>,
-        /// Seconds a key is remembered (1 to 2,592,000).
-        #[arg(long)]
-        dedup_window_seconds: Option<u64>,
+        #[command(flatten)]
+        limits: FlowLimitArgs,
     },
     /// List the flows (of one workspace with --workspace).
     List {
@@ -84,12 +104,8 @@ pub enum FlowCmd {
         /// A new signing secret (the previous one stays valid for 24 h).
         #[arg(long)]
         secret: Option<String>,
-        /// `<perSecond>/<burst>`, or `off`.
-        #[arg(long)]
-        rate_limit: Option<String>,
-        /// Seconds a key is remembered (1 to 2,592,000).
-        #[arg(long)]
-        dedup_window_seconds: Option<u64>,
+        #[command(flatten)]
+        limits: FlowLimitArgs,
         /// A JSON pointer (`/data/id`) to the idempotency key; `""` clears it.
         #[arg(long)]
         dedup_key_pointer: Option<String>,
@@ -262,7 +278,7 @@ impl Server {
 }
 
 /// `<perSecond>/<burst>` or `off`, as the API's `rateLimit`.
-fn rate_limit_json(r: &str) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+fn rate_limit_json(r: &str) -> Result<Value, ClientError> {
     if r == "off" {
         return Ok(Value::Null);
     }
@@ -282,8 +298,7 @@ pub async fn flow(server: &Server, cmd: FlowCmd) -> CliResult {
             workspace,
             scheme: sch,
             secret,
-            rate_limit,
-            dedup_window_seconds,
+            limits,
         } => {
             let mut body = json!({ "name": name });
             if let Some(w) = workspace {
@@ -293,12 +308,7 @@ pub async fn flow(server: &Server, cmd: FlowCmd) -> CliResult {
                 scheme(&s)?;
                 body["signature"] = json!({ "scheme": s, "secret": secret });
             }
-            if let Some(r) = rate_limit {
-                body["rateLimit"] = rate_limit_json(&r)?;
-            }
-            if let Some(d) = dedup_window_seconds {
-                body["dedupWindowSeconds"] = json!(d);
-            }
+            limits.apply(&mut body)?;
             server.call(Method::POST, "/api/flows", Some(body)).await?
         }
         FlowCmd::List { workspace } => {
@@ -320,8 +330,7 @@ pub async fn flow(server: &Server, cmd: FlowCmd) -> CliResult {
             name,
             scheme: sch,
             secret,
-            rate_limit,
-            dedup_window_seconds,
+            limits,
             dedup_key_pointer,
             retention_max_age_seconds,
             retention_max_bytes,
@@ -342,12 +351,7 @@ pub async fn flow(server: &Server, cmd: FlowCmd) -> CliResult {
                 }
                 body["signature"] = sig;
             }
-            if let Some(r) = rate_limit {
-                body["rateLimit"] = rate_limit_json(&r)?;
-            }
-            if let Some(d) = dedup_window_seconds {
-                body["dedupWindowSeconds"] = json!(d);
-            }
+            limits.apply(&mut body)?;
             if let Some(p) = dedup_key_pointer {
                 body["dedupKeyPointer"] = json!(p);
             }

@@ -328,14 +328,14 @@ fn check_signature(
 
 /// The JSON the body stands for: its content coding undone (bounded by the body limit)
 /// and its content type turned into JSON (`body_format`), or the 413/415/400 answer.
-/// A batch's type is checked apart, after the rate limit (`checked`), as it always was:
-/// here it is read as JSON or NDJSON whatever it says.
+/// A batch is JSON or NDJSON, which pass through as they are: its type is checked apart,
+/// after the rate limit (`checked`), as it always was.
 fn decoded(app: &App, req: &IngestRequest<'_>, raw: &Bytes) -> Result<Bytes, Reply> {
     let encoding = body_format::encoding(req.headers).map_err(body_error)?;
-    let format = match body_format::format(req.headers, req.batch) {
-        Ok(format) => format,
-        Err(_) if req.batch => body_format::Format::Json,
-        Err(e) => return Err(body_error(e)),
+    let format = if req.batch {
+        body_format::Format::Json
+    } else {
+        body_format::format(req.headers, false).map_err(body_error)?
     };
     let body = body_format::decode(encoding, raw, app.limits.body_bytes_max).map_err(body_error)?;
     body_format::to_json(format, body).map_err(body_error)

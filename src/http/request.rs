@@ -42,7 +42,6 @@ where
         if declared.is_some_and(|n| n > limit as u64) {
             return Ok(BodyRead::TooLarge);
         }
-        let mut too_large = false;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| ())?;
             let Ok(data) = frame.into_data() else {
@@ -50,21 +49,12 @@ where
             };
             seen += data.len() as u64;
             if seen > limit as u64 {
-                too_large = true;
-                buf = bytes::BytesMut::new();
+                discard(&mut body, seen).await?;
+                return Ok(BodyRead::TooLarge);
             }
-            if seen > OVERSIZE_DRAIN_BYTES_MAX {
-                break;
-            }
-            if !too_large {
-                buf.extend_from_slice(&data);
-            }
+            buf.extend_from_slice(&data);
         }
-        Ok(if too_large {
-            BodyRead::TooLarge
-        } else {
-            BodyRead::Complete(buf.freeze())
-        })
+        Ok(BodyRead::Complete(buf.freeze()))
     };
     match tokio::time::timeout(deadline, read).await {
         Err(_) => Err(Reply::error(
@@ -133,18 +123,24 @@ where
     if hyper::body::Body::is_end_stream(&body) {
         return;
     }
-    let drain = async {
-        let mut seen = 0u64;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Some(data) = frame.data_ref() {
-                seen += data.len() as u64;
-                if seen > OVERSIZE_DRAIN_BYTES_MAX {
-                    return;
-                }
-            }
+    let _ = tokio::time::timeout(deadline, discard(&mut body, 0)).await;
+}
+
+/// Reads and throws away the rest of `body`, `seen` bytes of it already read, until it
+/// ends or passes `OVERSIZE_DRAIN_BYTES_MAX`; `Err` if a frame cannot be read.
+async fn discard<B>(body: &mut B, mut seen: u64) -> Result<(), ()>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    while seen <= OVERSIZE_DRAIN_BYTES_MAX {
+        let Some(frame) = body.frame().await else {
+            return Ok(());
+        };
+        if let Some(data) = frame.map_err(|_| ())?.data_ref() {
+            seen += data.len() as u64;
         }
-    };
-    let _ = tokio::time::timeout(deadline, drain).await;
+    }
+    Ok(())
 }
 
 /// Parses a JSON request body into `T`, or a 400 reply.

@@ -135,7 +135,10 @@ impl StoredEvent {
                     |s| String::from_utf8_lossy(s).into_owned(),
                 )
             }),
-            request: record.header(HEADER_REQUEST).map(Bytes::copy_from_slice),
+            // A view into the record's header block, not a copy (replay's hot path).
+            request: record
+                .header(HEADER_REQUEST)
+                .map(|v| record.headers_encoded.slice_ref(v)),
             payload: record.payload,
         }
     }

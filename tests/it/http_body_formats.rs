@@ -49,8 +49,12 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().expect("finish")
 }
 
-fn github_headers(secret: &str, body: &[u8]) -> Vec<(String, String)> {
-    sign(SignatureScheme::Github, secret, body, now_s(), "")
+/// A JSON request's headers signed as GitHub signs `signed` (the bytes as sent), plus `extra`.
+fn github_json(secret: &str, signed: &[u8], extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut h = sign(SignatureScheme::Github, secret, signed, now_s(), "");
+    h.push(("content-type".into(), "application/json".into()));
+    h.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    h
 }
 
 fn refs(h: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -67,9 +71,7 @@ fn a_gzip_body_signed_over_the_bytes_sent_is_verified_and_stored_decoded() {
     );
     let json_body = br#"{"action":"opened","number":7}"#;
     let sent = gzip(json_body);
-    let mut h = github_headers(secret, &sent);
-    h.push(("content-type".into(), "application/json".into()));
-    h.push(("content-encoding".into(), "gzip".into()));
+    let h = github_json(secret, &sent, &[("content-encoding", "gzip")]);
     let r = post(&s, &flow, &refs(&h), &sent);
     assert_eq!(
         (r.status, r.json()["offset"].clone()),
@@ -78,9 +80,7 @@ fn a_gzip_body_signed_over_the_bytes_sent_is_verified_and_stored_decoded() {
         r.text()
     );
     // A signature over the decoded bytes is not the sender's: refused.
-    let mut wrong = github_headers(secret, json_body);
-    wrong.push(("content-type".into(), "application/json".into()));
-    wrong.push(("content-encoding".into(), "gzip".into()));
+    let wrong = github_json(secret, json_body, &[("content-encoding", "gzip")]);
     post(&s, &flow, &refs(&wrong), &sent).assert_error(401, "invalid_signature");
     // deflate (zlib) and br, signed the same way.
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
@@ -91,9 +91,7 @@ fn a_gzip_body_signed_over_the_bytes_sent_is_verified_and_stored_decoded() {
         .write_all(br#"{"coding":"br"}"#)
         .expect("br");
     for (coding, bytes) in [("deflate", deflated), ("br", br)] {
-        let mut h = github_headers(secret, &bytes);
-        h.push(("content-type".into(), "application/json".into()));
-        h.push(("content-encoding".into(), coding.into()));
+        let h = github_json(secret, &bytes, &[("content-encoding", coding)]);
         let r = post(&s, &flow, &refs(&h), &bytes);
         assert_eq!(r.status, 200, "{coding}: {}", r.text());
     }
@@ -368,9 +366,7 @@ fn each_event_keeps_its_request_without_credentials_and_reads_return_it() {
         );
         assert_eq!(flow["stripSignatureHeaders"], strip);
         let body = br#"{"zen":"Keep it logically awesome."}"#;
-        let mut h = github_headers(secret, body);
-        h.push(("content-type".into(), "application/json".into()));
-        h.push(("x-github-event".into(), "ping".into()));
+        let h = github_json(secret, body, &[("x-github-event", "ping")]);
         let r = post(&s, &flow, &refs(&h), body);
         assert_eq!(r.status, 200, "{}", r.text());
         let ev = &events(&s, &flow)[0];

@@ -47,6 +47,14 @@ fn curl(args: &[&str]) -> (u16, String, String) {
     )
 }
 
+/// POSTs a JSON `body` with curl (`flags` first) and the `X-API-Key: …` header given.
+fn curl_post(flags: &[&str], url: &str, api_key: &str, body: &str) -> (u16, String, String) {
+    let mut args = flags.to_vec();
+    args.extend(["-X", "POST", url, "-H", api_key]);
+    args.extend(["-H", "Content-Type: application/json", "-d", body]);
+    curl(&args)
+}
+
 /// A server started here with stdout and, optionally, stderr (its log) read.
 struct Started {
     server: Server,
@@ -166,20 +174,12 @@ fn https_with_the_self_signed_certificate_serves_curl_on_http1_and_h2() {
     let hook = flow["webhookUrl"].as_str().expect("webhookUrl");
     assert!(hook.starts_with("https://"), "{hook}");
     let api_key = format!("X-API-Key: {key}");
-    let (status, body, version) = curl(&[
-        "--cacert",
-        cacert,
-        "--http1.1",
-        "-X",
-        "POST",
+    let (status, body, version) = curl_post(
+        &["--cacert", cacert, "--http1.1"],
         hook,
-        "-H",
         &api_key,
-        "-H",
-        "Content-Type: application/json",
-        "-d",
         r#"{"over":"https"}"#,
-    ]);
+    );
     assert_eq!((status, version.as_str()), (200, "1.1"), "{body}");
     let events = format!(
         "{base}/api/flows/{}/events",
@@ -414,20 +414,9 @@ fn h2c_with_prior_knowledge_serves_curl_under_the_same_limits() {
     let hook = flow["webhookUrl"].as_str().expect("webhookUrl");
     let api_key = format!("X-API-Key: {key}");
     let send = |body: &str, extra: &[&str]| {
-        let mut args = vec![
-            "--http2-prior-knowledge",
-            "-X",
-            "POST",
-            hook,
-            "-H",
-            &api_key,
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            body,
-        ];
-        args.extend_from_slice(extra);
-        curl(&args)
+        let mut flags = vec!["--http2-prior-knowledge"];
+        flags.extend_from_slice(extra);
+        curl_post(&flags, hook, &api_key, body)
     };
     let (status, body, version) = send(r#"{"over":"h2c"}"#, &[]);
     assert_eq!((status, version.as_str()), (200, "2"), "{body}");
