@@ -75,6 +75,21 @@ fn verify(
     seed: u64,
     cycle: u32,
 ) {
+    // The resends come first: each flow opens on its first request after the restart
+    // (on demand), and its idempotency index must hold every acknowledged key then.
+    for a in ledger.iter().rev().take(5) {
+        let r = s.send(
+            wh,
+            &[("x-api-key", key), ("idempotency-key", &a.key)],
+            &a.body,
+        );
+        let v = r.json();
+        assert_eq!(
+            (v["duplicate"].as_bool(), v["offset"].as_u64()),
+            (Some(true), Some(a.offset)),
+            "seed {seed}: resend"
+        );
+    }
     let events = all_events(s, fid);
     for (i, ev) in events.iter().enumerate() {
         assert_eq!(
@@ -108,19 +123,6 @@ fn verify(
             ev["payload"],
             serde_json::from_str::<Value>(&a.body).expect("json"),
             "seed {seed} cycle {cycle}"
-        );
-    }
-    for a in ledger.iter().rev().take(5) {
-        let r = s.send(
-            wh,
-            &[("x-api-key", key), ("idempotency-key", &a.key)],
-            &a.body,
-        );
-        let v = r.json();
-        assert_eq!(
-            (v["duplicate"].as_bool(), v["offset"].as_u64()),
-            (Some(true), Some(a.offset)),
-            "seed {seed}: resend"
         );
     }
     let consumers = s

@@ -501,7 +501,7 @@ fn a_quarantined_flow_is_marked_on_the_flows_page() {
     assert!(server.terminate().success());
     let lost_id = lost["id"].as_str().expect("id");
     std::fs::remove_dir_all(dir.join("flows").join(lost_id).join("events")).expect("remove");
-    let server = Server::start_in(&dir, &[]);
+    let server = Server::start_opened(&dir, &[]);
     let base = format!("http://{}", server.addr);
     let b = Browser::launch(1280, 800);
     b.goto(&format!("{base}/"));

@@ -21,6 +21,8 @@ pub struct StoreGauges {
     pub flows: usize,
     pub dedup_keys: u64,
     pub flows_unavailable: usize,
+    /// Flows whose logs are not open yet (they open on first use or in the background).
+    pub flows_opening: usize,
     /// Poisoned logs of open flows, by kind (`events`, `requests`, `consumers`).
     pub logs_poisoned: Vec<(&'static str, usize)>,
     /// The journal's rounds, syncs and checkpoints, and the segment files its logs
@@ -85,6 +87,7 @@ impl Metrics {
             flows,
             dedup_keys,
             flows_unavailable,
+            flows_opening,
             ref logs_poisoned,
             journal,
         } = *store;
@@ -224,6 +227,12 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE eventmesh_flows_unavailable gauge");
         let _ = writeln!(out, "eventmesh_flows_unavailable {flows_unavailable}");
+        let _ = writeln!(
+            out,
+            "# HELP eventmesh_flows_opening Flows whose logs are not open yet: each opens on first use or in the background after start."
+        );
+        let _ = writeln!(out, "# TYPE eventmesh_flows_opening gauge");
+        let _ = writeln!(out, "eventmesh_flows_opening {flows_opening}");
         let _ = writeln!(
             out,
             "# HELP eventmesh_logs_poisoned Logs of open flows that refuse appends until restart, by kind."

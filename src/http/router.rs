@@ -309,11 +309,14 @@ fn readyz(app: &App) -> Reply {
     let has_flows = app.store.flow_count() > 0;
     let unavailable = app.store.unavailable_flows();
     let poisoned = app.store.poisoned_logs();
-    let writable = app
-        .store
-        .open_flows()
-        .iter()
-        .any(|flow| flow.health().writable);
+    // A flow not open yet (it opens on first use) counts as one that can take events.
+    let not_open = app.store.flows_not_open();
+    let writable = not_open > 0
+        || app
+            .store
+            .open_flows()
+            .iter()
+            .any(|flow| flow.health().writable);
     let listed = json!({
         "unavailableFlows": unavailable
             .iter()
@@ -339,6 +342,9 @@ fn readyz(app: &App) -> Reply {
     };
     if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), listed) {
         obj.extend(more);
+        if not_open > 0 {
+            obj.insert("flowsOpening".into(), json!(not_open));
+        }
     }
     Reply::json(status, body)
 }
@@ -348,6 +354,7 @@ fn metrics(app: &App) -> Response<Body> {
     let mut gauges = StoreGauges {
         flows: app.store.flow_count(),
         flows_unavailable: app.store.unavailable_flows().len(),
+        flows_opening: app.store.flows_not_open(),
         ..StoreGauges::default()
     };
     for flow in app.store.open_flows() {

@@ -25,7 +25,7 @@ use crate::http::router::handle;
 use crate::http::tls::{Tls, TlsError, TlsSource};
 use crate::http::transport::{self, Conn, Protocol};
 use crate::log::FsyncPolicy;
-use crate::store::{Store, StoreConfig, StoreError};
+use crate::store::{FlowOpening, Store, StoreConfig, StoreError};
 
 /// How often retention, compaction and checkpoints run.
 pub const MAINTENANCE_PERIOD: Duration = Duration::from_secs(60);
@@ -70,6 +70,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         fsync: config.fsync,
         admin_key: config.admin_key.clone(),
         secret_file: config.secret_file.clone(),
+        flow_opening: FlowOpening::OnDemand,
         ..StoreConfig::new(&config.data_dir)
     };
     // Listen first, so that /healthz and /readyz (503 "recovering") answer while the
@@ -118,12 +119,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let app = Arc::new(App::new(store, config.limits.clone(), public_url));
     let maintenance = tokio::spawn(maintain(Arc::clone(&app)));
+    let opener = tokio::spawn(open_in_background(Arc::clone(&app)));
     let flusher = tokio::spawn(flush_request_logs(Arc::clone(&app)));
     let reloader = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
     println!("listening on {scheme}://{addr}");
     tracing::info!(%addr, fsync = %config.fsync, data_dir = %config.data_dir.display(), "listening on {scheme}://{addr}");
     accept_loop(&app, listener, addr, tls).await;
     maintenance.abort();
+    opener.abort();
     flusher.abort();
     if let Some(reloader) = reloader {
         reloader.abort();
@@ -480,6 +483,29 @@ async fn flush_request_logs(app: Arc<App>) {
         tick.tick().await;
         app.store.flush_request_logs();
     }
+}
+
+/// Opens the flows no request has opened yet, a slice at a time, until every flow is
+/// open; then prints (and logs) how long it took and how many are quarantined.
+async fn open_in_background(app: Arc<App>) {
+    const SLICE: Duration = Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    loop {
+        let store = app.store.clone();
+        let step = move || store.open_pending(std::time::Instant::now() + SLICE);
+        match tokio::task::spawn_blocking(step).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "the background flow opener failed");
+                return;
+            }
+        }
+    }
+    let (flows, quarantined) = (app.store.flow_count(), app.store.unavailable_flows().len());
+    let seconds = started.elapsed().as_secs_f64();
+    println!("every flow is open: {flows} flows, {quarantined} quarantined, in {seconds:.2} s");
+    tracing::info!(flows, quarantined, seconds, "every flow is open");
 }
 
 async fn maintain(app: Arc<App>) {

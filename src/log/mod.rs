@@ -67,6 +67,11 @@ pub struct Log {
     /// Set when the log rides a journal: the journal's thread is its writer.
     journal: Option<(journal::Journal, Arc<journal::Attached>)>,
     recovery: RecoveryReport,
+    /// Set once anything was sent to the writer. Until then the log is as its open left
+    /// it (recovery and journal replay sync what they change), so `sync`, `barrier`
+    /// and a journaled log's close answer at once: an idle flow costs its journal no
+    /// round at shutdown.
+    used: std::sync::atomic::AtomicBool,
 }
 
 /// An append handed to the writer. Wait for it (`wait`) or await it.
@@ -246,6 +251,7 @@ impl Log {
                 writer: None,
                 journal: Some((journal, attached)),
                 recovery: recovered.report,
+                used: std::sync::atomic::AtomicBool::new(false),
             };
             return Ok((log, None));
         }
@@ -256,6 +262,7 @@ impl Log {
                 writer: None,
                 journal: None,
                 recovery: recovered.report,
+                used: std::sync::atomic::AtomicBool::new(false),
             };
             return Ok((log, Some(writer)));
         }
@@ -269,6 +276,7 @@ impl Log {
             writer: Some(handle),
             journal: None,
             recovery: recovered.report,
+            used: std::sync::atomic::AtomicBool::new(false),
         };
         Ok((log, None))
     }
@@ -284,7 +292,13 @@ impl Log {
     }
 
     fn sender(&self) -> Result<&QueueTx<WriterMsg>, LogError> {
+        self.used.store(true, std::sync::atomic::Ordering::Release);
         self.tx.as_ref().ok_or(LogError::Closed)
+    }
+
+    /// Nothing was ever sent to the writer: the log is as opened, and durable.
+    fn untouched(&self) -> bool {
+        !self.used.load(std::sync::atomic::Ordering::Acquire) && self.tx.is_some()
     }
 
     /// Tells the journal, if the log rides one, that something was queued.
@@ -356,17 +370,26 @@ impl Log {
 
     /// fdatasync now, whatever the policy.
     pub fn sync(&self) -> Result<(), LogError> {
+        if self.untouched() {
+            return self.inner.poisoned().map_or(Ok(()), Err);
+        }
         self.control(|reply| WriterMsg::Sync { reply })
     }
 
     /// Waits until everything queued before this call is written and readable (no
     /// forced fdatasync). Blocking: not for async code (use `barrier_async`).
     pub fn barrier(&self) -> Result<(), LogError> {
+        if self.untouched() {
+            return Ok(());
+        }
         self.control(|reply| WriterMsg::Barrier { reply })
     }
 
     /// `barrier`, awaitable.
     pub async fn barrier_async(&self) -> Result<(), LogError> {
+        if self.untouched() {
+            return Ok(());
+        }
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .try_send(WriterMsg::Barrier { reply })
@@ -601,7 +624,15 @@ impl Log {
     }
 
     fn shutdown(&mut self) {
+        let untouched = self.untouched();
         if let Some((journal, attached)) = self.journal.take() {
+            if untouched {
+                // Nothing to settle; the journal holds no reference to it (it never
+                // wrote), so dropping `attached` releases its claim on the directory.
+                drop(attached);
+                self.tx.take();
+                return;
+            }
             // The journal's thread is this log's writer: ask it to settle and close
             // the log, and wait (on a blocking channel: this may run in async code).
             let (reply, closed) = crossbeam_channel::bounded(1);

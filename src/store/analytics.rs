@@ -90,6 +90,10 @@ pub struct Aggregator {
     #[serde(skip)]
     type_ids: HashMap<String, u32>,
     pub minutes: BTreeMap<i64, Minute>,
+    /// `(requests_next, events_next)` of the checkpoint on disk, if it is known to hold
+    /// them: then nothing new was read and a checkpoint may be skipped.
+    #[serde(skip)]
+    pub saved: Option<(u64, u64)>,
 }
 
 /// Latency percentiles in milliseconds.

@@ -82,10 +82,12 @@ pub fn load_document(
     flow_dir: &Path,
 ) -> Result<Option<FlowRecord>, StoreError> {
     let path = flow_dir.join(FLOW_FILE);
-    if !storage.exists(&path) {
-        return Ok(None);
-    }
-    let bytes = read_to_vec(storage, &path).map_err(|e| StoreError::io("read", &path, e))?;
+    // Read at once, not checked first: start-up reads one of these per flow.
+    let bytes = match read_to_vec(storage, &path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("read", &path, e)),
+    };
     let doc: FlowDocument = serde_json::from_slice(&bytes).map_err(|e| damaged(&path, e))?;
     if doc.version != FLOW_FILE_VERSION {
         return Err(damaged(

@@ -223,10 +223,6 @@ impl Store {
         Ok((record, secret))
     }
 
-    pub fn flow(&self, id: &str) -> Option<Arc<Flow>> {
-        self.inner.flows.read().get(id).cloned()
-    }
-
     /// Why flow `id` is quarantined (its logs could not be opened), if it is.
     pub fn flow_unavailable(&self, id: &str) -> Option<String> {
         self.inner.unavailable.read().get(id).cloned()

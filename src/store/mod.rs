@@ -29,6 +29,7 @@ pub mod ids;
 pub mod keys;
 pub mod limits;
 pub mod meta;
+mod opening;
 pub mod partition;
 pub mod requests;
 pub mod seal;
@@ -79,6 +80,20 @@ pub struct StoreConfig {
     /// fdatasync per group of all flows; docs/design-journal.md). Default true. Off,
     /// each log has its own writer thread and fdatasyncs its own file.
     pub journal: bool,
+    /// When each flow's logs are opened. Default `AtStart`; the server uses `OnDemand`.
+    pub flow_opening: FlowOpening,
+}
+
+/// When a store opens its flows' logs (their settings are always read at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowOpening {
+    /// Every flow before `Store::open` returns: a damaged one is quarantined by then.
+    /// Start-up grows with the flow count.
+    AtStart,
+    /// Each flow on its first use (a request waits for that flow alone), and the rest
+    /// through `Store::open_pending`, which the server runs in the background. Start-up
+    /// costs one small file per flow; a damaged flow is quarantined when it is opened.
+    OnDemand,
 }
 
 impl StoreConfig {
@@ -93,6 +108,7 @@ impl StoreConfig {
             clock: Arc::new(SystemClock),
             partitions: None,
             journal: true,
+            flow_opening: FlowOpening::AtStart,
         }
     }
 
@@ -129,6 +145,11 @@ struct Inner {
     /// the count under `FLOWS_MAX` and each flow file's contents stay in step.
     flow_changes: Mutex<()>,
     flows: RwLock<HashMap<String, Arc<Flow>>>,
+    /// Flows whose logs are being opened on demand, each with the lock its opener holds
+    /// (`opening.rs`): a second request for the same flow waits on it, no other does.
+    opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Flows not opened yet, for `open_pending` (the background opener), in id order.
+    unopened: Mutex<std::collections::VecDeque<String>>,
     /// Quarantined flows: their `flow.json` or their logs could not be opened.
     /// Flow id → why (the file and byte position). Every other flow serves.
     unavailable: RwLock<HashMap<String, String>>,
@@ -216,6 +237,8 @@ impl Store {
                 records: RwLock::new(opened.records),
                 flow_changes: Mutex::new(()),
                 flows: RwLock::new(opened.flows),
+                opening: Mutex::new(HashMap::new()),
+                unopened: Mutex::new(opened.unopened.into()),
                 unavailable: RwLock::new(opened.unavailable),
                 pending_removal: Mutex::new(opened.removals),
                 deleting: Mutex::new(HashMap::new()),
@@ -347,17 +370,15 @@ struct OpenedFlows {
     webhooks: HashMap<String, String>,
     /// Directories of deleted flows, to remove.
     removals: Vec<String>,
+    /// Flows with settings whose logs are not open yet (`FlowOpening::OnDemand`), by id.
+    unopened: Vec<String>,
 }
 
-/// What one flow directory gave at start.
-enum Opened {
-    Flow(Box<FlowRecord>, Box<Result<Flow, StoreError>>),
-    Damaged(String),
-    Remove,
-}
-
-/// Opens every flow directory under `<data>/flows/`: its flow file, then its logs.
-/// One damaged flow never stops the others: it is quarantined.
+/// Reads every flow directory under `<data>/flows/`: its flow file, then (with
+/// `FlowOpening::AtStart`) its logs. One damaged flow never stops the others: it is
+/// quarantined. On demand, only the flow files are read here (start-up then costs a
+/// small file per flow); each flow's logs open on first use or in the background
+/// (`opening.rs`).
 fn open_flows(
     config: &StoreConfig,
     base: &LogConfig,
@@ -373,44 +394,8 @@ fn open_flows(
         .filter(|name| ids::is_token(name, ids::FLOW_PREFIX, ids::FLOW_ID_BYTES))
         .collect();
     ids.sort();
-    let open_one = |id: &String| {
-        let flow_dir = flows_dir.join(id);
-        match flow_file::find(storage, &flow_dir, sealer) {
-            flow_file::Found::Flow(record) => {
-                let flow = open_flow(config, base, partitions, &record, false);
-                Opened::Flow(record, Box::new(flow))
-            }
-            flow_file::Found::Damaged(why) => Opened::Damaged(why),
-            flow_file::Found::Deleted => Opened::Remove,
-            flow_file::Found::Unfinished => Opened::Damaged(format!(
-                "{} is missing (damage: it is not a creation cut short); its files are \
-                 kept (DELETE the flow to remove them)",
-                flow_dir.join(flow_file::FLOW_FILE).display()
-            )),
-        }
-    };
-    // Flows open on several threads at once: opening is mostly waiting for the disk
-    // (its flow file, a scan of each log's last segment, and syncs after an unclean
-    // stop), and the device serves many such requests together.
-    let per = ids.len().div_ceil(OPEN_THREADS).max(1);
-    let opened: Vec<Opened> = std::thread::scope(|scope| {
-        let parts: Vec<_> = ids
-            .chunks(per)
-            .map(|chunk| {
-                let handle = scope.spawn(move || chunk.iter().map(open_one).collect::<Vec<_>>());
-                (chunk.len(), handle)
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|(len, part)| {
-                part.join().unwrap_or_else(|_| {
-                    (0..len)
-                        .map(|_| Opened::Damaged("a flow-opening thread panicked".into()))
-                        .collect()
-                })
-            })
-            .collect()
+    let found = in_parallel(&ids, |id| {
+        flow_file::find(storage, &flows_dir.join(id), sealer)
     });
     let mut out = OpenedFlows {
         records: HashMap::new(),
@@ -418,39 +403,87 @@ fn open_flows(
         unavailable: HashMap::new(),
         webhooks: HashMap::new(),
         removals: Vec::new(),
+        unopened: Vec::new(),
     };
-    for (id, opened) in ids.into_iter().zip(opened) {
-        let why = match opened {
-            Opened::Flow(record, flow) => {
+    for (id, found) in ids.into_iter().zip(found) {
+        match found {
+            Some(flow_file::Found::Flow(record)) => {
                 out.webhooks.insert(record.webhook_id.clone(), id.clone());
                 out.records.insert(id.clone(), *record);
-                match *flow {
-                    Ok(flow) => {
-                        out.flows.insert(id, Arc::new(flow));
-                        continue;
-                    }
-                    Err(e) => e.to_string(),
-                }
+                out.unopened.push(id);
             }
-            Opened::Damaged(why) => why,
-            Opened::Remove => {
+            Some(flow_file::Found::Damaged(why)) => quarantine(&mut out, id, why),
+            Some(flow_file::Found::Deleted) => {
                 tracing::info!(flow = %id, "a deleted flow's directory is removed");
                 out.removals.push(id);
-                continue;
             }
-        };
-        tracing::error!(
-            flow = %id,
-            error = %why,
-            "flow quarantined: its files cannot be opened; it answers 503 until repaired"
-        );
-        out.unavailable.insert(id, why);
+            Some(flow_file::Found::Unfinished) => {
+                let why = format!(
+                    "{} is missing (damage: it is not a creation cut short); its files are \
+                     kept (DELETE the flow to remove them)",
+                    flows_dir.join(&id).join(flow_file::FLOW_FILE).display()
+                );
+                quarantine(&mut out, id, why);
+            }
+            None => quarantine(&mut out, id, "a flow-opening thread panicked".into()),
+        }
+    }
+    if config.flow_opening == FlowOpening::AtStart {
+        let unopened = std::mem::take(&mut out.unopened);
+        let opened = in_parallel(&unopened, |id| match out.records.get(id) {
+            Some(record) => open_flow(config, base, partitions, record, false),
+            None => Err(StoreError::NotFound { what: "flow" }),
+        });
+        for (id, flow) in unopened.into_iter().zip(opened) {
+            match flow {
+                Some(Ok(flow)) => {
+                    out.flows.insert(id, Arc::new(flow));
+                }
+                Some(Err(e)) => quarantine(&mut out, id, e.to_string()),
+                None => quarantine(&mut out, id, "a flow-opening thread panicked".into()),
+            }
+        }
     }
     Ok(out)
 }
 
-/// Threads that open the flows at start (only then: they end once every flow is open).
+/// Quarantines flow `id` found damaged at start.
+fn quarantine(out: &mut OpenedFlows, id: String, why: String) {
+    tracing::error!(
+        flow = %id,
+        error = %why,
+        "flow quarantined: its files cannot be opened; it answers 503 until repaired"
+    );
+    out.unavailable.insert(id, why);
+}
+
+/// Threads that read and open the flows at start (only then: they end once done).
 const OPEN_THREADS: usize = 16;
+
+/// `f` over every item on up to `OPEN_THREADS` threads, results in order. Opening is
+/// mostly waiting for the disk (a flow file, a scan of each log's last segment, syncs
+/// after an unclean stop), and the device serves many such requests together. `None`
+/// for the items of a thread that panicked.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<Option<R>> {
+    let per = items.len().div_ceil(OPEN_THREADS).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(per)
+            .map(|chunk| {
+                let handle = scope.spawn(move || chunk.iter().map(f).collect::<Vec<_>>());
+                (chunk.len(), handle)
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|(len, part)| match part.join() {
+                Ok(done) => done.into_iter().map(Some).collect::<Vec<_>>(),
+                Err(_) => (0..len).map(|_| None).collect(),
+            })
+            .collect()
+    })
+}
 
 /// Opens flow `record`'s files under `<data>/flows/<id>/` (made, with `create`).
 fn open_flow(

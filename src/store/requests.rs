@@ -186,6 +186,11 @@ impl RejectionTally {
         done.into_iter().filter_map(Self::close).collect()
     }
 
+    /// Whether no count is open.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
     /// The entry of a count's repeats; `None` when there were none.
     fn close(open: OpenCount) -> Option<RequestEntry> {
         if open.repeats == 0 {

@@ -78,6 +78,25 @@ impl Server {
         }
     }
 
+    /// As `start_in`, and then waits until the server has opened every flow (its
+    /// "every flow is open" line): a damaged flow is quarantined by then.
+    pub fn start_opened(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = serve_command(dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn eventmesh serve");
+        let (addr, _) = await_lines(&mut child, Some("every flow is open"));
+        Self {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+        }
+    }
+
     /// Wraps a server process started some other way (say, under strace).
     pub fn adopt(child: Child, addr: SocketAddr, dir: &Path) -> Self {
         Self {
@@ -221,6 +240,12 @@ pub fn await_listening(child: &mut Child) -> SocketAddr {
 /// As `await_listening`, and also returns the lines printed before (over TLS, the
 /// certificate's path and fingerprint). Plain HTTP and HTTPS alike.
 pub fn await_listening_printing(child: &mut Child) -> (SocketAddr, Vec<String>) {
+    await_lines(child, None)
+}
+
+/// Reads until the "listening on" line and then, with `then`, until a line holding
+/// that; returns the address and the lines before it; then drains stdout.
+fn await_lines(child: &mut Child, then: Option<&str>) -> (SocketAddr, Vec<String>) {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut before = Vec::new();
@@ -238,6 +263,17 @@ pub fn await_listening_printing(child: &mut Child) -> (SocketAddr, Vec<String>) 
         }
         before.push(line);
     };
+    if let Some(then) = then {
+        loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("the server exited before printing {then:?}"))
+                .expect("read stdout");
+            if line.contains(then) {
+                break;
+            }
+        }
+    }
     std::thread::spawn(move || for _ in lines {});
     (addr, before)
 }

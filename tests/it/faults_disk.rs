@@ -126,7 +126,9 @@ fn a_damaged_flow_is_quarantined_the_others_serve_and_repair_brings_it_back() {
     std::fs::write(&seg, &bytes).expect("write");
     std::fs::remove_dir_all(events_dir(&flows[1])).expect("remove");
 
-    let mut s = Server::start_in(&dir, &[]);
+    // Flows open in the background after start: once all are, both damaged ones are
+    // quarantined.
+    let mut s = Server::start_opened(&dir, &[]);
     let ready = s.request("GET", "/readyz", &[], b"");
     assert_eq!(ready.status, 200, "{}", ready.text());
     let listed: Vec<String> = ready.json()["unavailableFlows"]

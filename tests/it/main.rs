@@ -40,4 +40,5 @@ mod store_damage;
 mod store_ingest;
 mod store_many_flows;
 mod store_meta;
+mod store_opening;
 mod store_retention;

@@ -16,7 +16,7 @@ mod requests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -47,6 +47,9 @@ struct DedupState {
     index: DedupIndex,
     /// Keys whose append is in flight, with a signal that turns true when it settles.
     inflight: HashMap<KeyHash, watch::Receiver<bool>>,
+    /// The log offset the checkpoint on disk covers, while it still matches the index
+    /// (`checkpoint_dedup` then skips the write).
+    saved_covered: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -68,6 +71,9 @@ pub struct Flow {
     /// Request-log entries not yet handed to the request log's writer: handed over in
     /// batches (`REQUEST_LOG_BATCH_MAX`, or by `flush_requests`), not one by one.
     request_buf: Mutex<Vec<crate::log::RecordInput>>,
+    /// Set when an entry is buffered or a rejection count is open: `flush_requests`
+    /// has work. Idle flows cost the periodic flush one atomic swap.
+    requests_pending: AtomicBool,
     /// Unauthenticated rejections being counted per reason and second (requests.rs).
     /// Locked before `request_buf` when both are.
     rejections: Mutex<RejectionTally>,
@@ -182,7 +188,7 @@ impl Flow {
             tracing::warn!(flow = %record.id, consumers = moved, end = %events.next_offset(),
                 "consumers committed past the end of the event log (after a repair) now read from its end");
         }
-        let index = checkpoint::rebuild_dedup(
+        let (index, saved_covered) = checkpoint::rebuild_dedup(
             &*storage,
             &dir,
             &*events,
@@ -203,10 +209,12 @@ impl Flow {
             dedup: Arc::new(Mutex::new(DedupState {
                 index,
                 inflight: HashMap::new(),
+                saved_covered,
             })),
             analytics: Mutex::new(analytics),
             inflight_appends: Arc::new(AtomicUsize::new(0)),
             request_buf: Mutex::new(Vec::new()),
+            requests_pending: AtomicBool::new(false),
             rejections: Mutex::new(RejectionTally::default()),
         })
     }

@@ -2,6 +2,8 @@
 //! log's writer in batches (the request never waits on it), unauthenticated floods
 //! counted per reason and second, and read back newest first.
 
+use std::sync::atomic::Ordering;
+
 use super::Flow;
 use crate::log::{Offset, RecordInput};
 use crate::store::error::StoreError;
@@ -18,6 +20,7 @@ impl Flow {
         let record = entry.to_record_at(self.clock.now_ms())?;
         let mut buf = self.request_buf.lock();
         buf.push(record);
+        self.requests_pending.store(true, Ordering::Release);
         if buf.len() >= REQUEST_LOG_BATCH_MAX {
             self.hand_over_requests(&mut buf)?;
         }
@@ -32,12 +35,18 @@ impl Flow {
         for closed in tally.add(entry, self.clock.now_ms()) {
             self.record_request(&closed)?;
         }
+        self.requests_pending.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Hands the buffered request-log entries, and the counts of rejections of seconds
     /// that are over, to the writer. The server calls it every `REQUEST_LOG_FLUSH_PERIOD`.
+    /// A flow with nothing buffered and no count open returns at once (the server has
+    /// every flow's called four times a second).
     pub fn flush_requests(&self) -> Result<(), StoreError> {
+        if !self.requests_pending.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
         self.flush_requests_upto(Some(self.clock.now_ms()))
     }
 
@@ -53,6 +62,10 @@ impl Flow {
         let at_ms = self.clock.now_ms();
         for closed in tally.take(now_ms) {
             buf.push(closed.to_record_at(at_ms)?);
+        }
+        if !tally.is_empty() {
+            // A count still open is written once its second is over: flush again then.
+            self.requests_pending.store(true, Ordering::Release);
         }
         self.hand_over_requests(&mut buf)
     }

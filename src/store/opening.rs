@@ -1,0 +1,129 @@
+//! Opening flows on demand (`FlowOpening::OnDemand`): at start only the flow files are
+//! read; a flow's logs (and its idempotency index and analytics) open on its first use,
+//! and `open_pending` opens the rest in the background. Start-up then costs a small
+//! file per flow, not a recovery per flow.
+//!
+//! A request for a flow that is still opening waits for that flow alone: each opening
+//! holds its own lock, so other flows, open or opening, are never held up. A flow that
+//! fails to open is quarantined then, as at start.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::store::{open_flow, Flow, Store};
+
+impl Store {
+    /// The open flow `id`, opening it first if it is not yet (blocking, for that flow
+    /// alone). `None` if there is no such flow, or it is quarantined (now or on this
+    /// opening: `flow_unavailable` says why).
+    pub fn flow(&self, id: &str) -> Option<Arc<Flow>> {
+        if let Some(flow) = self.inner.flows.read().get(id) {
+            return Some(Arc::clone(flow));
+        }
+        if !self.inner.records.read().contains_key(id)
+            || self.inner.unavailable.read().contains_key(id)
+        {
+            return None;
+        }
+        blocking(|| self.open_on_demand(id))
+    }
+
+    /// Opens flow `id`, or waits for the request that is opening it.
+    fn open_on_demand(&self, id: &str) -> Option<Arc<Flow>> {
+        let gate = Arc::clone(self.inner.opening.lock().entry(id.to_owned()).or_default());
+        let opened = {
+            let _opener = gate.lock();
+            self.open_once(id)
+        };
+        let mut opening = self.inner.opening.lock();
+        if opening.get(id).is_some_and(|g| Arc::ptr_eq(g, &gate)) {
+            opening.remove(id);
+        }
+        opened
+    }
+
+    /// With the flow's gate held: whoever held it first has opened (or quarantined) it.
+    fn open_once(&self, id: &str) -> Option<Arc<Flow>> {
+        if let Some(flow) = self.inner.flows.read().get(id) {
+            return Some(Arc::clone(flow));
+        }
+        if self.inner.unavailable.read().contains_key(id) {
+            return None;
+        }
+        let record = self.inner.records.read().get(id).cloned()?;
+        let started = Instant::now();
+        let inner = &self.inner;
+        match open_flow(
+            &inner.config,
+            &inner.log_config,
+            &*inner.partitions,
+            &record,
+            false,
+        ) {
+            Ok(flow) => {
+                let flow = Arc::new(flow);
+                let mut flows = inner.flows.write();
+                // Deleted while it opened: it is not adopted (its files go once dropped).
+                if !inner.records.read().contains_key(id) {
+                    return None;
+                }
+                flows.insert(id.to_owned(), Arc::clone(&flow));
+                tracing::debug!(flow = %id, micros = started.elapsed().as_micros() as u64, "flow opened");
+                Some(flow)
+            }
+            Err(e) => {
+                tracing::error!(
+                    flow = %id,
+                    error = %e,
+                    "flow quarantined: its files cannot be opened; it answers 503 until repaired"
+                );
+                if inner.records.read().contains_key(id) {
+                    inner
+                        .unavailable
+                        .write()
+                        .insert(id.to_owned(), e.to_string());
+                }
+                None
+            }
+        }
+    }
+
+    /// Opens flows not opened yet, in id order, until `deadline` passes or none is
+    /// left; returns how many are left. The background opener's step (blocking).
+    pub fn open_pending(&self, deadline: Instant) -> usize {
+        loop {
+            let next = self.inner.unopened.lock().pop_front();
+            let Some(id) = next else { return 0 };
+            // Opened on demand, deleted or quarantined since: `flow` skips it.
+            let _ = self.flow(&id);
+            if Instant::now() >= deadline {
+                return self.inner.unopened.lock().len();
+            }
+        }
+    }
+
+    /// Flows with settings whose logs are neither open nor quarantined: they open on
+    /// first use or when the background opener reaches them.
+    pub fn flows_not_open(&self) -> usize {
+        let records = self.inner.records.read();
+        let open = self.inner.flows.read().len();
+        let quarantined = self
+            .inner
+            .unavailable
+            .read()
+            .keys()
+            .filter(|id| records.contains_key(*id))
+            .count();
+        records.len().saturating_sub(open + quarantined)
+    }
+}
+
+/// Runs `f`, which blocks, telling the async runtime first when called on one of its
+/// worker threads (so the worker's other tasks move to another thread meanwhile).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
