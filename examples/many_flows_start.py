@@ -6,11 +6,14 @@
 
 Every server runs under `ulimit -n <limit>`, `--fsync always`. The steps:
 1. create that many flows on a fresh server (no rate limit);
-2. stop it (SIGTERM), restart it: seconds until it listens (it listens once every flow
-   is open, and `/readyz` answers 200 then);
+2. stop it (SIGTERM: seconds until it exits), restart it: seconds until it listens
+   (`/readyz` answers 200 then: only the flow files are read; each flow's logs open on
+   first use, the rest in the background), then until it prints "every flow is open",
+   and the CPU it uses idle over 5 s after that;
 3. send one event each to `--send` of the flows, then `kill -9` the server;
 4. restart it: seconds until it listens again;
-5. read each of those flows back and check its event is there.
+5. read each of those flows back and check its event is there (flows still opening in
+   the background open on demand); then until every flow is open, and a last SIGTERM.
 After each step: the server's threads, open files and RSS. One JSON line. No proxy.
 """
 import argparse, json, os, re, shutil, signal, subprocess, tempfile, time, urllib.request
@@ -25,11 +28,32 @@ def start(binary, data, limit=None):
         cmd = ["bash", "-c", f"ulimit -n {limit} && exec " + " ".join(f"'{c}'" for c in cmd)]
     t0 = time.time()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    p.t0 = t0
     for line in p.stdout:
         m = re.search(r"listening on http://(\S+)", line)
         if m:
             return p, m.group(1), time.time() - t0
     raise SystemExit("the server exited before listening")
+
+
+def all_open(p):
+    """Seconds from start until the server printed "every flow is open"."""
+    for line in p.stdout:
+        if "every flow is open" in line:
+            return round(time.time() - p.t0, 2)
+    raise SystemExit("the server exited before every flow was open")
+
+
+def cpu_seconds(p):
+    fields = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def terminate(p):
+    t0 = time.time()
+    p.send_signal(signal.SIGTERM)
+    p.wait()
+    return round(time.time() - t0, 2)
 
 
 def call(addr, method, path, body=None):
@@ -71,11 +95,14 @@ def main():
         out["create"] = {"seconds": round(time.time() - t0, 1), **stats(p)}
         status, body = call(addr, "POST", "/api/keys", json.dumps({"name": "k", "scopes": ["ingest", "read"]}))
         key = json.loads(body)["key"]
-        p.send_signal(signal.SIGTERM)
-        p.wait()
+        out["sigtermExitS"] = terminate(p)
         p, addr, seconds = start(a.binary, data, a.limit)
         out["restartAfterStop"] = {"listeningAfterS": round(seconds, 2),
                                    "readyz": call(addr, "GET", "/readyz")[0], **stats(p)}
+        out["allOpenAfterStop"] = {"afterS": all_open(p), **stats(p)}
+        c0 = cpu_seconds(p)
+        time.sleep(5)
+        out["allOpenAfterStop"]["idleCpuPercent"] = round((cpu_seconds(p) - c0) / 5 * 100, 1)
         sent = hooks[:: max(1, len(hooks) // a.send)][: a.send]
         for i, (_, wh) in enumerate(sent):
             req = urllib.request.Request(f"http://{addr}/webhooks/{wh}", data=json.dumps({"n": i}).encode(),
@@ -93,8 +120,8 @@ def main():
             events = json.loads(body).get("events", []) if status == 200 else []
             found += int(bool(events) and events[0]["payload"].get("n") == i)
         out["readBack"] = {"found": found, "of": len(sent), **stats(p)}
-        p.kill()
-        p.wait()
+        out["allOpenAfterKill9"] = {"afterS": all_open(p), **stats(p)}
+        out["sigtermExitAtEndS"] = terminate(p)
         print(json.dumps(out))
     finally:
         shutil.rmtree(data, ignore_errors=True)

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 
 use common::store::{config_on, event, runtime, sim_store};
-use eventmesh::log::storage::{CrashMode, SimStorage, Storage};
+use eventmesh::log::storage::{CrashMode, OpKind, SimStorage, Storage};
 use eventmesh::log::{ManualClock, Offset};
 use eventmesh::store::{FlowOpening, IngestOutcome, NewFlow, Store};
 
@@ -184,4 +184,62 @@ fn a_flow_deleted_before_it_was_opened_is_gone_and_never_opened() {
         .map(|f| f.id().to_owned())
         .collect();
     assert_eq!(open, vec![kept]);
+}
+
+#[test]
+fn idle_flows_cost_no_write_no_sync_and_no_journal_round_at_upkeep_and_shutdown() {
+    // Proves a stop with many idle flows is quick: after a clean restart, upkeep and
+    // shutdown syncs rewrite no checkpoint (no rename), sync nothing and run no journal
+    // round for flows that took nothing; one flow that takes an event then writes its
+    // two checkpoints (idempotency index and analytics), and only those; a flow that
+    // never took anything has none.
+    let rt = runtime();
+    let sim = SimStorage::new();
+    let clock = clock();
+    let store = sim_store(&sim, &clock);
+    let ids: Vec<String> = (0..20)
+        .map(|i| new_flow(&store, &format!("f{i}")))
+        .collect();
+    rt.block_on(async {
+        let flow = store.flow(&ids[0]).expect("flow");
+        flow.ingest(&[event("{}", Some("k"))])
+            .await
+            .expect("ingest");
+    });
+    store.sync_all().expect("sync");
+    drop(store);
+
+    let store = sim_store(&sim, &clock);
+    assert_eq!(store.open_flows().len(), 20);
+    let (renames, syncs) = (sim.op_count(OpKind::Rename), sim.op_count(OpKind::SyncData));
+    let rounds = store.journal_stats().expect("journal").rounds;
+    store.flush_request_logs();
+    store.catch_up_analytics().expect("catch up");
+    store.maintenance().expect("maintenance");
+    store.sync_all().expect("sync");
+    assert_eq!(
+        sim.op_count(OpKind::Rename),
+        renames,
+        "no checkpoint rewritten"
+    );
+    assert_eq!(sim.op_count(OpKind::SyncData), syncs, "nothing synced");
+    assert_eq!(store.journal_stats().expect("journal").rounds, rounds);
+
+    rt.block_on(async {
+        let flow = store.flow(&ids[3]).expect("flow");
+        flow.ingest(&[event("{}", Some("k"))])
+            .await
+            .expect("ingest");
+    });
+    store.sync_all().expect("sync");
+    assert_eq!(
+        sim.op_count(OpKind::Rename),
+        renames + 2,
+        "the busy flow's two checkpoints"
+    );
+    for name in ["dedup.ckpt", "analytics.ckpt"] {
+        assert!(sim.exists(&Path::new("/data/flows").join(&ids[3]).join(name)));
+        // A flow that never took anything never needed one.
+        assert!(!sim.exists(&Path::new("/data/flows").join(&ids[7]).join(name)));
+    }
 }

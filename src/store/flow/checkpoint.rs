@@ -70,9 +70,11 @@ pub(super) fn rebuild_dedup(
     let checkpoint =
         load::<DedupCheckpoint>(storage, &dir.join(DEDUP_FILE)).filter(|c| c.covered <= end);
     let Some(checkpoint) = checkpoint else {
+        // An empty log with no checkpoint needs none: the next open finds it as now.
+        let saved = (end == 0).then_some(0);
         return Ok((
             rebuild_dedup_from(events, window_s, now_ms, Offset(0))?,
-            None,
+            saved,
         ));
     };
     let saved = (checkpoint.covered == end).then_some(end);
@@ -156,6 +158,12 @@ pub(super) fn load_analytics(
         {
             a.saved = Some((a.requests_next, a.events_next));
             a
+        }
+        // Empty logs (a new flow) need no checkpoint: the next open starts as empty.
+        _ if requests_end.0 == 0 && events.next_offset().0 == 0 => {
+            let mut empty = Aggregator::default();
+            empty.saved = Some((0, 0));
+            empty
         }
         _ => Aggregator::default(),
     }
