@@ -126,7 +126,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tracing::info!(%addr, fsync = %config.fsync, data_dir = %config.data_dir.display(), "listening on {scheme}://{addr}");
     accept_loop(&app, listener, addr, tls).await;
     maintenance.abort();
-    opener.abort();
+    // The opener's slice under way ends after its current flow, so the final sync
+    // below sees every flow that is open.
+    app.store.stop_opening();
+    let _ = opener.await;
     flusher.abort();
     if let Some(reloader) = reloader {
         reloader.abort();
@@ -491,16 +494,21 @@ async fn open_in_background(app: Arc<App>) {
     const SLICE: Duration = Duration::from_millis(200);
     let started = std::time::Instant::now();
     loop {
+        if app.store.opening_stopped() {
+            return;
+        }
         let store = app.store.clone();
         let step = move || store.open_pending(std::time::Instant::now() + SLICE);
         match tokio::task::spawn_blocking(step).await {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "the background flow opener failed");
-                return;
-            }
+            // A flow's opening panicking is caught and quarantined in the store; this
+            // is the task itself failing: go on with the rest.
+            Err(e) => tracing::warn!(error = %e, "a background flow-opening step failed"),
         }
+    }
+    if app.store.opening_stopped() {
+        return;
     }
     let (flows, quarantined) = (app.store.flow_count(), app.store.unavailable_flows().len());
     let seconds = started.elapsed().as_secs_f64();

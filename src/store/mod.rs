@@ -150,6 +150,8 @@ struct Inner {
     opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Flows not opened yet, for `open_pending` (the background opener), in id order.
     unopened: Mutex<std::collections::VecDeque<String>>,
+    /// Set at shutdown: `open_pending` opens no more.
+    opening_stopped: std::sync::atomic::AtomicBool,
     /// Quarantined flows: their `flow.json` or their logs could not be opened.
     /// Flow id → why (the file and byte position). Every other flow serves.
     unavailable: RwLock<HashMap<String, String>>,
@@ -239,6 +241,7 @@ impl Store {
                 flows: RwLock::new(opened.flows),
                 opening: Mutex::new(HashMap::new()),
                 unopened: Mutex::new(opened.unopened.into()),
+                opening_stopped: std::sync::atomic::AtomicBool::new(false),
                 unavailable: RwLock::new(opened.unavailable),
                 pending_removal: Mutex::new(opened.removals),
                 deleting: Mutex::new(HashMap::new()),

@@ -7,10 +7,11 @@
 //! holds its own lock, so other flows, open or opening, are never held up. A flow that
 //! fails to open is quarantined then, as at start.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::store::{open_flow, Flow, Store};
+use crate::store::{open_flow, Flow, Store, StoreError};
 
 impl Store {
     /// The open flow `id`, opening it first if it is not yet (blocking, for that flow
@@ -53,21 +54,34 @@ impl Store {
         let record = self.inner.records.read().get(id).cloned()?;
         let started = Instant::now();
         let inner = &self.inner;
-        match open_flow(
-            &inner.config,
-            &inner.log_config,
-            &*inner.partitions,
-            &record,
-            false,
-        ) {
+        // A panic while opening one flow quarantines it, as at start; it never takes
+        // the opener (or the request) down with it.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            open_flow(
+                &inner.config,
+                &inner.log_config,
+                &*inner.partitions,
+                &record,
+                false,
+            )
+        }))
+        .unwrap_or_else(|_| {
+            Err(StoreError::Invalid(
+                "opening the flow panicked (a bug): it is quarantined until restart".into(),
+            ))
+        });
+        // Locks in the store's one order: records, then flows, then unavailable. The
+        // records lock is held across the adoption, so a deletion (which removes the
+        // record first) either sees the flow adopted or keeps it out.
+        let records = inner.records.read();
+        match opened {
             Ok(flow) => {
-                let flow = Arc::new(flow);
-                let mut flows = inner.flows.write();
                 // Deleted while it opened: it is not adopted (its files go once dropped).
-                if !inner.records.read().contains_key(id) {
+                if !records.contains_key(id) {
                     return None;
                 }
-                flows.insert(id.to_owned(), Arc::clone(&flow));
+                let flow = Arc::new(flow);
+                inner.flows.write().insert(id.to_owned(), Arc::clone(&flow));
                 tracing::debug!(flow = %id, micros = started.elapsed().as_micros() as u64, "flow opened");
                 Some(flow)
             }
@@ -77,7 +91,7 @@ impl Store {
                     error = %e,
                     "flow quarantined: its files cannot be opened; it answers 503 until repaired"
                 );
-                if inner.records.read().contains_key(id) {
+                if records.contains_key(id) {
                     inner
                         .unavailable
                         .write()
@@ -92,6 +106,9 @@ impl Store {
     /// left; returns how many are left. The background opener's step (blocking).
     pub fn open_pending(&self, deadline: Instant) -> usize {
         loop {
+            if self.inner.opening_stopped.load(Ordering::Acquire) {
+                return self.inner.unopened.lock().len();
+            }
             let next = self.inner.unopened.lock().pop_front();
             let Some(id) = next else { return 0 };
             // Opened on demand, deleted or quarantined since: `flow` skips it.
@@ -100,6 +117,17 @@ impl Store {
                 return self.inner.unopened.lock().len();
             }
         }
+    }
+
+    /// Stops `open_pending` (shutdown): it opens no more flows, and a slice under way
+    /// ends after the flow it is opening. Flows still open on first use.
+    pub fn stop_opening(&self) {
+        self.inner.opening_stopped.store(true, Ordering::Release);
+    }
+
+    /// Whether `stop_opening` was called.
+    pub fn opening_stopped(&self) -> bool {
+        self.inner.opening_stopped.load(Ordering::Acquire)
     }
 
     /// Flows with settings whose logs are neither open nor quarantined: they open on
