@@ -30,6 +30,7 @@ mod writer;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -71,7 +72,7 @@ pub struct Log {
     /// it (recovery and journal replay sync what they change), so `sync`, `barrier`
     /// and a journaled log's close answer at once: an idle flow costs its journal no
     /// round at shutdown.
-    used: std::sync::atomic::AtomicBool,
+    used: AtomicBool,
 }
 
 /// An append handed to the writer. Wait for it (`wait`) or await it.
@@ -251,7 +252,7 @@ impl Log {
                 writer: None,
                 journal: Some((journal, attached)),
                 recovery: recovered.report,
-                used: std::sync::atomic::AtomicBool::new(false),
+                used: AtomicBool::new(false),
             };
             return Ok((log, None));
         }
@@ -262,7 +263,7 @@ impl Log {
                 writer: None,
                 journal: None,
                 recovery: recovered.report,
-                used: std::sync::atomic::AtomicBool::new(false),
+                used: AtomicBool::new(false),
             };
             return Ok((log, Some(writer)));
         }
@@ -276,7 +277,7 @@ impl Log {
             writer: Some(handle),
             journal: None,
             recovery: recovered.report,
-            used: std::sync::atomic::AtomicBool::new(false),
+            used: AtomicBool::new(false),
         };
         Ok((log, None))
     }
@@ -292,13 +293,17 @@ impl Log {
     }
 
     fn sender(&self) -> Result<&QueueTx<WriterMsg>, LogError> {
-        self.used.store(true, std::sync::atomic::Ordering::Release);
+        // Written once, then only read: every append does not dirty a line that all
+        // the threads appending to this log share.
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Release);
+        }
         self.tx.as_ref().ok_or(LogError::Closed)
     }
 
     /// Nothing was ever sent to the writer: the log is as opened, and durable.
     fn untouched(&self) -> bool {
-        !self.used.load(std::sync::atomic::Ordering::Acquire) && self.tx.is_some()
+        !self.used.load(Ordering::Acquire) && self.tx.is_some()
     }
 
     /// Tells the journal, if the log rides one, that something was queued.

@@ -228,7 +228,8 @@ impl Store {
             journal: journal.clone(),
             ..config.log_config()
         };
-        let opened = open_flows(&config, &log_config, &*partitions, &sealer)?;
+        let opened = read_flows(&config, &sealer)?;
+        let at_start = config.flow_opening == FlowOpening::AtStart;
         let store = Self {
             inner: Arc::new(Inner {
                 config,
@@ -238,7 +239,7 @@ impl Store {
                 meta: Mutex::new(meta),
                 records: RwLock::new(opened.records),
                 flow_changes: Mutex::new(()),
-                flows: RwLock::new(opened.flows),
+                flows: RwLock::new(HashMap::new()),
                 opening: Mutex::new(HashMap::new()),
                 unopened: Mutex::new(opened.unopened.into()),
                 opening_stopped: std::sync::atomic::AtomicBool::new(false),
@@ -252,6 +253,9 @@ impl Store {
                 _lock: lock,
             }),
         };
+        if at_start {
+            store.open_all_now();
+        }
         store.remove_deleted_flows()?;
         Ok(store)
     }
@@ -366,28 +370,20 @@ fn migrate_flows(
 /// The flows found at start.
 struct OpenedFlows {
     records: HashMap<String, FlowRecord>,
-    flows: HashMap<String, Arc<Flow>>,
     /// Quarantined: flow id → why.
     unavailable: HashMap<String, String>,
     /// Webhook id → flow id.
     webhooks: HashMap<String, String>,
     /// Directories of deleted flows, to remove.
     removals: Vec<String>,
-    /// Flows with settings whose logs are not open yet (`FlowOpening::OnDemand`), by id.
+    /// Flows with settings, by id: their logs are not open yet (`opening.rs`).
     unopened: Vec<String>,
 }
 
-/// Reads every flow directory under `<data>/flows/`: its flow file, then (with
-/// `FlowOpening::AtStart`) its logs. One damaged flow never stops the others: it is
-/// quarantined. On demand, only the flow files are read here (start-up then costs a
-/// small file per flow); each flow's logs open on first use or in the background
-/// (`opening.rs`).
-fn open_flows(
-    config: &StoreConfig,
-    base: &LogConfig,
-    partitions: &dyn PartitionBackend,
-    sealer: &seal::Sealer,
-) -> Result<OpenedFlows, StoreError> {
+/// Reads every flow directory's flow file under `<data>/flows/`; the flows' logs are
+/// opened by `opening.rs` (all at once with `FlowOpening::AtStart`). One damaged flow
+/// never stops the others: it is quarantined.
+fn read_flows(config: &StoreConfig, sealer: &seal::Sealer) -> Result<OpenedFlows, StoreError> {
     let storage = &*config.storage;
     let flows_dir = config.data_dir.join(FLOWS_DIR);
     let mut ids: Vec<String> = storage
@@ -402,7 +398,6 @@ fn open_flows(
     });
     let mut out = OpenedFlows {
         records: HashMap::new(),
-        flows: HashMap::new(),
         unavailable: HashMap::new(),
         webhooks: HashMap::new(),
         removals: Vec::new(),
@@ -431,36 +426,25 @@ fn open_flows(
             None => quarantine(&mut out, id, "a flow-opening thread panicked".into()),
         }
     }
-    if config.flow_opening == FlowOpening::AtStart {
-        let unopened = std::mem::take(&mut out.unopened);
-        let opened = in_parallel(&unopened, |id| match out.records.get(id) {
-            Some(record) => open_flow(config, base, partitions, record, false),
-            None => Err(StoreError::NotFound { what: "flow" }),
-        });
-        for (id, flow) in unopened.into_iter().zip(opened) {
-            match flow {
-                Some(Ok(flow)) => {
-                    out.flows.insert(id, Arc::new(flow));
-                }
-                Some(Err(e)) => quarantine(&mut out, id, e.to_string()),
-                None => quarantine(&mut out, id, "a flow-opening thread panicked".into()),
-            }
-        }
-    }
     Ok(out)
 }
 
 /// Quarantines flow `id` found damaged at start.
 fn quarantine(out: &mut OpenedFlows, id: String, why: String) {
+    log_quarantined(&id, &why);
+    out.unavailable.insert(id, why);
+}
+
+/// The one log line of a flow put in quarantine, at start or when it opens.
+fn log_quarantined(id: &str, why: &str) {
     tracing::error!(
         flow = %id,
         error = %why,
         "flow quarantined: its files cannot be opened; it answers 503 until repaired"
     );
-    out.unavailable.insert(id, why);
 }
 
-/// Threads that read and open the flows at start (only then: they end once done).
+/// Threads that read (and with `AtStart` open) the flows at start; they end once done.
 const OPEN_THREADS: usize = 16;
 
 /// `f` over every item on up to `OPEN_THREADS` threads, results in order. Opening is

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::store::{open_flow, Flow, Store, StoreError};
+use crate::store::{in_parallel, log_quarantined, open_flow, Flow, Store, StoreError};
 
 impl Store {
     /// The open flow `id`, opening it first if it is not yet (blocking, for that flow
@@ -86,11 +86,7 @@ impl Store {
                 Some(flow)
             }
             Err(e) => {
-                tracing::error!(
-                    flow = %id,
-                    error = %e,
-                    "flow quarantined: its files cannot be opened; it answers 503 until repaired"
-                );
+                log_quarantined(id, &e.to_string());
                 if records.contains_key(id) {
                     inner
                         .unavailable
@@ -117,6 +113,13 @@ impl Store {
                 return self.inner.unopened.lock().len();
             }
         }
+    }
+
+    /// Opens every flow not open yet, on `OPEN_THREADS` threads, before returning
+    /// (`FlowOpening::AtStart`): a damaged flow is quarantined by then.
+    pub(super) fn open_all_now(&self) {
+        let ids: Vec<String> = self.inner.unopened.lock().drain(..).collect();
+        in_parallel(&ids, |id| drop(self.flow(id)));
     }
 
     /// Stops `open_pending` (shutdown): it opens no more flows, and a slice under way

@@ -62,25 +62,16 @@ impl Server {
 
     /// Starts on `dir` (kept by the caller), waiting for the "listening on" line.
     pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = serve_command(dir)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn eventmesh serve");
-        let addr = await_listening(&mut child);
-        Self {
-            child,
-            addr,
-            dir: dir.to_path_buf(),
-            _tmp: None,
-        }
+        Self::spawn_in(dir, extra, None)
     }
 
     /// As `start_in`, and then waits until the server has opened every flow (its
     /// "every flow is open" line): a damaged flow is quarantined by then.
     pub fn start_opened(dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn_in(dir, extra, Some("every flow is open"))
+    }
+
+    fn spawn_in(dir: &Path, extra: &[&str], then: Option<&str>) -> Self {
         let mut child = serve_command(dir)
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -88,13 +79,8 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn eventmesh serve");
-        let (addr, _) = await_lines(&mut child, Some("every flow is open"));
-        Self {
-            child,
-            addr,
-            dir: dir.to_path_buf(),
-            _tmp: None,
-        }
+        let (addr, _) = await_lines(&mut child, then);
+        Self::adopt(child, addr, dir)
     }
 
     /// Wraps a server process started some other way (say, under strace).

@@ -19,6 +19,16 @@ pub fn config_on(storage: Arc<dyn Storage>, clock: Arc<ManualClock>) -> StoreCon
     }
 }
 
+/// The store clock the store tests start at.
+pub fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(1_700_000_000_000))
+}
+
+/// The id of a new flow called `name` with the defaults (`new_flow`).
+pub fn new_flow_id(store: &Store, name: &str) -> String {
+    new_flow(store, name).id().to_owned()
+}
+
 pub fn sim_store(sim: &SimStorage, clock: &Arc<ManualClock>) -> Store {
     Store::open(config_on(Arc::new(sim.clone()), Arc::clone(clock))).expect("open store")
 }

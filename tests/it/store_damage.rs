@@ -10,25 +10,10 @@ use eventmesh::store::Page;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::store::{config_on, event, runtime, sim_store};
+use common::store::{clock, config_on, event, new_flow_id, runtime, sim_store};
 use eventmesh::log::storage::{CrashMode, FaultKind, OpKind, SimStorage, Storage};
-use eventmesh::log::{FsyncPolicy, ManualClock, Offset};
+use eventmesh::log::{FsyncPolicy, Offset};
 use eventmesh::store::{NewFlow, Store, StoreError};
-
-fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(1_700_000_000_000))
-}
-
-fn new_flow(store: &Store, name: &str) -> String {
-    store
-        .create_flow(NewFlow {
-            name: name.into(),
-            ..NewFlow::default()
-        })
-        .expect("create flow")
-        .0
-        .id
-}
 
 fn flow_dir(id: &str) -> PathBuf {
     Path::new("/data/flows").join(id)
@@ -41,7 +26,7 @@ fn a_new_flow_survives_a_power_loss_right_after_it_is_created() {
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
-    let id = new_flow(&store, "f");
+    let id = new_flow_id(&store, "f");
     drop(store);
     sim.crash(CrashMode::DropUnsynced);
     let store = sim_store(&sim, &clock);
@@ -57,8 +42,8 @@ fn a_flow_whose_event_log_is_missing_is_damaged_and_never_recreated_empty() {
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
-    let lost = new_flow(&store, "lost");
-    let kept = new_flow(&store, "kept");
+    let lost = new_flow_id(&store, "lost");
+    let kept = new_flow_id(&store, "kept");
     let rt = runtime();
     rt.block_on(async {
         let flow = store.flow(&lost).expect("flow");
@@ -96,9 +81,9 @@ fn a_flow_whose_flow_file_is_missing_or_corrupt_is_quarantined_kept_and_deletabl
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
-    let gone = new_flow(&store, "gone");
-    let garbled = new_flow(&store, "garbled");
-    let kept = new_flow(&store, "kept");
+    let gone = new_flow_id(&store, "gone");
+    let garbled = new_flow_id(&store, "garbled");
+    let kept = new_flow_id(&store, "kept");
     let rt = runtime();
     rt.block_on(async {
         for id in [&gone, &garbled] {
@@ -156,8 +141,8 @@ fn a_creation_cut_short_by_a_crash_leaves_nothing_after_the_next_start() {
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
-    let cut = new_flow(&store, "cut");
-    let kept = new_flow(&store, "kept");
+    let cut = new_flow_id(&store, "cut");
+    let kept = new_flow_id(&store, "kept");
     drop(store);
     // As the crash would leave it: the marker back, the flow file not yet written.
     sim.remove(&flow_dir(&cut).join("flow.json"))
@@ -183,9 +168,9 @@ fn a_corrupt_or_unreadable_flow_is_quarantined_and_the_others_serve() {
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
-    let corrupt = new_flow(&store, "corrupt");
-    let eio = new_flow(&store, "eio");
-    let healthy = new_flow(&store, "healthy");
+    let corrupt = new_flow_id(&store, "corrupt");
+    let eio = new_flow_id(&store, "eio");
+    let healthy = new_flow_id(&store, "healthy");
     let rt = runtime();
     rt.block_on(async {
         for id in [&corrupt, &eio, &healthy] {
@@ -265,7 +250,7 @@ fn a_failed_flow_creation_leaves_no_directory_behind() {
         );
         assert!(store.flow_records(None).is_empty());
     }
-    new_flow(&store, "fine");
+    new_flow_id(&store, "fine");
 }
 
 #[test]
@@ -276,8 +261,8 @@ fn one_flows_failing_upkeep_leaves_retention_and_checkpoints_running_for_the_oth
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
-    let bad = new_flow(&store, "bad");
-    let good = new_flow(&store, "good");
+    let bad = new_flow_id(&store, "bad");
+    let good = new_flow_id(&store, "good");
     let rt = runtime();
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(16 * 1024));
     rt.block_on(async {
@@ -359,7 +344,7 @@ fn a_commit_past_the_durable_end_waits_for_the_events_to_be_synced() {
         ..config_on(Arc::new(sim.clone()), Arc::clone(&clock))
     };
     let store = Store::open(config.clone()).expect("open");
-    let id = new_flow(&store, "lazy");
+    let id = new_flow_id(&store, "lazy");
     let flow = store.flow(&id).expect("flow");
     let rt = runtime();
     rt.block_on(async {
@@ -397,7 +382,7 @@ fn a_deleted_flows_files_wait_until_no_request_holds_it() {
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
-    let id = new_flow(&store, "gone");
+    let id = new_flow_id(&store, "gone");
     let held = store.flow(&id).expect("flow");
     store.delete_flow(&id).expect("delete");
     assert!(store.flow(&id).is_none(), "out of the registry at once");
@@ -422,7 +407,7 @@ fn after_a_repair_a_consumer_committed_past_the_new_end_reads_from_it() {
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
-    let id = new_flow(&store, "r");
+    let id = new_flow_id(&store, "r");
     let rt = runtime();
     rt.block_on(async {
         let flow = store.flow(&id).expect("flow");

@@ -6,15 +6,11 @@ use crate::common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::store::{event, runtime, sim_store};
+use common::store::{clock, event, runtime, sim_store};
 use eventmesh::log::storage::{CrashMode, SimStorage};
-use eventmesh::log::{ManualClock, Offset};
+use eventmesh::log::Offset;
 use eventmesh::store::{IngestOutcome, NewFlow, StoreError};
 use proptest::prelude::*;
-
-fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(1_700_000_000_000))
-}
 
 #[test]
 fn a_key_seen_in_the_window_is_a_duplicate_with_the_first_offset() {

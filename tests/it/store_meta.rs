@@ -4,15 +4,11 @@ use crate::common;
 
 use std::sync::Arc;
 
-use common::store::{config_on, sim_store, ADMIN};
+use common::store::{clock, config_on, sim_store, ADMIN};
 use eventmesh::log::storage::{CrashMode, FaultKind, OpKind, SimStorage};
 use eventmesh::log::ManualClock;
 use eventmesh::store::meta::{RateLimit, Scope, SignatureScheme};
 use eventmesh::store::{FlowPatch, KeyRefusal, NewFlow, NewKey, Store, StoreConfig, StoreError};
-
-fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(1_700_000_000_000))
-}
 
 #[test]
 fn a_default_workspace_always_exists_and_the_admin_key_is_checked() {

@@ -8,14 +8,10 @@ use crate::common;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 
-use common::store::{config_on, event, runtime, sim_store};
+use common::store::{clock, config_on, event, new_flow_id, runtime, sim_store};
 use eventmesh::log::storage::{CrashMode, OpKind, SimStorage, Storage};
 use eventmesh::log::{ManualClock, Offset};
-use eventmesh::store::{FlowOpening, IngestOutcome, NewFlow, Store};
-
-fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(1_700_000_000_000))
-}
+use eventmesh::store::{FlowOpening, IngestOutcome, Store};
 
 fn on_demand(sim: &SimStorage, clock: &Arc<ManualClock>) -> Store {
     Store::open(eventmesh::store::StoreConfig {
@@ -25,15 +21,15 @@ fn on_demand(sim: &SimStorage, clock: &Arc<ManualClock>) -> Store {
     .expect("open on demand")
 }
 
-fn new_flow(store: &Store, name: &str) -> String {
-    store
-        .create_flow(NewFlow {
-            name: name.into(),
-            ..NewFlow::default()
-        })
-        .expect("create flow")
-        .0
-        .id
+/// The ids of the open flows, sorted.
+fn open_ids(store: &Store) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .open_flows()
+        .iter()
+        .map(|f| f.id().to_owned())
+        .collect();
+    ids.sort();
+    ids
 }
 
 #[test]
@@ -47,9 +43,9 @@ fn a_flow_opens_on_first_use_with_its_keys_and_a_damaged_one_is_quarantined_then
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
-    let keyed = new_flow(&store, "keyed");
-    let lost = new_flow(&store, "lost");
-    let idle = new_flow(&store, "idle");
+    let keyed = new_flow_id(&store, "keyed");
+    let lost = new_flow_id(&store, "lost");
+    let idle = new_flow_id(&store, "idle");
     rt.block_on(async {
         let flow = store.flow(&keyed).expect("flow");
         for i in 0..5 {
@@ -101,15 +97,9 @@ fn a_flow_opens_on_first_use_with_its_keys_and_a_damaged_one_is_quarantined_then
         0
     );
     assert_eq!(store.flows_not_open(), 0);
-    let mut open: Vec<String> = store
-        .open_flows()
-        .iter()
-        .map(|f| f.id().to_owned())
-        .collect();
-    open.sort();
     let mut want = vec![keyed.clone(), idle.clone()];
     want.sort();
-    assert_eq!(open, want);
+    assert_eq!(open_ids(&store), want);
     assert_eq!(
         store
             .unavailable_flows()
@@ -128,7 +118,7 @@ fn concurrent_first_uses_of_a_flow_open_it_once() {
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
-    let ids = [new_flow(&store, "a"), new_flow(&store, "b")];
+    let ids = [new_flow_id(&store, "a"), new_flow_id(&store, "b")];
     drop(store);
     let store = on_demand(&sim, &clock);
     let barrier = Arc::new(Barrier::new(16));
@@ -163,8 +153,8 @@ fn a_flow_deleted_before_it_was_opened_is_gone_and_never_opened() {
     let sim = SimStorage::new();
     let clock = clock();
     let store = sim_store(&sim, &clock);
-    let gone = new_flow(&store, "gone");
-    let kept = new_flow(&store, "kept");
+    let gone = new_flow_id(&store, "gone");
+    let kept = new_flow_id(&store, "kept");
     drop(store);
     let store = on_demand(&sim, &clock);
     store.delete_flow(&gone).expect("delete");
@@ -178,12 +168,7 @@ fn a_flow_deleted_before_it_was_opened_is_gone_and_never_opened() {
         store.open_pending(std::time::Instant::now() + std::time::Duration::from_secs(3600)),
         0
     );
-    let open: Vec<String> = store
-        .open_flows()
-        .iter()
-        .map(|f| f.id().to_owned())
-        .collect();
-    assert_eq!(open, vec![kept]);
+    assert_eq!(open_ids(&store), vec![kept]);
 }
 
 #[test]
@@ -198,7 +183,7 @@ fn idle_flows_cost_no_write_no_sync_and_no_journal_round_at_upkeep_and_shutdown(
     let clock = clock();
     let store = sim_store(&sim, &clock);
     let ids: Vec<String> = (0..20)
-        .map(|i| new_flow(&store, &format!("f{i}")))
+        .map(|i| new_flow_id(&store, &format!("f{i}")))
         .collect();
     rt.block_on(async {
         let flow = store.flow(&ids[0]).expect("flow");
