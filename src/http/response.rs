@@ -9,6 +9,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
+use crate::store::partition::PartitionError;
 use crate::store::StoreError;
 
 /// Every response body: a full buffer or a stream (SSE), boxed.
@@ -195,6 +196,18 @@ pub fn store_error(e: StoreError, attempt: Attempt) -> Reply {
         )
         .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1")),
         StoreError::FlowUnavailable { id, reason } => flow_unavailable(&id, &reason),
+        StoreError::Partition(PartitionError::Unreachable(m)) => {
+            tracing::warn!(error = %m, "the cluster did not confirm a write");
+            Reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "the cluster did not confirm {what} in time; retry (with the same \
+                     Idempotency-Key, so it is stored once)"
+                ),
+            )
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
+        }
         other => {
             tracing::error!(error = %other, "store call failed");
             Reply::error(

@@ -436,6 +436,11 @@ impl Store {
                 continue;
             }
             let dir = flows_dir.join(&id);
+            // A remote partition (cluster mode) goes first; if it cannot, both wait.
+            if let Err(e) = self.inner.partitions.remove(&dir) {
+                tracing::warn!(flow = %id, error = %e, "the deleted flow's partition could not be removed yet");
+                continue;
+            }
             match self.storage().remove_dir_all(&dir) {
                 Ok(()) => removed.push(id),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => removed.push(id),

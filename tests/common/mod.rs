@@ -7,6 +7,7 @@ pub const ADMIN: &str = "test-admin-key-0123456789abcdef";
 
 pub mod journal_model;
 pub mod model;
+pub mod nats;
 pub mod records;
 pub mod server;
 pub mod store;
@@ -14,3 +15,11 @@ pub mod webdriver;
 
 #[allow(unused_imports)]
 pub use records::*;
+
+/// A TCP port free on loopback now (the OS's pick; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

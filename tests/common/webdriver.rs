@@ -6,13 +6,14 @@
 //! session's script timeout bounds it.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::free_port;
 use super::server::{parse_response, Response};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -42,13 +43,6 @@ pub fn browser_or_skip() -> bool {
         );
     }
     present
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl Browser {

@@ -12,6 +12,7 @@ mod common;
 
 mod cli_check;
 mod cli_ops;
+mod cluster_partition;
 mod codemap;
 mod faults_disk;
 mod fuzz_corpus;

@@ -1,10 +1,13 @@
-//! The store-level suite, run against both implementations of the partition seam: the
-//! engine's `Log` (on SimStorage) and the in-memory `MemoryPartition`. The same flows,
-//! the same answers: nothing in the store (dedup, offsets, consumers, reads by time,
-//! analytics, health) leans on what only one backend does.
+//! The store-level suite, run against every implementation of the partition seam: the
+//! engine's `Log` (on SimStorage), the in-memory `MemoryPartition`, and cluster mode's
+//! `NatsPartition` on a 3-node JetStream cluster (when nats-server is installed; .ci/run
+//! requires it). The same flows, the same answers: nothing in the store (dedup,
+//! offsets, consumers, reads by time, analytics, health) leans on what only one
+//! backend does.
 
 use std::sync::Arc;
 
+use crate::common::nats::{unique_prefix, NatsCluster};
 use crate::common::store::{config_on, event, new_flow, runtime};
 use eventmesh::log::storage::SimStorage;
 use eventmesh::log::{ManualClock, Offset};
@@ -40,6 +43,17 @@ impl Backend {
         }
     }
 
+    /// Cluster mode's backend on the shared test cluster; `None` without nats-server.
+    fn nats(test: &str) -> Option<Self> {
+        let cluster = NatsCluster::shared()?;
+        Some(Self {
+            name: "nats",
+            sim: SimStorage::new(),
+            clock: Arc::new(ManualClock::new(1_700_000_000_000)),
+            partitions: Some(Arc::new(cluster.backend(&unique_prefix(test)))),
+        })
+    }
+
     fn open(&self) -> Store {
         let config = eventmesh::store::StoreConfig {
             partitions: self.partitions.clone(),
@@ -49,8 +63,10 @@ impl Backend {
     }
 }
 
-fn both() -> [Backend; 2] {
-    [Backend::log(), Backend::memory()]
+fn every(test: &str) -> Vec<Backend> {
+    let mut all = vec![Backend::log(), Backend::memory()];
+    all.extend(Backend::nats(test));
+    all
 }
 
 #[test]
@@ -59,7 +75,7 @@ fn ingest_dedup_and_reads_answer_the_same_on_every_backend() {
     // offset, a reused key refused with nothing stored, a batch all or nothing, and a
     // page read against one snapshot of the end.
     let rt = runtime();
-    for b in both() {
+    for b in every("ingest_dedup_and_reads_answer_the_same_on_every_backend") {
         let store = b.open();
         let flow = new_flow(&store, "f");
         rt.block_on(async {
@@ -123,7 +139,7 @@ fn ingest_dedup_and_reads_answer_the_same_on_every_backend() {
 fn consumers_times_and_lag_answer_the_same_on_every_backend() {
     // Proves offsets by time, polls, commits, seeks and lag go through the seam.
     let rt = runtime();
-    for b in both() {
+    for b in every("consumers_times_and_lag_answer_the_same_on_every_backend") {
         let store = b.open();
         let flow = new_flow(&store, "f");
         rt.block_on(async {
@@ -176,7 +192,7 @@ fn a_restart_keeps_events_and_dedup_on_every_backend() {
     // Proves open goes through the seam too: after a restart the events are there and
     // the idempotency index, rebuilt from the partition, still knows the key.
     let rt = runtime();
-    for b in both() {
+    for b in every("a_restart_keeps_events_and_dedup_on_every_backend") {
         let id = {
             let store = b.open();
             let flow = new_flow(&store, "f");

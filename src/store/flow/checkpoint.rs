@@ -128,20 +128,24 @@ fn add_keys_from(
         .max(not_before)
         .max(events.first_offset());
     for record in events.scan_from(from) {
-        let record = record?;
-        if let Some(key) = &record.key {
-            let key = String::from_utf8_lossy(key);
-            index.insert(
-                key_hash(&key),
-                DedupEntry {
-                    offset: record.offset.0,
-                    body_hash: record_body_hash(&record),
-                    time_s: u32::try_from(now_s(record.timestamp_ms)).unwrap_or(u32::MAX),
-                },
-            );
-        }
+        add_key(index, &record?);
     }
     Ok(())
+}
+
+/// Adds a stored record's idempotency key (if it has one) to the index.
+fn add_key(index: &mut DedupIndex, record: &crate::log::Record) {
+    if let Some(key) = &record.key {
+        let key = String::from_utf8_lossy(key);
+        index.insert(
+            key_hash(&key),
+            DedupEntry {
+                offset: record.offset.0,
+                body_hash: record_body_hash(record),
+                time_s: u32::try_from(now_s(record.timestamp_ms)).unwrap_or(u32::MAX),
+            },
+        );
+    }
 }
 
 /// Loads the analytics checkpoint if it is whole and not ahead of the logs (a log
@@ -207,9 +211,14 @@ impl Flow {
     /// already covers the log's end and the window did not change since: an idle flow
     /// writes nothing (a stop with 100,000 flows is not 100,000 atomic writes).
     pub(super) fn checkpoint_dedup(&self) -> Result<(), StoreError> {
-        let covered = self.events.next_offset().0;
+        let end = self.events.next_offset().0;
         let checkpoint = {
             let st = self.dedup.lock();
+            // A shared partition may hold other nodes' records the index has not read.
+            let covered = match self.events.shared() {
+                true => end.min(st.seen),
+                false => end,
+            };
             if st.saved_covered == Some(covered) {
                 return Ok(());
             }
@@ -223,7 +232,37 @@ impl Flow {
             }
         };
         save(&*self.storage, &self.dir.join(DEDUP_FILE), &checkpoint)?;
-        self.dedup.lock().saved_covered = Some(covered);
+        self.dedup.lock().saved_covered = Some(checkpoint.covered);
+        Ok(())
+    }
+
+    /// Reads the records other writers appended to a shared partition (cluster mode)
+    /// since the index last looked, and adds their keys: the flow's own dedup window
+    /// then holds across nodes. Nothing to do for a partition only this node writes.
+    pub(super) fn catch_up_dedup(&self) -> Result<(), StoreError> {
+        if !self.events.shared() {
+            return Ok(());
+        }
+        let from = self.dedup.lock().seen;
+        let end = self.events.next_offset().0;
+        if from >= end {
+            return Ok(());
+        }
+        let mut records = Vec::new();
+        for record in self.events.scan_from(Offset(from)) {
+            let record = record?;
+            if record.offset.0 >= end {
+                break;
+            }
+            records.push(record);
+        }
+        let mut st = self.dedup.lock();
+        for record in &records {
+            add_key(&mut st.index, record);
+        }
+        let read_to = records.last().map_or(from, |r| r.offset.0 + 1);
+        st.seen = st.seen.max(read_to);
+        st.index.expire(now_s(self.clock.now_ms()));
         Ok(())
     }
 

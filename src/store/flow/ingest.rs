@@ -13,7 +13,12 @@ use crate::store::dedup::{key_hash, DedupEntry, KeyHash};
 use crate::store::error::StoreError;
 use crate::store::event::{body_hash, EventInput};
 use crate::store::limits::INGEST_INFLIGHT_PER_FLOW_MAX;
-use crate::store::partition::PendingAppend;
+use crate::store::partition::{PartitionError, PendingAppend};
+
+/// How often one ingest call plans again after another node stored one of its keys
+/// first (cluster mode). Each time the index has learnt that node's record, so a
+/// second conflict on the same call needs a third writer; past this it fails.
+const INGEST_CONFLICT_RETRIES_MAX: u32 = 3;
 
 /// What ingestion did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +174,10 @@ impl Flow {
     /// all-or-nothing batch, durable under the partition's policy. Two concurrent calls
     /// with one key store one event: the second waits for the first and learns its offset.
     pub async fn ingest(&self, events: &[EventInput]) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut conflicts = 0;
         loop {
+            // Cluster mode: other nodes' records first (a no-op for a local log).
+            self.catch_up_dedup()?;
             let now_ms = self.clock.now_ms();
             let step = {
                 let mut st = self.dedup.lock();
@@ -204,7 +212,18 @@ impl Flow {
                     pending,
                     done_tx: Some(done_tx),
                     guard,
-                }) => Some(self.settle(pending, done_tx, planned.keys, guard).await?),
+                }) => match self.settle(pending, done_tx, planned.keys, guard).await {
+                    Ok(first) => Some(first),
+                    // Another node stored one of the keys first: nothing of this
+                    // call was stored; learn its record and plan again.
+                    Err(StoreError::Partition(PartitionError::Conflict))
+                        if conflicts < INGEST_CONFLICT_RETRIES_MAX =>
+                    {
+                        conflicts += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             return Ok(outcomes(planned.plan, first));
         }
@@ -258,6 +277,9 @@ impl Flow {
                     st.inflight.remove(h);
                 }
                 if let Ok(out) = &result {
+                    if st.seen == out.first.0 {
+                        st.seen += u64::from(out.count);
+                    }
                     let time_s = u32::try_from(now_s(out.timestamp_ms)).unwrap_or(u32::MAX);
                     for (h, j, body_hash) in keys {
                         let entry = DedupEntry {

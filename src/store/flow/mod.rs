@@ -50,6 +50,9 @@ struct DedupState {
     /// The log offset the checkpoint on disk covers, while it still matches the index
     /// (`checkpoint_dedup` then skips the write).
     saved_covered: Option<u64>,
+    /// Every record below this offset is in the index (or expired from it): what
+    /// `catch_up_dedup` reads from on a shared partition (cluster mode).
+    seen: u64,
 }
 
 #[derive(Debug)]
@@ -197,6 +200,7 @@ impl Flow {
         )?;
         let analytics =
             checkpoint::load_analytics(&*storage, &dir, &*events, requests.next_offset());
+        let seen = events.next_offset().0;
         Ok(Self {
             id: record.id.clone(),
             record: RwLock::new(Arc::new(record)),
@@ -210,6 +214,7 @@ impl Flow {
                 index,
                 inflight: HashMap::new(),
                 saved_covered,
+                seen,
             })),
             analytics: Mutex::new(analytics),
             inflight_appends: Arc::new(AtomicUsize::new(0)),

@@ -3,7 +3,8 @@
 //!
 //! `Log` (src/log) implements it in `log.rs`; `memory.rs` holds a second, in-memory
 //! implementation (`testing` feature) that the store-level suite runs against too. A
-//! NATS JetStream stream is the next: nothing here names a file, a segment or a thread.
+//! NATS JetStream stream (`nats/`, cluster mode) is the third: nothing here names a
+//! file, a segment or a thread.
 //!
 //! Appends are async (`submit` queues a batch and returns a future for its offsets).
 //! Reads are plain calls that may block briefly (the log's are mmap reads); the store
@@ -12,6 +13,7 @@
 mod log;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
+pub mod nats;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -36,6 +38,16 @@ pub enum PartitionError {
     /// log). Reads may still work.
     #[error("{0}")]
     ReadOnly(String),
+    /// Another writer (an EventMesh node sharing the partition) stored one of the
+    /// batch's keys first: nothing of the batch was stored. Catch the dedup index up
+    /// from the partition and plan the call again.
+    #[error("another writer stored one of these idempotency keys first")]
+    Conflict,
+    /// The backend did not confirm the append in time (a remote store without a
+    /// leader, or out of reach): it may or may not be stored, so a retry must carry
+    /// the same idempotency key. Nothing is wrong with the partition itself.
+    #[error("{0}")]
+    Unreachable(String),
     /// Anything else: I/O, damage, a limit, a lost connection. The backend's own error
     /// is kept whole, so its message (file and byte position) reaches the operator.
     #[error(transparent)]
@@ -126,6 +138,11 @@ pub trait Partition: Send + Sync + Debug {
     fn sync(&self) -> Result<(), PartitionError>;
     /// Write-path counters for `/metrics` (zero where a backend has none).
     fn writer_stats(&self) -> WriterStats;
+    /// Other writers (other EventMesh nodes) may append to this partition too, so the
+    /// store catches its dedup index up from the partition before it plans an ingest.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Opens each flow's event partition. `StoreConfig::partitions` picks the backend.
@@ -139,4 +156,11 @@ pub trait PartitionBackend: Send + Sync + Debug {
         config: LogConfig,
         create: bool,
     ) -> Result<Arc<dyn Partition>, PartitionError>;
+
+    /// Deletes the partition of a deleted flow whose data lives outside `flow_dir`
+    /// (a remote stream). The store calls it before removing the directory; an error
+    /// leaves both for the next maintenance pass.
+    fn remove(&self, _flow_dir: &Path) -> Result<(), PartitionError> {
+        Ok(())
+    }
 }

