@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::http::tls::TlsSource;
-use crate::http::{limits, serve, HttpLimits, ServeConfig};
+use crate::http::{limits, serve, ClusterConfig, HttpLimits, ServeConfig};
 use crate::log::FsyncPolicy;
+use crate::store::partition::nats::NatsConfig;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -66,6 +67,33 @@ pub struct ServeArgs {
     /// <data-dir>/tls/ (its path and SHA-256 fingerprint are printed at start).
     #[arg(long, env = "EVENTMESH_TLS_SELF_SIGNED")]
     tls_self_signed: bool,
+    /// Where flows' events live: `local` (this node's disk) or `nats` (cluster mode:
+    /// NATS JetStream streams, docs/cluster.md).
+    #[arg(long, env = "EVENTMESH_BACKEND", default_value = "local", value_parser = ["local", "nats"])]
+    backend: String,
+    /// NATS servers for `--backend nats`, comma-separated (nats://h1:4222,nats://h2:4222).
+    #[arg(long, env = "EVENTMESH_NATS_URL", value_delimiter = ',')]
+    nats_url: Vec<String>,
+    /// The servers' monitoring endpoints, comma-separated (http://h1:8222,...): checked
+    /// at start for `sync_interval: always`, the setting under which a 2xx means
+    /// fsynced on a quorum. Without them the durability is reported "unverified".
+    #[arg(long, env = "EVENTMESH_NATS_MONITOR_URL", value_delimiter = ',')]
+    nats_monitor_url: Vec<String>,
+    /// Replicas of each flow's stream in cluster mode.
+    #[arg(long, env = "EVENTMESH_REPLICAS", default_value_t = 3)]
+    replicas: usize,
+    /// Names this deployment's streams and subjects, so deployments can share a cluster.
+    #[arg(long, env = "EVENTMESH_NATS_PREFIX", default_value = "EM", value_parser = parse_prefix)]
+    nats_prefix: String,
+}
+
+/// A stream-name-safe prefix: letters, digits and `_`, 1 to 32 characters.
+fn parse_prefix(s: &str) -> Result<String, String> {
+    match !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        true => Ok(s.to_owned()),
+        false => Err("1 to 32 letters, digits or '_'".into()),
+    }
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -104,6 +132,22 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }),
         _ => None,
     };
+    let cluster = match args.backend.as_str() {
+        "nats" if args.nats_url.is_empty() => {
+            eprintln!("eventmesh serve: --backend nats needs --nats-url nats://host:port,...");
+            return ExitCode::from(2);
+        }
+        "nats" => Some(ClusterConfig {
+            nats: NatsConfig {
+                urls: args.nats_url,
+                replicas: args.replicas,
+                prefix: args.nats_prefix,
+                ..NatsConfig::new(Vec::new())
+            },
+            monitor_urls: args.nats_monitor_url,
+        }),
+        _ => None,
+    };
     let config = ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -113,6 +157,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         public_url: args.public_url,
         limits,
         tls,
+        cluster,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

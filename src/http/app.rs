@@ -95,9 +95,20 @@ pub struct App {
     draining: AtomicBool,
     /// Turns true at shutdown: SSE streams end and long polls answer at once.
     stop: tokio::sync::watch::Sender<bool>,
+    /// Cluster mode: what a 2xx means on this NATS cluster (`/readyz` says it).
+    pub cluster: Option<crate::store::partition::nats::monitor::Durability>,
 }
 
 impl App {
+    /// The same app in cluster mode, whose acks mean `durability`.
+    pub fn in_cluster(
+        mut self,
+        durability: crate::store::partition::nats::monitor::Durability,
+    ) -> Self {
+        self.cluster = Some(durability);
+        self
+    }
+
     pub fn new(store: Store, limits: HttpLimits, public_url: String) -> Self {
         Self {
             store,
@@ -108,6 +119,7 @@ impl App {
             public_url,
             draining: AtomicBool::new(false),
             stop: tokio::sync::watch::Sender::new(false),
+            cluster: None,
         }
     }
 

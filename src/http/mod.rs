@@ -26,4 +26,4 @@ pub mod tls;
 pub mod transport;
 
 pub use app::{App, HttpLimits};
-pub use server::{serve, ServeConfig, ServeError};
+pub use server::{serve, ClusterConfig, ServeConfig, ServeError};

@@ -345,6 +345,15 @@ fn readyz(app: &App) -> Reply {
         if not_open > 0 {
             obj.insert("flowsOpening".into(), json!(not_open));
         }
+        match &app.cluster {
+            Some(durability) => {
+                obj.insert("backend".into(), json!("nats"));
+                obj.insert("durability".into(), json!(durability.describe()));
+            }
+            None => {
+                obj.insert("backend".into(), json!("local"));
+            }
+        }
     }
     Reply::json(status, body)
 }

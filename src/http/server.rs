@@ -25,6 +25,8 @@ use crate::http::router::handle;
 use crate::http::tls::{Tls, TlsError, TlsSource};
 use crate::http::transport::{self, Conn, Protocol};
 use crate::log::FsyncPolicy;
+use crate::store::partition::nats::monitor::{self, Durability};
+use crate::store::partition::nats::{NatsBackend, NatsConfig};
 use crate::store::{FlowOpening, Store, StoreConfig, StoreError};
 
 /// How often retention, compaction and checkpoints run.
@@ -46,12 +48,23 @@ pub struct ServeConfig {
     pub limits: HttpLimits,
     /// TLS on the listener; `None` is plaintext.
     pub tls: Option<TlsSource>,
+    /// Cluster mode: flows' events on NATS JetStream. `None`: on this node's disk.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How to reach the NATS cluster, and where to check what its acks mean.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub nats: NatsConfig,
+    pub monitor_urls: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot open the data directory: {0}")]
     Store(#[from] StoreError),
+    #[error("cluster mode: {0}")]
+    Cluster(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -66,7 +79,7 @@ pub enum ServeError {
 
 /// Runs the server until SIGTERM or SIGINT, then drains, syncs and returns.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let store_config = StoreConfig {
+    let mut store_config = StoreConfig {
         fsync: config.fsync,
         admin_key: config.admin_key.clone(),
         secret_file: config.secret_file.clone(),
@@ -103,6 +116,17 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let recovering = tokio::spawn(answer_while_recovering(Arc::clone(&listener), tls.clone()));
+    let cluster = match config.cluster.clone() {
+        Some(cluster) => {
+            let (backend, durability) =
+                tokio::task::spawn_blocking(move || connect_cluster(cluster))
+                    .await
+                    .map_err(|e| ServeError::Runtime(e.to_string()))??;
+            store_config.partitions = Some(Arc::new(backend));
+            Some(durability)
+        }
+        None => None,
+    };
     let opened = tokio::task::spawn_blocking(move || Store::open(store_config)).await;
     recovering.abort();
     let _ = recovering.await;
@@ -117,7 +141,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
-    let app = Arc::new(App::new(store, config.limits.clone(), public_url));
+    let mut app = App::new(store, config.limits.clone(), public_url);
+    if let Some(durability) = cluster {
+        app = app.in_cluster(durability);
+    }
+    let app = Arc::new(app);
     let maintenance = tokio::spawn(maintain(Arc::clone(&app)));
     let opener = tokio::spawn(open_in_background(Arc::clone(&app)));
     let flusher = tokio::spawn(flush_request_logs(Arc::clone(&app)));
@@ -141,6 +169,33 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         Err(e) => tracing::error!(error = %e, "final sync task failed"),
     }
     Ok(())
+}
+
+/// Connects cluster mode's backend (version and `max_payload` checked) and reads what
+/// an ack means from the servers' `/varz`, saying it once, plainly.
+fn connect_cluster(cluster: ClusterConfig) -> Result<(NatsBackend, Durability), ServeError> {
+    let urls = cluster.nats.urls.join(",");
+    let replicas = cluster.nats.replicas;
+    let backend =
+        NatsBackend::connect(cluster.nats).map_err(|e| ServeError::Cluster(e.to_string()))?;
+    let durability = monitor::check(&cluster.monitor_urls);
+    let words = durability.describe();
+    println!(
+        "cluster mode: NATS JetStream at {urls} (nats-server {}), R{replicas} streams; a 2xx means {words}",
+        backend.server_version()
+    );
+    match &durability {
+        Durability::Fsynced => tracing::info!(durability = %words, "every NATS server runs sync_interval: always"),
+        Durability::QuorumMemory { sync_interval_s } => tracing::warn!(
+            "an ack means the event is in memory on a quorum of NATS servers and synced within {sync_interval_s} s, \
+             not fsynced before the 2xx: set sync_interval: always on every server for that"
+        ),
+        Durability::Unverified { why } => tracing::warn!(
+            "cannot verify what an ack means ({why}): give every server's --nats-monitor-url; \
+             a 2xx means stored by a JetStream quorum under the servers' own sync setting"
+        ),
+    }
+    Ok((backend, durability))
 }
 
 /// The client's address, put into every request's extensions.

@@ -4,11 +4,13 @@
 //! - `bridge.rs`: the backend's own runtime, and how sync reads wait on it;
 //! - `codec.rs`: a record as one message (payload + ASCII headers) and back;
 //! - `js.rs`: the JetStream calls (streams, publish with retries, direct gets);
+//! - `monitor.rs`: what an ack means, from the servers' `/varz`;
 //! - `partition.rs`: `NatsPartition`, the `Partition` over one stream.
 
 mod bridge;
 mod codec;
 mod js;
+pub mod monitor;
 mod partition;
 
 use std::collections::HashMap;
