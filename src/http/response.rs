@@ -182,6 +182,7 @@ pub fn store_error(e: StoreError, attempt: Attempt) -> Reply {
             Attempt::Api => bad_request(m),
         },
         StoreError::Limit(m) => Reply::error(StatusCode::CONFLICT, "limit_reached", m),
+        StoreError::Conflict(m) => Reply::error(StatusCode::CONFLICT, "conflict", m),
         StoreError::IdempotencyKeyReused { offset } => Reply::error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",

@@ -122,7 +122,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                 tokio::task::spawn_blocking(move || connect_cluster(cluster))
                     .await
                     .map_err(|e| ServeError::Runtime(e.to_string()))??;
+            let registry = backend
+                .registry()
+                .map_err(|e| ServeError::Cluster(e.to_string()))?;
             store_config.partitions = Some(Arc::new(backend));
+            store_config.registry = Some(Arc::new(registry));
             Some(durability)
         }
         None => None,

@@ -91,7 +91,7 @@ impl Store {
                 )));
             }
             m.workspaces.push(ws.clone());
-            Ok(ws)
+            Ok(ws.clone())
         })
     }
 
@@ -138,7 +138,7 @@ impl Store {
                 return Err(StoreError::Limit(format!("at most {KEYS_MAX} API keys")));
             }
             m.keys.push(record.clone());
-            Ok(record)
+            Ok(record.clone())
         })?;
         Ok((stored, plaintext))
     }

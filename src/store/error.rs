@@ -16,6 +16,9 @@ pub enum StoreError {
         "the idempotency key was used before with a different body (event at offset {offset})"
     )]
     IdempotencyKeyReused { offset: crate::log::Offset },
+    /// Another node changed the same thing at the same moment (cluster mode): retry.
+    #[error("{0}")]
+    Conflict(String),
     /// A named limit was reached.
     #[error("{0}")]
     Limit(String),

@@ -61,7 +61,18 @@ pub fn save(
     record: &FlowRecord,
     sealer: &Sealer,
 ) -> Result<(), StoreError> {
+    let bytes = encode(record, sealer)?;
+    write(storage, flow_dir, &bytes)
+}
+
+/// Writes a flow document (`encode`'s bytes, or a cluster registry's) as `flow.json`.
+pub fn write(storage: &dyn Storage, flow_dir: &Path, document: &[u8]) -> Result<(), StoreError> {
     let path = flow_dir.join(FLOW_FILE);
+    write_atomic(storage, &path, document).map_err(|e| StoreError::io("write", &path, e))
+}
+
+/// `record` as a flow document: the bytes of its `flow.json`, secrets sealed.
+pub fn encode(record: &FlowRecord, sealer: &Sealer) -> Result<Vec<u8>, StoreError> {
     let mut flow = record.clone();
     each_secret(&mut flow, |context, secret| {
         *secret = sealer.seal(secret, context)?;
@@ -71,8 +82,33 @@ pub fn save(
         version: FLOW_FILE_VERSION,
         flow,
     };
-    let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| StoreError::io("encode", &path, e))?;
-    write_atomic(storage, &path, &bytes).map_err(|e| StoreError::io("write", &path, e))
+    serde_json::to_vec_pretty(&doc).map_err(|e| StoreError::io("encode", Path::new(FLOW_FILE), e))
+}
+
+/// A flow document's flow, secrets opened; `what` names where it came from in errors.
+pub fn decode(document: &[u8], what: &Path, sealer: &Sealer) -> Result<FlowRecord, StoreError> {
+    let mut flow = parse(document, what)?;
+    each_secret(&mut flow, |context, secret| {
+        *secret = sealer
+            .open(secret, context)
+            .map_err(|e| damaged(what, format!("the signing secret {context}: {e}")))?;
+        Ok(())
+    })?;
+    Ok(flow)
+}
+
+fn parse(bytes: &[u8], path: &Path) -> Result<FlowRecord, StoreError> {
+    let doc: FlowDocument = serde_json::from_slice(bytes).map_err(|e| damaged(path, e))?;
+    if doc.version != FLOW_FILE_VERSION {
+        return Err(damaged(
+            path,
+            format!(
+                "flow file version {} is not {FLOW_FILE_VERSION}",
+                doc.version
+            ),
+        ));
+    }
+    Ok(doc.flow)
 }
 
 /// Reads a flow directory's `flow.json` as stored (secrets still sealed); `Ok(None)` if
@@ -88,24 +124,15 @@ pub fn load_document(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::io("read", &path, e)),
     };
-    let doc: FlowDocument = serde_json::from_slice(&bytes).map_err(|e| damaged(&path, e))?;
-    if doc.version != FLOW_FILE_VERSION {
-        return Err(damaged(
-            &path,
-            format!(
-                "flow file version {} is not {FLOW_FILE_VERSION}",
-                doc.version
-            ),
-        ));
-    }
+    let flow = parse(&bytes, &path)?;
     let expected = flow_dir.file_name().and_then(|n| n.to_str());
-    if expected != Some(doc.flow.id.as_str()) {
+    if expected != Some(flow.id.as_str()) {
         return Err(damaged(
             &path,
-            format!("it names flow {:?}, not its directory", doc.flow.id),
+            format!("it names flow {:?}, not its directory", flow.id),
         ));
     }
-    Ok(Some(doc.flow))
+    Ok(Some(flow))
 }
 
 /// What `flow_dir` holds: its flow (secrets opened), or why not.

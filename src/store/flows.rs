@@ -201,11 +201,18 @@ impl Store {
             })
             .map(Arc::new)
             .and_then(|flow| {
+                // Cluster mode: the registry is the commit point across nodes.
+                self.registry_put_flow(&record, true)?;
                 flow_file::save(self.storage(), &dir, &record, &self.inner.sealer).map(|()| flow)
             });
         let flow = match created {
             Ok(flow) => flow,
             Err(e) => {
+                if self.inner.config.registry.is_some() {
+                    // Best effort: a stream made for a flow that never was.
+                    let _ = self.registry_delete_flow(&record.id);
+                    let _ = self.inner.partitions.remove(&dir);
+                }
                 self.remove_flow_dir(&dir);
                 return Err(e);
             }
@@ -360,6 +367,7 @@ impl Store {
             next
         };
         let dir = self.data_dir().join(FLOWS_DIR).join(id);
+        self.registry_put_flow(&updated, false)?;
         flow_file::save(self.storage(), &dir, &updated, &self.inner.sealer)?;
         self.inner
             .records
@@ -374,15 +382,24 @@ impl Store {
     /// A quarantined flow whose flow file cannot be read can be deleted too.
     pub fn delete_flow(&self, id: &str) -> Result<(), StoreError> {
         let _changing = self.inner.flow_changes.lock();
+        if !self.inner.records.read().contains_key(id)
+            && !self.inner.unavailable.read().contains_key(id)
+        {
+            return Err(StoreError::NotFound { what: "flow" });
+        }
+        self.registry_delete_flow(id)?;
+        self.forget_flow(id)
+    }
+
+    /// Deletes flow `id` here (the registry already has, in cluster mode): out of the
+    /// registry at once, its files once nothing holds them. With `flow_changes` held.
+    pub(super) fn forget_flow(&self, id: &str) -> Result<(), StoreError> {
         let webhook = self
             .inner
             .records
             .read()
             .get(id)
             .map(|r| r.webhook_id.clone());
-        if webhook.is_none() && !self.inner.unavailable.read().contains_key(id) {
-            return Err(StoreError::NotFound { what: "flow" });
-        }
         let dir = self.data_dir().join(FLOWS_DIR).join(id);
         flow_file::mark_deleted(self.storage(), &dir)?;
         self.inner.records.write().remove(id);

@@ -229,11 +229,28 @@ pub fn load(
 /// Replaces the metadata document atomically and durably, as version `META_VERSION`.
 pub fn save(storage: &dyn Storage, data_dir: &Path, meta: &Metadata) -> Result<(), StoreError> {
     let path = meta_path(data_dir);
+    let bytes = encode(meta)?;
+    write_atomic(storage, &path, &bytes).map_err(|e| StoreError::io("write", &path, e))
+}
+
+/// The metadata as a version 3 document: `meta.json`'s bytes.
+pub fn encode(meta: &Metadata) -> Result<Vec<u8>, StoreError> {
     let mut stored = meta.clone();
     stored.version = META_VERSION;
-    let bytes =
-        serde_json::to_vec_pretty(&stored).map_err(|e| StoreError::io("encode", &path, e))?;
-    write_atomic(storage, &path, &bytes).map_err(|e| StoreError::io("write", &path, e))
+    serde_json::to_vec_pretty(&stored)
+        .map_err(|e| StoreError::io("encode", Path::new(META_FILE), e))
+}
+
+/// A version 3 document (a cluster registry's copy); `what` names its source.
+pub fn decode(document: &[u8], what: &Path) -> Result<Metadata, StoreError> {
+    let meta: Metadata = serde_json::from_slice(document).map_err(|e| damaged(what, e))?;
+    if meta.version != META_VERSION {
+        return Err(damaged(
+            what,
+            format!("metadata version {} is not {META_VERSION}", meta.version),
+        ));
+    }
+    Ok(meta)
 }
 
 fn damaged(path: &Path, message: impl ToString) -> StoreError {

@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod analytics;
+mod cluster;
 pub mod consumers;
 pub mod dedup;
 pub mod error;
@@ -31,6 +32,7 @@ pub mod limits;
 pub mod meta;
 mod opening;
 pub mod partition;
+pub mod registry;
 pub mod requests;
 pub mod seal;
 mod upkeep;
@@ -82,6 +84,9 @@ pub struct StoreConfig {
     pub journal: bool,
     /// When each flow's logs are opened. Default `AtStart`; the server uses `OnDemand`.
     pub flow_opening: FlowOpening,
+    /// Cluster mode: flows, workspaces and keys shared with other nodes (NATS KV).
+    /// Default `None`: this node's files alone.
+    pub registry: Option<Arc<dyn registry::Registry>>,
 }
 
 /// When a store opens its flows' logs (their settings are always read at start).
@@ -109,6 +114,7 @@ impl StoreConfig {
             partitions: None,
             journal: true,
             flow_opening: FlowOpening::AtStart,
+            registry: None,
         }
     }
 
@@ -166,6 +172,8 @@ struct Inner {
     journal: Option<Journal>,
     /// The configuration each flow's logs derive theirs from, the journal included.
     log_config: LogConfig,
+    /// How many changes from other nodes were applied (cluster mode), watched.
+    registry_applied: tokio::sync::watch::Sender<u64>,
     _lock: Box<dyn DirLock>,
 }
 
@@ -215,6 +223,18 @@ impl Store {
         // A version 1 or 2 document's flows become flow files before the document is
         // saved without them: a crash in between redoes it from the old document.
         migrate_flows(&*storage, &dir, &legacy_flows, &legacy_deleted, &sealer)?;
+        // Cluster mode: the registry's metadata and flows win over this node's files.
+        let only_here = match &config.registry {
+            Some(registry) => cluster::sync_at_start(
+                &*storage,
+                &dir,
+                &**registry,
+                &hasher,
+                &mut meta,
+                config.admin_key.is_some(),
+            )?,
+            None => Vec::new(),
+        };
         meta::save(&*storage, &dir, &meta)?;
         let partitions = config
             .partitions
@@ -228,7 +248,14 @@ impl Store {
             journal: journal.clone(),
             ..config.log_config()
         };
-        let opened = read_flows(&config, &sealer)?;
+        let mut opened = read_flows(&config, &sealer)?;
+        for id in only_here {
+            if let Some(record) = opened.records.remove(&id) {
+                opened.webhooks.remove(&record.webhook_id);
+                opened.unopened.retain(|u| *u != id);
+                quarantine(&mut opened, id.clone(), cluster::not_in_registry(&id));
+            }
+        }
         let at_start = config.flow_opening == FlowOpening::AtStart;
         let store = Self {
             inner: Arc::new(Inner {
@@ -250,6 +277,7 @@ impl Store {
                 generated_admin_key,
                 journal,
                 log_config,
+                registry_applied: tokio::sync::watch::Sender::new(0),
                 _lock: lock,
             }),
         };
@@ -257,6 +285,7 @@ impl Store {
             store.open_all_now();
         }
         store.remove_deleted_flows()?;
+        store.watch_registry()?;
         Ok(store)
     }
 
@@ -278,16 +307,33 @@ impl Store {
     }
 
     /// Applies `change` to a copy of the metadata, saves it durably, then adopts it.
+    /// In cluster mode the registry takes it first; if another node's change came
+    /// first, the change is made again on that node's metadata.
     fn mutate<T>(
         &self,
-        change: impl FnOnce(&mut Metadata) -> Result<T, StoreError>,
+        mut change: impl FnMut(&mut Metadata) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut meta = self.inner.meta.lock();
-        let mut next = meta.clone();
-        let out = change(&mut next)?;
-        meta::save(self.storage(), self.data_dir(), &next)?;
-        *meta = next;
-        Ok(out)
+        let mut tries = 0;
+        loop {
+            let mut next = meta.clone();
+            let out = change(&mut next)?;
+            match self.registry_put_meta(&next) {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) if tries < cluster::REGISTRY_CONFLICT_RETRIES => {
+                    tries += 1;
+                    if let Some(fresh) = self.registry_fresh_meta()? {
+                        meta::save(self.storage(), self.data_dir(), &fresh)?;
+                        *meta = fresh;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            meta::save(self.storage(), self.data_dir(), &next)?;
+            *meta = next;
+            return Ok(out);
+        }
     }
 
     /// The journal's counters and the files its logs hold (none without a journal).
@@ -486,7 +532,11 @@ fn open_flow(
         Arc::clone(&config.storage),
         partitions,
         base,
-        create,
+        flow::Creating {
+            flow: create,
+            // Cluster mode: a flow another node made has no local logs here yet.
+            local_logs: create || config.registry.is_some(),
+        },
     )
 }
 

@@ -13,6 +13,7 @@ mod common;
 mod cli_check;
 mod cli_ops;
 mod cluster_partition;
+mod cluster_store;
 mod codemap;
 mod faults_disk;
 mod fuzz_corpus;

@@ -156,34 +156,50 @@ fn prepare_dir(storage: &dyn Storage, dir: &Path, create: bool) -> Result<(), St
     Ok(())
 }
 
+/// What an opening may make, and what must exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Creating {
+    /// A new flow: its event partition is made.
+    pub flow: bool,
+    /// Its local logs (request log, consumers) and directory are made if missing: a new
+    /// flow, or in cluster mode one another node made.
+    pub local_logs: bool,
+}
+
 impl Flow {
-    /// Opens the flow's files under `dir` and rebuilds its derived state. With `create`
-    /// (a new flow) the directory and its logs are made, each made durable in its
-    /// parent; without it they must all exist: a missing directory or log is damage,
-    /// never replaced by an empty one.
+    /// Opens the flow's files under `dir` and rebuilds its derived state. With
+    /// `create.flow` (a new flow) its partition is made; with `create.local_logs` its
+    /// directory and local logs are made if missing, each made durable in its parent.
+    /// Without, they must exist: a missing directory or log is damage, never replaced
+    /// by an empty one.
     pub fn open(
         record: FlowRecord,
         dir: PathBuf,
         storage: Arc<dyn Storage>,
         partitions: &dyn PartitionBackend,
         base: &LogConfig,
-        create: bool,
+        create: Creating,
     ) -> Result<Self, StoreError> {
-        prepare_dir(&*storage, &dir, create)?;
+        // A new flow's directory is made durable even though its creation made it; a
+        // flow adopted from the registry only gets one if it has none.
+        let make_dir = create.flow || (create.local_logs && !storage.exists(&dir));
+        prepare_dir(&*storage, &dir, make_dir)?;
         let [events, requests, consumers] = log_configs(base);
-        let events = partitions.open(&dir, events.1, create)?;
+        let events = partitions.open(&dir, events.1, create.flow)?;
+        let make_local = |path: &Path| create.local_logs && !storage.exists(path);
         let requests = {
             let path = dir.join(requests.0);
-            match create {
+            match make_local(&path) || create.flow {
                 true => Log::open_with(path, requests.1, Arc::clone(&storage)),
                 false => Log::open_existing_with(path, requests.1, Arc::clone(&storage)),
             }?
         };
+        let consumers_dir = dir.join(consumers.0);
         let consumers = Consumers::open(
-            &dir.join(consumers.0),
+            &consumers_dir,
             Arc::clone(&storage),
             consumers.1,
-            create,
+            make_local(&consumers_dir) || create.flow,
         )?;
         let clock = Arc::clone(&base.clock);
         let moved = consumers.reset_past(events.next_offset(), clock.now_ms())?;

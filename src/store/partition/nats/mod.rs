@@ -5,13 +5,15 @@
 //! - `codec.rs`: a record as one message (payload + ASCII headers) and back;
 //! - `js.rs`: the JetStream calls (streams, publish with retries, direct gets);
 //! - `monitor.rs`: what an ack means, from the servers' `/varz`;
-//! - `partition.rs`: `NatsPartition`, the `Partition` over one stream.
+//! - `partition.rs`: `NatsPartition`, the `Partition` over one stream;
+//! - `registry.rs`: `NatsRegistry`, flows, workspaces and keys in one KV bucket.
 
 mod bridge;
 mod codec;
 mod js;
 pub mod monitor;
 mod partition;
+mod registry;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,6 +26,7 @@ use parking_lot::Mutex;
 use self::bridge::Bridge;
 use self::js::{StreamNames, StreamSpec};
 pub use self::partition::NatsPartition;
+pub use self::registry::NatsRegistry;
 use super::{Partition, PartitionBackend, PartitionError};
 use crate::log::limits::RECORD_FRAME_BYTES_MAX;
 use crate::log::{LogConfig, Retention};
@@ -174,6 +177,11 @@ impl NatsBackend {
         });
         Self::listen_for_ticks(&shared)?;
         Ok(Self { shared })
+    }
+
+    /// The cluster's registry of flows, workspaces and keys (made on first use).
+    pub fn registry(&self) -> Result<NatsRegistry, crate::store::registry::RegistryError> {
+        NatsRegistry::open(Arc::clone(&self.shared))
     }
 
     /// The version of the server this node is connected to.

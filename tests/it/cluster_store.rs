@@ -1,0 +1,259 @@
+//! Cluster mode's registry: two EventMesh nodes (two stores, each with its own data
+//! directory) on one NATS cluster share flows, workspaces and keys through the KV
+//! bucket. A change on one node reaches the other through the watch (waited for by
+//! `registry_changes_applied`, never by time); a restarted node starts from the
+//! registry; a node with another installation secret is refused; changes made on both
+//! nodes at once are all kept; and ingest on either node deduplicates against the
+//! other's events. Skipped without nats-server (required in .ci/run).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use eventmesh::log::storage::{write_atomic, SimStorage, Storage};
+use eventmesh::log::{ManualClock, Offset};
+use eventmesh::store::partition::nats::NatsBackend;
+use eventmesh::store::{IngestOutcome, NewFlow, NewKey, Store, StoreConfig, StoreError};
+
+use crate::common::nats::{unique_prefix, NatsCluster};
+use crate::common::store::{config_on, event, runtime};
+
+const SECRET_FILE: &str = "/secret";
+
+/// One EventMesh node: its own disk, the cluster's backend and registry.
+struct Node {
+    sim: SimStorage,
+    clock: Arc<ManualClock>,
+    backend: Arc<NatsBackend>,
+}
+
+impl Node {
+    fn new(cluster: &NatsCluster, prefix: &str, secret: [u8; 32]) -> Self {
+        let sim = SimStorage::new();
+        write_atomic(&sim, std::path::Path::new(SECRET_FILE), &secret).expect("secret");
+        Self {
+            sim,
+            clock: Arc::new(ManualClock::new(1_700_000_000_000)),
+            backend: Arc::new(cluster.backend(prefix)),
+        }
+    }
+
+    fn try_open(&self) -> Result<Store, StoreError> {
+        let registry = self.backend.registry().expect("the registry bucket");
+        Store::open(StoreConfig {
+            partitions: Some(self.backend.clone()),
+            registry: Some(Arc::new(registry)),
+            secret_file: Some(PathBuf::from(SECRET_FILE)),
+            ..config_on(Arc::new(self.sim.clone()), Arc::clone(&self.clock))
+        })
+    }
+
+    fn open(&self) -> Store {
+        self.try_open().expect("open the node's store")
+    }
+}
+
+/// Two nodes on a prefix of their own, or `None` without nats-server.
+fn two_nodes(test: &str) -> Option<(Node, Node)> {
+    let cluster = NatsCluster::shared()?;
+    let prefix = unique_prefix(test);
+    Some((
+        Node::new(cluster, &prefix, [7; 32]),
+        Node::new(cluster, &prefix, [7; 32]),
+    ))
+}
+
+/// Waits until `store` has applied `n` more changes from other nodes than `before`.
+fn applied(store: &Store, before: u64, n: u64) {
+    let mut rx = store.registry_changes_applied();
+    runtime()
+        .block_on(rx.wait_for(|count| *count >= before + n))
+        .expect("the watch delivers");
+}
+
+#[test]
+fn a_flow_and_a_key_made_on_one_node_serve_on_the_other() {
+    // Proves the registry carries flows and keys both ways: node B sees A's flow (same
+    // id, webhook and settings) and authenticates A's key, live through the watch; a
+    // flow B changes is changed on A; and a deleted flow is gone on both.
+    let Some((a, b)) = two_nodes("shared") else {
+        return;
+    };
+    let (sa, sb) = (a.open(), b.open());
+    let before = *sb.registry_changes_applied().borrow();
+    let (flow, _) = sa
+        .create_flow(NewFlow {
+            name: "orders".into(),
+            ..NewFlow::default()
+        })
+        .expect("create on A");
+    applied(&sb, before, 1);
+    assert_eq!(sb.flow_record(&flow.id), Some(flow.clone()));
+    assert_eq!(
+        sb.flow_by_webhook(&flow.webhook_id)
+            .map(|f| f.id().to_owned()),
+        Some(flow.id.clone()),
+        "B opens A's flow by its webhook"
+    );
+    let before = *sb.registry_changes_applied().borrow();
+    let (_, key) = sa
+        .create_key(NewKey {
+            name: "shop".into(),
+            ..NewKey::default()
+        })
+        .expect("key on A");
+    applied(&sb, before, 1);
+    assert!(sb.authenticate(&key).is_ok(), "A's key works on B");
+    let before = *sa.registry_changes_applied().borrow();
+    let patched = sb
+        .update_flow(
+            &flow.id,
+            eventmesh::store::FlowPatch {
+                name: Some("orders-eu".into()),
+                ..Default::default()
+            },
+        )
+        .expect("patch on B");
+    applied(&sa, before, 1);
+    assert_eq!(sa.flow_record(&flow.id), Some(patched));
+    let before = *sb.registry_changes_applied().borrow();
+    sa.delete_flow(&flow.id).expect("delete on A");
+    applied(&sb, before, 1);
+    assert_eq!(sb.flow_record(&flow.id), None);
+    assert!(sb.flow_by_webhook(&flow.webhook_id).is_none());
+}
+
+#[test]
+fn a_restarted_node_starts_from_the_registry() {
+    // Proves start-up follows the registry: a node that was down while another
+    // created and deleted flows comes back with the created one (its events readable
+    // there), without the deleted one (its local files removed), and its keys.
+    let Some((a, b)) = two_nodes("restart") else {
+        return;
+    };
+    let rt = runtime();
+    let gone = {
+        let sb = b.open();
+        sb.create_flow(NewFlow {
+            name: "gone".into(),
+            ..NewFlow::default()
+        })
+        .expect("create on B")
+        .0
+    };
+    let sa = a.open();
+    let (flow, _) = sa
+        .create_flow(NewFlow {
+            name: "new".into(),
+            ..NewFlow::default()
+        })
+        .expect("create on A while B is down");
+    let f = sa.flow(&flow.id).expect("open");
+    rt.block_on(f.ingest(&[event("{\"n\":1}", Some("k1"))]))
+        .expect("ingest on A");
+    sa.delete_flow(&gone.id).expect("delete B's flow on A");
+    let sb = b.open();
+    assert!(sb.flow_record(&gone.id).is_none(), "deleted while down");
+    assert!(
+        !b.sim.exists(&PathBuf::from("/data/flows").join(&gone.id)),
+        "its files went"
+    );
+    let on_b = sb.flow(&flow.id).expect("A's new flow opens on B");
+    assert_eq!(on_b.end(), Offset(1));
+    let dup = rt
+        .block_on(on_b.ingest(&[event("{\"n\":1}", Some("k1"))]))
+        .expect("ingest on B");
+    assert_eq!(dup, vec![IngestOutcome::Duplicate { offset: Offset(0) }]);
+}
+
+#[test]
+fn a_node_with_another_installation_secret_is_refused() {
+    // Proves the secret check: key hashes and sealed secrets from the other nodes
+    // would match nothing, so the node does not start, and says why.
+    let Some(cluster) = NatsCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("secret");
+    let a = Node::new(cluster, &prefix, [1; 32]);
+    let _sa = a.open();
+    let b = Node::new(cluster, &prefix, [2; 32]);
+    let err = b.try_open().expect_err("another secret");
+    assert!(err.to_string().contains("--secret-file"), "{err}");
+}
+
+#[test]
+fn changes_made_on_both_nodes_at_once_are_all_kept() {
+    // Proves compare-and-set on the metadata: keys created alternately on both nodes,
+    // each before the other's change may have arrived, all exist on both after.
+    let Some(cluster) = NatsCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("cas");
+    let (a, b) = (
+        Node::new(cluster, &prefix, [7; 32]),
+        Node::new(cluster, &prefix, [7; 32]),
+    );
+    let (sa, sb) = (a.open(), b.open());
+    let mut made = Vec::new();
+    for i in 0..6 {
+        let store = if i % 2 == 0 { &sa } else { &sb };
+        let (record, _) = store
+            .create_key(NewKey {
+                name: format!("k{i}"),
+                ..NewKey::default()
+            })
+            .expect("create key");
+        made.push(record.id);
+    }
+    // Whatever the watches have delivered by now, a third node reads all six.
+    let c = Node::new(cluster, &prefix, [7; 32]);
+    let mut on_c: Vec<String> = c.open().keys().into_iter().map(|k| k.id).collect();
+    on_c.sort();
+    made.sort();
+    assert_eq!(on_c, made);
+    drop((sa, sb));
+}
+
+#[test]
+fn ingest_on_either_node_deduplicates_against_the_other() {
+    // Proves the flow's own dedup window spans nodes: a key stored through A is a
+    // duplicate with A's offset on B, and a different body under it is refused on B.
+    let Some((a, b)) = two_nodes("dedup") else {
+        return;
+    };
+    let rt = runtime();
+    let (sa, sb) = (a.open(), b.open());
+    let before = *sb.registry_changes_applied().borrow();
+    let (flow, _) = sa
+        .create_flow(NewFlow {
+            name: "f".into(),
+            ..NewFlow::default()
+        })
+        .expect("create");
+    applied(&sb, before, 1);
+    let (fa, fb) = (
+        sa.flow(&flow.id).expect("on A"),
+        sb.flow(&flow.id).expect("on B"),
+    );
+    rt.block_on(async {
+        let first = fa
+            .ingest(&[event("{}", None), event("{\"x\":1}", Some("k"))])
+            .await
+            .expect("A");
+        assert_eq!(first[1], IngestOutcome::Stored { offset: Offset(1) });
+        let dup = fb
+            .ingest(&[event("{\"x\":1}", Some("k"))])
+            .await
+            .expect("B");
+        assert_eq!(dup, vec![IngestOutcome::Duplicate { offset: Offset(1) }]);
+        let reused = fb.ingest(&[event("{\"x\":2}", Some("k"))]).await;
+        assert!(
+            matches!(
+                reused,
+                Err(StoreError::IdempotencyKeyReused { offset: Offset(1) })
+            ),
+            "{reused:?}"
+        );
+        let next = fb.ingest(&[event("{}", Some("k2"))]).await.expect("B");
+        assert_eq!(next, vec![IngestOutcome::Stored { offset: Offset(2) }]);
+    });
+}
