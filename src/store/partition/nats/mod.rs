@@ -40,6 +40,8 @@ pub const NATS_PUBLISH_RETRY_FOR: Duration = Duration::from_secs(15);
 /// The first and the longest pause between those retries.
 pub const NATS_PUBLISH_BACKOFF_MIN: Duration = Duration::from_millis(50);
 pub const NATS_PUBLISH_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long start-up waits for the first NATS server to answer.
+pub const NATS_CONNECT_WAIT: Duration = Duration::from_secs(30);
 /// One JetStream request, publish ack or direct-get batch.
 pub const NATS_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages in one batched direct get, and the bytes it asks for at most (the
@@ -135,19 +137,36 @@ impl NatsBackend {
                 .map(|u| u.parse::<async_nats::ServerAddr>())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| failed(format!("a NATS URL is not valid: {e}")))?;
-            async_nats::ConnectOptions::new()
-                .name("eventmesh")
-                .connection_timeout(NATS_REQUEST_TIMEOUT)
-                .request_timeout(Some(NATS_REQUEST_TIMEOUT))
-                .max_reconnects(None)
-                .connect(addrs)
-                .await
-                .map_err(|e| {
-                    PartitionError::Unreachable(format!(
-                        "cannot connect to NATS at {}: {e}",
-                        urls.join(",")
-                    ))
-                })
+            // Servers started a moment before (a script, a container) may not listen
+            // yet: try for `NATS_CONNECT_WAIT`, then say why not.
+            let start = std::time::Instant::now();
+            let mut said = false;
+            loop {
+                let tried = async_nats::ConnectOptions::new()
+                    .name("eventmesh")
+                    .connection_timeout(NATS_REQUEST_TIMEOUT)
+                    .request_timeout(Some(NATS_REQUEST_TIMEOUT))
+                    .max_reconnects(None)
+                    .connect(addrs.clone())
+                    .await;
+                match tried {
+                    Ok(client) => return Ok(client),
+                    Err(e) if start.elapsed() < NATS_CONNECT_WAIT => {
+                        if !said {
+                            tracing::info!(error = %e, "waiting for NATS at {}", urls.join(","));
+                            said = true;
+                        }
+                        tokio::time::sleep(NATS_PUBLISH_BACKOFF_MAX / 4).await;
+                    }
+                    Err(e) => {
+                        return Err(PartitionError::Unreachable(format!(
+                            "cannot connect to NATS at {} (tried for {} s): {e}",
+                            urls.join(","),
+                            NATS_CONNECT_WAIT.as_secs()
+                        )))
+                    }
+                }
+            }
         })?;
         let info = client.server_info();
         let version = parse_version(&info.version);
