@@ -125,8 +125,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             let registry = backend
                 .registry()
                 .map_err(|e| ServeError::Cluster(e.to_string()))?;
+            let backend_offsets = backend.offsets();
             store_config.partitions = Some(Arc::new(backend));
             store_config.registry = Some(Arc::new(registry));
+            store_config.offsets = Some(Arc::new(
+                backend_offsets.map_err(|e| ServeError::Cluster(e.to_string()))?,
+            ));
             Some(durability)
         }
         None => None,

@@ -63,9 +63,18 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Cluster mode: the offsets live in the shared store, this node keeps a copy of what
+/// it last read (answered when the shared store cannot be reached).
+#[derive(Debug)]
+pub struct SharedConsumers {
+    pub offsets: Arc<dyn crate::store::registry::SharedOffsets>,
+    pub flow: String,
+}
+
 #[derive(Debug)]
 pub struct Consumers {
     log: Log,
+    shared: Option<SharedConsumers>,
     /// Each consumer's state and the offset (in this consumer log) of the op that set it,
     /// so concurrent commits settle in log order, as a replay would.
     state: Mutex<BTreeMap<String, (ConsumerState, u64)>>,
@@ -92,6 +101,7 @@ impl Consumers {
         storage: Arc<dyn Storage>,
         config: LogConfig,
         create: bool,
+        shared: Option<SharedConsumers>,
     ) -> Result<Self, StoreError> {
         let log = match create {
             true => Log::open_with(dir, config, storage)?,
@@ -125,6 +135,7 @@ impl Consumers {
         }
         Ok(Self {
             log,
+            shared,
             state: Mutex::new(state),
             compaction: tokio::sync::RwLock::new(()),
         })
@@ -132,6 +143,18 @@ impl Consumers {
 
     /// Every consumer with its state.
     pub fn list(&self) -> Vec<(String, ConsumerState)> {
+        if let Some(shared) = &self.shared {
+            match shared.offsets.list(&shared.flow) {
+                Ok(all) => {
+                    let mut state = self.state.lock();
+                    state.clear();
+                    state.extend(all.iter().map(|(n, s)| (n.clone(), (*s, 0))));
+                }
+                Err(e) => {
+                    tracing::warn!(flow = %shared.flow, error = %e, "consumer offsets: the cluster did not answer; this node's last copy is shown");
+                }
+            }
+        }
         self.state
             .lock()
             .iter()
@@ -140,17 +163,45 @@ impl Consumers {
     }
 
     pub fn get(&self, name: &str) -> Option<ConsumerState> {
+        if let Some(shared) = &self.shared {
+            match shared.offsets.get(&shared.flow, name) {
+                Ok(Some(s)) => {
+                    self.state.lock().insert(name.to_owned(), (s, 0));
+                }
+                Ok(None) => {
+                    self.state.lock().remove(name);
+                }
+                Err(e) => {
+                    tracing::warn!(flow = %shared.flow, consumer = name, error = %e, "consumer offsets: the cluster did not answer; reading from this node's last copy (events may come again)");
+                }
+            }
+        }
         self.state.lock().get(name).map(|v| v.0)
     }
 
-    /// Durably sets `name`'s committed offset (the caller has checked the range).
+    /// Durably sets `name`'s committed offset (the caller has checked the range). With
+    /// `forward_only` (a commit, not a seek) in cluster mode, an offset below the stored
+    /// one changes nothing (commits from several nodes never move a consumer back); on
+    /// a single node every commit is kept as given.
     pub async fn commit(
         &self,
         name: &str,
         offset: Offset,
         at_ms: i64,
+        forward_only: bool,
     ) -> Result<ConsumerState, StoreError> {
         validate_name(name)?;
+        if let Some(shared) = &self.shared {
+            let new = ConsumerState {
+                offset: offset.0,
+                updated_at_ms: at_ms,
+            };
+            let stored = shared
+                .offsets
+                .commit(&shared.flow, name, new, forward_only)?;
+            self.state.lock().insert(name.to_owned(), (stored, 0));
+            return Ok(stored);
+        }
         {
             let state = self.state.lock();
             if !state.contains_key(name) && state.len() >= CONSUMERS_PER_FLOW_MAX {
@@ -180,6 +231,10 @@ impl Consumers {
 
     /// Durably forgets `name`. `false` if it did not exist.
     pub async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        if let Some(shared) = &self.shared {
+            self.state.lock().remove(name);
+            return Ok(shared.offsets.delete(&shared.flow, name)?);
+        }
         if !self.state.lock().contains_key(name) {
             return Ok(false);
         }

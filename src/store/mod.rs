@@ -87,6 +87,9 @@ pub struct StoreConfig {
     /// Cluster mode: flows, workspaces and keys shared with other nodes (NATS KV).
     /// Default `None`: this node's files alone.
     pub registry: Option<Arc<dyn registry::Registry>>,
+    /// Cluster mode: consumers' committed offsets shared with other nodes (NATS KV).
+    /// Default `None`: each flow's consumer log on this node.
+    pub offsets: Option<Arc<dyn registry::SharedOffsets>>,
 }
 
 /// When a store opens its flows' logs (their settings are always read at start).
@@ -115,6 +118,7 @@ impl StoreConfig {
             journal: true,
             flow_opening: FlowOpening::AtStart,
             registry: None,
+            offsets: None,
         }
     }
 
@@ -537,6 +541,7 @@ fn open_flow(
             // Cluster mode: a flow another node made has no local logs here yet.
             local_logs: create || config.registry.is_some(),
         },
+        config.offsets.clone(),
     )
 }
 

@@ -77,3 +77,31 @@ pub trait Registry: Send + Sync + Debug {
     /// Starts delivering other nodes' changes (made after `load`) to `apply`.
     fn watch(&self, apply: ApplyChange) -> Result<(), RegistryError>;
 }
+
+/// Consumers' committed offsets shared by every node (cluster mode): a commit on one
+/// node is where a poll on any node reads from. `StoreConfig::offsets`.
+pub trait SharedOffsets: Send + Sync + Debug {
+    /// `name`'s committed offset in flow `flow`, as stored now.
+    fn get(
+        &self,
+        flow: &str,
+        name: &str,
+    ) -> Result<Option<crate::store::consumers::ConsumerState>, RegistryError>;
+    /// Every consumer of `flow`.
+    fn list(
+        &self,
+        flow: &str,
+    ) -> Result<Vec<(String, crate::store::consumers::ConsumerState)>, RegistryError>;
+    /// Stores `state` for `name` with compare-and-set. With `forward_only` (a commit,
+    /// not a seek), an offset below the stored one changes nothing: a late or retried
+    /// commit never moves a consumer back. Returns what is stored after.
+    fn commit(
+        &self,
+        flow: &str,
+        name: &str,
+        state: crate::store::consumers::ConsumerState,
+        forward_only: bool,
+    ) -> Result<crate::store::consumers::ConsumerState, RegistryError>;
+    /// Forgets `name`; `false` if it was not there.
+    fn delete(&self, flow: &str, name: &str) -> Result<bool, RegistryError>;
+}

@@ -4,7 +4,9 @@
 //! `registry_changes_applied`, never by time); a restarted node starts from the
 //! registry; a node with another installation secret is refused; changes made on both
 //! nodes at once are all kept; and ingest on either node deduplicates against the
-//! other's events. Skipped without nats-server (required in .ci/run).
+//! other's events, and a consumer's commit on one node is where a poll on the other
+//! reads, never moved back by a late commit. Skipped without nats-server (required in
+//! .ci/run).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +44,9 @@ impl Node {
         Store::open(StoreConfig {
             partitions: Some(self.backend.clone()),
             registry: Some(Arc::new(registry)),
+            offsets: Some(Arc::new(
+                self.backend.offsets().expect("the offsets bucket"),
+            )),
             secret_file: Some(PathBuf::from(SECRET_FILE)),
             ..config_on(Arc::new(self.sim.clone()), Arc::clone(&self.clock))
         })
@@ -255,5 +260,69 @@ fn ingest_on_either_node_deduplicates_against_the_other() {
         );
         let next = fb.ingest(&[event("{}", Some("k2"))]).await.expect("B");
         assert_eq!(next, vec![IngestOutcome::Stored { offset: Offset(2) }]);
+    });
+}
+
+#[test]
+fn a_commit_on_one_node_is_where_a_poll_on_the_other_reads_and_never_goes_back() {
+    // Proves consumer offsets are shared and forward-only under commits: B polls from
+    // A's commit; a late, lower commit (a retry from another node) leaves the offset
+    // where it was on both nodes; an explicit seek does move it back; a deleted
+    // consumer is gone on both.
+    let Some((a, b)) = two_nodes("offsets") else {
+        return;
+    };
+    let rt = runtime();
+    let (sa, sb) = (a.open(), b.open());
+    let before = *sb.registry_changes_applied().borrow();
+    let (flow, _) = sa
+        .create_flow(NewFlow {
+            name: "f".into(),
+            ..NewFlow::default()
+        })
+        .expect("create");
+    applied(&sb, before, 1);
+    let (fa, fb) = (
+        sa.flow(&flow.id).expect("on A"),
+        sb.flow(&flow.id).expect("on B"),
+    );
+    let no_stop = || tokio::sync::watch::channel(false).1;
+    rt.block_on(async {
+        for i in 0..5 {
+            fa.ingest(&[event(&format!("{{\"i\":{i}}}"), None)])
+                .await
+                .expect("ingest");
+        }
+        let view = fa.commit("billing", Offset(3)).await.expect("commit on A");
+        assert_eq!(view.committed_offset, 3);
+        let polled = fb
+            .poll("billing", 10, usize::MAX, 0, no_stop())
+            .await
+            .expect("poll on B");
+        assert_eq!(polled.committed, Some(3));
+        assert_eq!(
+            polled.page.events.first().map(|e| e.offset),
+            Some(Offset(3))
+        );
+        let late = fb
+            .commit("billing", Offset(1))
+            .await
+            .expect("late commit on B");
+        assert_eq!(late.committed_offset, 3, "a lower commit changes nothing");
+        let listed = fa.consumers();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].committed_offset, listed[0].lag), (3, 2));
+        let back = fb
+            .seek("billing", eventmesh::store::SeekTo::Earliest)
+            .await
+            .expect("seek on B");
+        assert_eq!(back.committed_offset, 0, "a seek moves back");
+        let polled = fa
+            .poll("billing", 1, usize::MAX, 0, no_stop())
+            .await
+            .expect("poll on A");
+        assert_eq!(polled.committed, Some(0));
+        assert!(fb.delete_consumer("billing").await.expect("delete on B"));
+        assert!(fa.consumers().is_empty());
     });
 }

@@ -14,6 +14,7 @@ use eventmesh::log::{ManualClock, Offset};
 use eventmesh::store::analytics::Window;
 use eventmesh::store::partition::memory::MemoryBackend;
 use eventmesh::store::partition::PartitionBackend;
+use eventmesh::store::registry::SharedOffsets;
 use eventmesh::store::{IngestOutcome, Page, SeekTo, Store, StoreError};
 
 /// A way to open a store: the same data directory each time (a restart).
@@ -22,6 +23,8 @@ struct Backend {
     sim: SimStorage,
     clock: Arc<ManualClock>,
     partitions: Option<Arc<dyn PartitionBackend>>,
+    /// Cluster mode's shared consumer offsets (the nats backend only).
+    offsets: Option<Arc<dyn SharedOffsets>>,
 }
 
 impl Backend {
@@ -31,6 +34,7 @@ impl Backend {
             sim: SimStorage::new(),
             clock: Arc::new(ManualClock::new(1_700_000_000_000)),
             partitions: None,
+            offsets: None,
         }
     }
 
@@ -40,23 +44,28 @@ impl Backend {
             sim: SimStorage::new(),
             clock: Arc::new(ManualClock::new(1_700_000_000_000)),
             partitions: Some(Arc::new(MemoryBackend::default())),
+            offsets: None,
         }
     }
 
     /// Cluster mode's backend on the shared test cluster; `None` without nats-server.
     fn nats(test: &str) -> Option<Self> {
         let cluster = NatsCluster::shared()?;
+        let backend = cluster.backend(&unique_prefix(test));
+        let offsets = backend.offsets().expect("the offsets bucket");
         Some(Self {
             name: "nats",
             sim: SimStorage::new(),
             clock: Arc::new(ManualClock::new(1_700_000_000_000)),
-            partitions: Some(Arc::new(cluster.backend(&unique_prefix(test)))),
+            partitions: Some(Arc::new(backend)),
+            offsets: Some(Arc::new(offsets)),
         })
     }
 
     fn open(&self) -> Store {
         let config = eventmesh::store::StoreConfig {
             partitions: self.partitions.clone(),
+            offsets: self.offsets.clone(),
             ..config_on(Arc::new(self.sim.clone()), Arc::clone(&self.clock))
         };
         Store::open(config).expect("open store")

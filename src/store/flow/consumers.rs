@@ -91,7 +91,18 @@ impl Flow {
     }
 
     /// Durably commits `offset` (the next to read) for `name`. Beyond the end is invalid.
+    /// In cluster mode a commit below the stored offset changes nothing (a late commit
+    /// from another node never moves the consumer back; `seek` does that).
     pub async fn commit(&self, name: &str, offset: Offset) -> Result<ConsumerView, StoreError> {
+        self.commit_to(name, offset, true).await
+    }
+
+    async fn commit_to(
+        &self,
+        name: &str,
+        offset: Offset,
+        forward_only: bool,
+    ) -> Result<ConsumerView, StoreError> {
         let end = self.end();
         if offset > end {
             return Err(StoreError::Invalid(format!(
@@ -109,7 +120,7 @@ impl Flow {
         }
         let state = self
             .consumers
-            .commit(name, offset, self.clock.now_ms())
+            .commit(name, offset, self.clock.now_ms(), forward_only)
             .await?;
         Ok(self.view(name.to_owned(), state.offset, state.updated_at_ms))
     }
@@ -121,7 +132,7 @@ impl Flow {
             SeekTo::Offset(o) => o,
             SeekTo::Timestamp(ts) => self.offset_at(ts)?,
         };
-        self.commit(name, offset).await
+        self.commit_to(name, offset, false).await
     }
 
     /// Every consumer of the flow with its lag, by name.

@@ -179,6 +179,7 @@ impl Flow {
         partitions: &dyn PartitionBackend,
         base: &LogConfig,
         create: Creating,
+        offsets: Option<Arc<dyn crate::store::registry::SharedOffsets>>,
     ) -> Result<Self, StoreError> {
         // A new flow's directory is made durable even though its creation made it; a
         // flow adopted from the registry only gets one if it has none.
@@ -200,6 +201,10 @@ impl Flow {
             Arc::clone(&storage),
             consumers.1,
             make_local(&consumers_dir) || create.flow,
+            offsets.map(|offsets| crate::store::consumers::SharedConsumers {
+                offsets,
+                flow: record.id.clone(),
+            }),
         )?;
         let clock = Arc::clone(&base.clock);
         let moved = consumers.reset_past(events.next_offset(), clock.now_ms())?;

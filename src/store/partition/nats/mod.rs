@@ -6,12 +6,14 @@
 //! - `js.rs`: the JetStream calls (streams, publish with retries, direct gets);
 //! - `monitor.rs`: what an ack means, from the servers' `/varz`;
 //! - `partition.rs`: `NatsPartition`, the `Partition` over one stream;
-//! - `registry.rs`: `NatsRegistry`, flows, workspaces and keys in one KV bucket.
+//! - `registry.rs`: `NatsRegistry`, flows, workspaces and keys in one KV bucket;
+//! - `offsets.rs`: `NatsOffsets`, consumers' committed offsets in another.
 
 mod bridge;
 mod codec;
 mod js;
 pub mod monitor;
+mod offsets;
 mod partition;
 mod registry;
 
@@ -25,6 +27,7 @@ use parking_lot::Mutex;
 
 use self::bridge::Bridge;
 use self::js::{StreamNames, StreamSpec};
+pub use self::offsets::NatsOffsets;
 pub use self::partition::NatsPartition;
 pub use self::registry::NatsRegistry;
 use super::{Partition, PartitionBackend, PartitionError};
@@ -201,6 +204,11 @@ impl NatsBackend {
     /// The cluster's registry of flows, workspaces and keys (made on first use).
     pub fn registry(&self) -> Result<NatsRegistry, crate::store::registry::RegistryError> {
         NatsRegistry::open(Arc::clone(&self.shared))
+    }
+
+    /// The cluster's consumer offsets (made on first use).
+    pub fn offsets(&self) -> Result<NatsOffsets, crate::store::registry::RegistryError> {
+        NatsOffsets::open(Arc::clone(&self.shared))
     }
 
     /// The version of the server this node is connected to.

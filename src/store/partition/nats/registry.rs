@@ -36,13 +36,13 @@ pub struct NatsRegistry {
     loaded_at: AtomicU64,
 }
 
-fn failed(e: impl std::fmt::Display) -> RegistryError {
+pub(super) fn failed(e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Failed(e.to_string())
 }
 
 /// Runs a KV call until it succeeds, conflicts, or `NATS_PUBLISH_RETRY_FOR` passes
 /// (a leader change answers 503 for a moment).
-async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, RegistryError>
+pub(super) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, RegistryError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, RegistryError>>,
