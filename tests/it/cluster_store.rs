@@ -14,7 +14,7 @@ use std::sync::Arc;
 use eventmesh::log::storage::{write_atomic, SimStorage, Storage};
 use eventmesh::log::{ManualClock, Offset};
 use eventmesh::store::partition::nats::NatsBackend;
-use eventmesh::store::{IngestOutcome, NewFlow, NewKey, Store, StoreConfig, StoreError};
+use eventmesh::store::{Flow, IngestOutcome, NewFlow, NewKey, Store, StoreConfig, StoreError};
 
 use crate::common::nats::{unique_prefix, NatsCluster};
 use crate::common::store::{config_on, event, runtime};
@@ -73,6 +73,22 @@ fn applied(store: &Store, before: u64, n: u64) {
     runtime()
         .block_on(rx.wait_for(|count| *count >= before + n))
         .expect("the watch delivers");
+}
+
+/// A new flow made on `sa`, open on both nodes once `sb` has applied it.
+fn flow_on_both(sa: &Store, sb: &Store) -> (Arc<Flow>, Arc<Flow>) {
+    let before = *sb.registry_changes_applied().borrow();
+    let (flow, _) = sa
+        .create_flow(NewFlow {
+            name: "f".into(),
+            ..NewFlow::default()
+        })
+        .expect("create");
+    applied(sb, before, 1);
+    (
+        sa.flow(&flow.id).expect("on A"),
+        sb.flow(&flow.id).expect("on B"),
+    )
 }
 
 #[test]
@@ -227,18 +243,7 @@ fn ingest_on_either_node_deduplicates_against_the_other() {
     };
     let rt = runtime();
     let (sa, sb) = (a.open(), b.open());
-    let before = *sb.registry_changes_applied().borrow();
-    let (flow, _) = sa
-        .create_flow(NewFlow {
-            name: "f".into(),
-            ..NewFlow::default()
-        })
-        .expect("create");
-    applied(&sb, before, 1);
-    let (fa, fb) = (
-        sa.flow(&flow.id).expect("on A"),
-        sb.flow(&flow.id).expect("on B"),
-    );
+    let (fa, fb) = flow_on_both(&sa, &sb);
     rt.block_on(async {
         let first = fa
             .ingest(&[event("{}", None), event("{\"x\":1}", Some("k"))])
@@ -274,18 +279,7 @@ fn a_commit_on_one_node_is_where_a_poll_on_the_other_reads_and_never_goes_back()
     };
     let rt = runtime();
     let (sa, sb) = (a.open(), b.open());
-    let before = *sb.registry_changes_applied().borrow();
-    let (flow, _) = sa
-        .create_flow(NewFlow {
-            name: "f".into(),
-            ..NewFlow::default()
-        })
-        .expect("create");
-    applied(&sb, before, 1);
-    let (fa, fb) = (
-        sa.flow(&flow.id).expect("on A"),
-        sb.flow(&flow.id).expect("on B"),
-    );
+    let (fa, fb) = flow_on_both(&sa, &sb);
     let no_stop = || tokio::sync::watch::channel(false).1;
     rt.block_on(async {
         for i in 0..5 {

@@ -10,7 +10,7 @@ use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::registry::{failed, retrying};
+use super::registry::{failed, open_bucket, retrying};
 use super::Shared;
 use crate::store::consumers::ConsumerState;
 use crate::store::registry::{RegistryError, SharedOffsets};
@@ -47,30 +47,7 @@ pub struct NatsOffsets {
 impl NatsOffsets {
     pub(crate) fn open(shared: Arc<Shared>) -> Result<Self, RegistryError> {
         let bucket = format!("{}_OFFSETS", shared.config.prefix);
-        let replicas = shared.config.replicas;
-        let client = shared.client.clone();
-        let kv = shared
-            .bridge
-            .wait(async move {
-                let js = async_nats::jetstream::new(client);
-                Ok(retrying(|| async {
-                    match js.get_key_value(bucket.clone()).await {
-                        Ok(kv) => Ok(kv),
-                        Err(_) => js
-                            .create_key_value(kv::Config {
-                                bucket: bucket.clone(),
-                                history: 1,
-                                num_replicas: replicas,
-                                storage: async_nats::jetstream::stream::StorageType::File,
-                                ..Default::default()
-                            })
-                            .await
-                            .map_err(failed),
-                    }
-                })
-                .await)
-            })
-            .map_err(failed)??;
+        let kv = open_bucket(&shared, &bucket)?;
         Ok(Self { shared, kv })
     }
 

@@ -61,36 +61,42 @@ where
     }
 }
 
+/// Opens (or makes) KV bucket `bucket`, one revision a key, replicated as the flows'
+/// streams are.
+pub(super) fn open_bucket(shared: &Shared, bucket: &str) -> Result<kv::Store, RegistryError> {
+    let replicas = shared.config.replicas;
+    let client = shared.client.clone();
+    let name = bucket.to_owned();
+    shared
+        .bridge
+        .wait(async move {
+            // Made on the NATS runtime: the context spawns a task of its own.
+            let js = async_nats::jetstream::new(client);
+            Ok(retrying(|| async {
+                match js.get_key_value(name.clone()).await {
+                    Ok(kv) => Ok(kv),
+                    Err(_) => js
+                        .create_key_value(kv::Config {
+                            bucket: name.clone(),
+                            history: 1,
+                            num_replicas: replicas,
+                            storage: async_nats::jetstream::stream::StorageType::File,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(failed),
+                }
+            })
+            .await)
+        })
+        .map_err(failed)?
+}
+
 impl NatsRegistry {
     /// Opens (or makes) the bucket, replicated as the flows' streams are.
     pub(crate) fn open(shared: Arc<Shared>) -> Result<Self, RegistryError> {
         let bucket = format!("{}_META", shared.config.prefix);
-        let replicas = shared.config.replicas;
-        let client = shared.client.clone();
-        let name = bucket.clone();
-        let kv = shared
-            .bridge
-            .wait(async move {
-                // Made on the NATS runtime: the context spawns a task of its own.
-                let js = async_nats::jetstream::new(client);
-                Ok(retrying(|| async {
-                    match js.get_key_value(name.clone()).await {
-                        Ok(kv) => Ok(kv),
-                        Err(_) => js
-                            .create_key_value(kv::Config {
-                                bucket: name.clone(),
-                                history: 1,
-                                num_replicas: replicas,
-                                storage: async_nats::jetstream::stream::StorageType::File,
-                                ..Default::default()
-                            })
-                            .await
-                            .map_err(failed),
-                    }
-                })
-                .await)
-            })
-            .map_err(failed)??;
+        let kv = open_bucket(&shared, &bucket)?;
         Ok(Self {
             bucket_stream: StreamNames {
                 stream: format!("KV_{bucket}"),
