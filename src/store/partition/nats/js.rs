@@ -4,7 +4,7 @@
 //! direct get. Every answer is turned into a `PartitionError` here.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::stream;
 use async_nats::{Client, HeaderMap, StatusCode};
@@ -13,10 +13,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::codec;
-use super::{
-    NATS_PUBLISH_BACKOFF_MAX, NATS_PUBLISH_BACKOFF_MIN, NATS_PUBLISH_RETRY_FOR,
-    NATS_READ_BYTES_MAX, NATS_REQUEST_TIMEOUT,
-};
+use super::{with_backoff, NATS_PUBLISH_RETRY_FOR, NATS_READ_BYTES_MAX, NATS_REQUEST_TIMEOUT};
 use crate::log::{Record, Retention};
 use crate::store::partition::PartitionError;
 
@@ -244,29 +241,20 @@ enum Retry {
 
 /// Runs `attempt` until it succeeds, fails for good, or `NATS_PUBLISH_RETRY_FOR`
 /// passes (then `Unreachable` with the last reason), backing off in between.
-async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, PartitionError>
+async fn retrying<T, F, Fut>(attempt: F) -> Result<T, PartitionError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Retry>>,
 {
-    let start = Instant::now();
-    let mut pause = NATS_PUBLISH_BACKOFF_MIN;
-    loop {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(Retry::Final(e)) => return Err(e),
-            Err(Retry::Again(why)) => {
-                if start.elapsed() + pause > NATS_PUBLISH_RETRY_FOR {
-                    return Err(PartitionError::Unreachable(format!(
-                        "NATS JetStream did not answer within {} s: {why}",
-                        NATS_PUBLISH_RETRY_FOR.as_secs()
-                    )));
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(NATS_PUBLISH_BACKOFF_MAX);
-            }
-        }
-    }
+    with_backoff(attempt, |e| matches!(e, Retry::Again(_)))
+        .await
+        .map_err(|e| match e {
+            Retry::Final(e) => e,
+            Retry::Again(why) => PartitionError::Unreachable(format!(
+                "NATS JetStream did not answer within {} s: {why}",
+                NATS_PUBLISH_RETRY_FOR.as_secs()
+            )),
+        })
 }
 
 /// A publish ack, or its error, as JetStream sends it.

@@ -88,6 +88,31 @@ fn failed(what: impl std::fmt::Display) -> PartitionError {
     PartitionError::Failed(Arc::new(std::io::Error::other(what.to_string())))
 }
 
+/// Runs `attempt` until it succeeds, fails for good (`passing` says no to its error),
+/// or another try would end past `NATS_PUBLISH_RETRY_FOR`: then its last error. Backs
+/// off from `NATS_PUBLISH_BACKOFF_MIN` to `NATS_PUBLISH_BACKOFF_MAX` in between (a
+/// leader election takes 4–9 s). Every retried call of the backend goes through here.
+pub(crate) async fn with_backoff<T, E, F, Fut>(
+    mut attempt: F,
+    passing: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let start = std::time::Instant::now();
+    let mut pause = NATS_PUBLISH_BACKOFF_MIN;
+    loop {
+        match attempt().await {
+            Err(e) if passing(&e) && start.elapsed() + pause < NATS_PUBLISH_RETRY_FOR => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(NATS_PUBLISH_BACKOFF_MAX);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `major.minor.patch` of a server version string (`2.15.1`, `2.12.3-RC.1`).
 pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
     let core = v.trim_start_matches('v').split(['-', '+']).next()?;

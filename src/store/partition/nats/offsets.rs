@@ -10,7 +10,7 @@ use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::registry::{failed, open_bucket, retrying};
+use super::registry::{failed, open_bucket, retrying, wait_kv};
 use super::Shared;
 use crate::store::consumers::ConsumerState;
 use crate::store::registry::{RegistryError, SharedOffsets};
@@ -55,10 +55,7 @@ impl NatsOffsets {
         &self,
         future: impl std::future::Future<Output = Result<T, RegistryError>> + Send + 'static,
     ) -> Result<T, RegistryError> {
-        self.shared
-            .bridge
-            .wait(async move { Ok(future.await) })
-            .map_err(failed)?
+        wait_kv(&self.shared, future)
     }
 }
 

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
@@ -15,7 +14,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 
 use super::js::{self, StreamNames};
-use super::{Shared, NATS_PUBLISH_BACKOFF_MAX, NATS_PUBLISH_BACKOFF_MIN, NATS_PUBLISH_RETRY_FOR};
+use super::{with_backoff, Shared};
 use crate::store::registry::{
     ApplyChange, Registry, RegistryChange, RegistryError, RegistrySnapshot,
 };
@@ -42,23 +41,23 @@ pub(super) fn failed(e: impl std::fmt::Display) -> RegistryError {
 
 /// Runs a KV call until it succeeds, conflicts, or `NATS_PUBLISH_RETRY_FOR` passes
 /// (a leader change answers 503 for a moment).
-pub(super) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, RegistryError>
+pub(super) async fn retrying<T, F, Fut>(attempt: F) -> Result<T, RegistryError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, RegistryError>>,
 {
-    let start = Instant::now();
-    let mut pause = NATS_PUBLISH_BACKOFF_MIN;
-    loop {
-        match attempt().await {
-            Err(RegistryError::Failed(why)) if start.elapsed() + pause < NATS_PUBLISH_RETRY_FOR => {
-                tracing::debug!(error = %why, "cluster registry call retried");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(NATS_PUBLISH_BACKOFF_MAX);
-            }
-            other => return other,
-        }
-    }
+    with_backoff(attempt, |e| matches!(e, RegistryError::Failed(_))).await
+}
+
+/// Runs a KV call on the NATS runtime and waits for it from sync code.
+pub(super) fn wait_kv<T: Send + 'static>(
+    shared: &Shared,
+    future: impl std::future::Future<Output = Result<T, RegistryError>> + Send + 'static,
+) -> Result<T, RegistryError> {
+    shared
+        .bridge
+        .wait(async move { Ok(future.await) })
+        .map_err(failed)?
 }
 
 /// Opens (or makes) KV bucket `bucket`, one revision a key, replicated as the flows'
@@ -113,10 +112,7 @@ impl NatsRegistry {
         &self,
         future: impl std::future::Future<Output = Result<T, RegistryError>> + Send + 'static,
     ) -> Result<T, RegistryError> {
-        self.shared
-            .bridge
-            .wait(async move { Ok(future.await) })
-            .map_err(failed)?
+        wait_kv(&self.shared, future)
     }
 
     /// The entry of `key` now, its revision noted.
