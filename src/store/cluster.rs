@@ -181,7 +181,7 @@ impl Store {
     }
 
     /// Saves changed metadata to the registry (cluster mode). `Conflict` when another
-    /// node's change came first: then `fresh` is the metadata to retry on.
+    /// node's change came first (`registry_fresh_meta` then gives what to retry on).
     pub(super) fn registry_put_meta(&self, next: &Metadata) -> Result<(), StoreError> {
         match self.registry() {
             Some(registry) => Ok(registry.put_meta(&meta::encode(next)?)?),
