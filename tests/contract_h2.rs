@@ -6,6 +6,8 @@
 
 /// `common::server::Server::request` speaks HTTP/2 in this binary.
 const HTTP2: bool = true;
+/// `common::server` starts local-backend servers here (tests/contract_cluster.rs: nats).
+const CLUSTER: bool = false;
 
 mod common;
 

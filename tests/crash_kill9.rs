@@ -9,6 +9,8 @@
 
 /// `common::server::Server::request` speaks HTTP/1.1 here (tests/contract_h2.rs: h2).
 const HTTP2: bool = false;
+/// `common::server` starts local-backend servers here (tests/contract_cluster.rs: nats).
+const CLUSTER: bool = false;
 
 mod common;
 

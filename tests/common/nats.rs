@@ -39,6 +39,35 @@ pub fn nats_server() -> Option<PathBuf> {
     found
 }
 
+/// `eventmesh serve` arguments that put a server whose data directory is `dir` on the
+/// shared cluster, with a stream prefix of that directory's own (so a restart on the
+/// same directory finds its streams again). Without nats-server installed (and without
+/// EVENTMESH_REQUIRE_NATS) none: the suite then runs on the local backend, and says so.
+pub fn cluster_serve_args(dir: &Path) -> Vec<std::ffi::OsString> {
+    use std::hash::{Hash, Hasher};
+    let Some(cluster) = NatsCluster::shared() else {
+        eprintln!("SKIPPED cluster backend: this test runs on the local backend instead");
+        return Vec::new();
+    };
+    // SipHash with fixed keys: the same directory, the same prefix.
+    let mut h = std::hash::DefaultHasher::new();
+    dir.hash(&mut h);
+    let prefix = format!("C{:016x}", h.finish());
+    [
+        "--backend",
+        "nats",
+        "--nats-url",
+        &cluster.urls().join(","),
+        "--nats-monitor-url",
+        &cluster.monitor_urls().join(","),
+        "--nats-prefix",
+        &prefix,
+    ]
+    .iter()
+    .map(std::ffi::OsString::from)
+    .collect()
+}
+
 /// A prefix no other test in this run uses, for streams and subjects.
 pub fn unique_prefix(test: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -206,6 +235,96 @@ impl NatsCluster {
         );
     }
 
+    /// Number of servers.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// `kill -9` server `i` (its files stay, for `restart`).
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts server `i` again on its own files and waits until its `/healthz` says
+    /// it has caught up with the cluster.
+    pub fn restart(&mut self, i: usize) {
+        self.kill9(i);
+        self.spawn(i);
+        self.wait_healthy(i);
+    }
+
+    /// Stops (`SIGSTOP`) or continues (`SIGCONT`) server `i`: a pause, not a death.
+    pub fn signal(&self, i: usize, stop: bool) {
+        let child = self.nodes[i].child.as_ref().expect("server is running");
+        let pid = rustix::process::Pid::from_child(child);
+        let signal = match stop {
+            true => rustix::process::Signal::STOP,
+            false => rustix::process::Signal::CONT,
+        };
+        rustix::process::kill_process(pid, signal).expect("signal nats-server");
+    }
+
+    /// Polls server `i`'s `/healthz` (JetStream current, its streams caught up) until
+    /// it answers 200, for at most `READY_WITHIN`.
+    pub fn wait_healthy(&self, i: usize) {
+        let start = Instant::now();
+        let port = self.nodes[i].http_port;
+        while start.elapsed() < READY_WITHIN {
+            if http_status(port, "/healthz") == Some(200) {
+                return;
+            }
+            // Between polls only.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("nats-server n{i} was not healthy within {READY_WITHIN:?}");
+    }
+
+    /// Which server leads `stream` now (its `STREAM.INFO`'s `cluster.leader`), asked
+    /// through the servers other than `avoid`.
+    pub fn stream_leader(&self, stream: &str, avoid: &[usize]) -> usize {
+        let urls: Vec<String> = self
+            .urls()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !avoid.contains(i) && self.nodes[*i].child.is_some())
+            .map(|(_, u)| u)
+            .collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let leader = rt.block_on(async {
+            let addrs: Vec<async_nats::ServerAddr> = urls
+                .iter()
+                .map(|u| u.parse().expect("a NATS URL"))
+                .collect();
+            let client = async_nats::connect(addrs).await.expect("connect");
+            let start = Instant::now();
+            loop {
+                let asked = client
+                    .request(format!("$JS.API.STREAM.INFO.{stream}"), "".into())
+                    .await;
+                if let Ok(msg) = asked {
+                    let info: serde_json::Value =
+                        serde_json::from_slice(&msg.payload).unwrap_or_default();
+                    if let Some(name) = info["cluster"]["leader"].as_str() {
+                        return name.to_owned();
+                    }
+                }
+                assert!(start.elapsed() < READY_WITHIN, "{stream} has no leader");
+                // Between attempts only (an election is under way).
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        leader
+            .strip_prefix('n')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("leader {leader:?} is not one of ours"))
+    }
+
     /// The directory holding each server's configuration and log.
     pub fn dir(&self) -> &Path {
         self._dir.path()
@@ -233,6 +352,21 @@ fn probe(urls: &[String], prefix: &str) -> Result<(), String> {
     rt.block_on(pending).map_err(|e| e.to_string())?;
     let _ = backend.remove(&dir);
     Ok(())
+}
+
+/// The status of a plain HTTP GET of `path` on loopback `port`, or `None`.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nhost: 127.0.0.1\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    String::from_utf8_lossy(&raw)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
 }
 
 impl Drop for NatsCluster {

@@ -192,7 +192,8 @@ impl Server {
 }
 
 /// The arguments of `eventmesh serve` on an ephemeral port of 127.0.0.1, with the test
-/// admin key and `dir` as data directory.
+/// admin key and `dir` as data directory; in a binary with `CLUSTER`, on the shared NATS
+/// cluster (`--backend nats`, a prefix of `dir`'s own).
 pub fn serve_args(dir: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["serve", "--listen", "127.0.0.1:0", "--admin-key", ADMIN]
         .iter()
@@ -200,6 +201,9 @@ pub fn serve_args(dir: &Path) -> Vec<OsString> {
         .collect();
     args.push("--data-dir".into());
     args.push(dir.into());
+    if crate::CLUSTER {
+        args.extend(super::nats::cluster_serve_args(dir));
+    }
     args
 }
 

@@ -175,6 +175,21 @@ fn poll_commit_and_seek_over_http() {
         f.post("/consumers/c1/seek", r#"{"to":"sideways"}"#).status,
         400
     );
+    // A commit below the committed offset differs by design. On one node a commit is
+    // kept as given; in cluster mode commits only move forward (compare-and-set in the
+    // offsets bucket), so that a slow node's late commit never undoes a newer one. A
+    // seek moves back in both.
+    let _ = f.post("/consumers/c1/seek", r#"{"offset":5}"#);
+    let back = f.post("/consumers/c1/commit", r#"{"offset":2}"#);
+    let kept = if crate::CLUSTER { 5 } else { 2 };
+    assert_eq!(
+        (back.status, back.json()["committedOffset"].as_u64()),
+        (200, Some(kept))
+    );
+    assert_eq!(
+        f.post("/consumers/c1/seek", r#"{"offset":2}"#).json()["committedOffset"],
+        2
+    );
     let list = f.get("/consumers");
     assert_eq!(
         list,

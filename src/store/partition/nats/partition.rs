@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::js::{self, Published, StreamNames, StreamSpec, StreamState};
 use super::{codec, Shared, NATS_END_REFRESH, NATS_READ_BATCH_MAX};
 use crate::log::record::validate_batch;
+use crate::log::stats::WriterCounters;
 use crate::log::{
     AppendOutcome, Clock, LogError, Offset, Record, RecordInput, Retention, WriterStats,
 };
@@ -35,6 +36,9 @@ pub(crate) struct Inner {
     last_ts: Mutex<i64>,
     /// Whether the end refresher runs (while someone subscribes).
     refreshing: AtomicBool,
+    /// Batches, events and bytes this node appended, for `/metrics` (no fsyncs: the
+    /// NATS servers sync).
+    stats: WriterCounters,
 }
 
 impl Inner {
@@ -168,6 +172,7 @@ impl NatsPartition {
             next_tx: watch::channel(Offset(state.last_seq)).0,
             last_ts: Mutex::new(i64::MIN),
             refreshing: AtomicBool::new(false),
+            stats: WriterCounters::default(),
         });
         if state.last_seq > 0 {
             // Times never go back from the last stored one.
@@ -266,6 +271,7 @@ impl Partition for NatsPartition {
             *last
         };
         let count = records.len();
+        let bytes: usize = records.iter().map(|r| r.payload.len()).sum();
         let messages: Vec<_> = records
             .into_iter()
             .map(|r| (codec::headers_of(&r, ts), r.payload))
@@ -276,6 +282,7 @@ impl Partition for NatsPartition {
             match js::publish(&client, &inner.names.subject, messages).await? {
                 Published::Stored { last_seq } => {
                     inner.advance(last_seq);
+                    inner.stats.note_group(count as u64, bytes as u64);
                     // Tell the other nodes; at most once, and a lost tick only delays
                     // them (their readers refresh while they wait).
                     let _ = client
@@ -438,7 +445,7 @@ impl Partition for NatsPartition {
     }
 
     fn writer_stats(&self) -> WriterStats {
-        WriterStats::default()
+        self.inner.stats.snapshot()
     }
 
     fn shared(&self) -> bool {
