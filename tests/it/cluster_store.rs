@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use eventmesh::log::storage::{write_atomic, SimStorage, Storage};
 use eventmesh::log::{ManualClock, Offset};
+use eventmesh::store::analytics::Window;
 use eventmesh::store::partition::nats::NatsBackend;
+use eventmesh::store::requests::RequestEntry;
 use eventmesh::store::{Flow, IngestOutcome, NewFlow, NewKey, Store, StoreConfig, StoreError};
 
 use crate::common::nats::{unique_prefix, NatsCluster};
@@ -319,4 +321,73 @@ fn a_commit_on_one_node_is_where_a_poll_on_the_other_reads_and_never_goes_back()
         assert!(fb.delete_consumer("billing").await.expect("delete on B"));
         assert!(fa.consumers().is_empty());
     });
+}
+
+fn request(status: u16, stored: u32, duplicates: u32) -> RequestEntry {
+    RequestEntry {
+        status,
+        error: (status >= 400).then(|| "invalid_signature".into()),
+        message: None,
+        latency_us: 1500,
+        events: 1,
+        stored,
+        duplicates,
+        first_offset: None,
+        event_id: None,
+        test: false,
+        count: 1,
+    }
+}
+
+#[test]
+fn the_request_log_and_analytics_are_the_same_on_either_node() {
+    // Proves the request log lives in the flow's shared stream: what each node
+    // answered is in the log read from either node, and the analytics computed from
+    // the streams give the same numbers on both (A stores 2 events and answers a 401,
+    // B answers a duplicate and a 413).
+    let Some((a, b)) = two_nodes("requests") else {
+        return;
+    };
+    let rt = runtime();
+    let (sa, sb) = (a.open(), b.open());
+    let (fa, fb) = flow_on_both(&sa, &sb);
+    rt.block_on(async {
+        let first = event("{\"n\":1}", Some("k1"));
+        let mut second = event("{\"n\":2}", Some("k2"));
+        second.event_type = "order.paid".into();
+        fa.ingest(&[first.clone()]).await.expect("A");
+        fa.ingest(&[second]).await.expect("A");
+        let dup = fb.ingest(&[first]).await.expect("B");
+        assert_eq!(dup, vec![IngestOutcome::Duplicate { offset: Offset(0) }]);
+    });
+    fa.record_request(&request(200, 1, 0)).expect("A log");
+    fa.record_request(&request(200, 1, 0)).expect("A log");
+    fa.record_request(&request(401, 0, 0)).expect("A log");
+    fb.record_request(&request(200, 0, 1)).expect("B log");
+    fb.record_request(&request(413, 0, 0)).expect("B log");
+    // A read hands the node's own buffered entries over first (B's are still in B's
+    // buffer here), then reads the stream to its end.
+    assert_eq!(fa.analytics(Window::Hour).expect("A").received, 3);
+    let on_b = fb.analytics(Window::Hour).expect("B");
+    let on_a = fa.analytics(Window::Hour).expect("A again");
+    assert_eq!(
+        (on_b.received, on_b.accepted, on_b.duplicates),
+        (5, 2, 1),
+        "{on_b:?}"
+    );
+    assert_eq!(on_b.rejected.get("401"), Some(&1));
+    assert_eq!(on_b.rejected.get("413"), Some(&1));
+    assert_eq!(on_b.event_types.get("order.created"), Some(&1));
+    assert_eq!(on_b.event_types.get("order.paid"), Some(&1));
+    assert_eq!(on_b.volume.iter().map(|v| v.count).sum::<u64>(), 2);
+    assert_eq!(on_a, on_b, "the same numbers on either node");
+    let log_a = rt.block_on(fa.recent_requests(10)).expect("A's log");
+    let log_b = rt.block_on(fb.recent_requests(10)).expect("B's log");
+    let statuses = |log: &[(i64, RequestEntry)]| {
+        let mut s: Vec<u16> = log.iter().map(|(_, e)| e.status).collect();
+        s.sort_unstable();
+        s
+    };
+    assert_eq!(statuses(&log_a), vec![200, 200, 200, 401, 413]);
+    assert_eq!(log_a, log_b, "one request log, read from either node");
 }

@@ -272,6 +272,12 @@ impl Flow {
         let mut agg = self.analytics.lock();
         self.flush_all_requests()?;
         self.requests.barrier()?;
+        // Shared logs (cluster mode): count what every node appended up to now.
+        for log in [&self.requests, &self.events] {
+            if log.shared() {
+                log.refresh_end()?;
+            }
+        }
         self.catch_up(&mut agg)?;
         Ok(agg.report(window, self.clock.now_ms()))
     }

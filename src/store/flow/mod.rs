@@ -65,7 +65,9 @@ pub struct Flow {
     clock: Arc<dyn Clock>,
     /// The events: reached only through the `Partition` seam.
     events: Arc<dyn Partition>,
-    requests: Log,
+    /// The request log: a local `Log` in `<flow>/requests/`, or where the backend
+    /// keeps it (cluster mode: a stream every node appends to and reads).
+    requests: Arc<dyn Partition>,
     consumers: Consumers,
     dedup: Arc<Mutex<DedupState>>,
     analytics: Mutex<Aggregator>,
@@ -188,12 +190,19 @@ impl Flow {
         let [events, requests, consumers] = log_configs(base);
         let events = partitions.open(&dir, events.1, create.flow)?;
         let make_local = |path: &Path| create.local_logs && !storage.exists(path);
-        let requests = {
-            let path = dir.join(requests.0);
-            match make_local(&path) || create.flow {
-                true => Log::open_with(path, requests.1, Arc::clone(&storage)),
-                false => Log::open_existing_with(path, requests.1, Arc::clone(&storage)),
-            }?
+        let requests: Arc<dyn Partition> = match partitions.open_requests(
+            &dir,
+            requests.1.clone(),
+            create.flow || create.local_logs,
+        ) {
+            Some(opened) => opened?,
+            None => {
+                let path = dir.join(requests.0);
+                Arc::new(match make_local(&path) || create.flow {
+                    true => Log::open_with(path, requests.1, Arc::clone(&storage)),
+                    false => Log::open_existing_with(path, requests.1, Arc::clone(&storage)),
+                }?)
+            }
         };
         let consumers_dir = dir.join(consumers.0);
         let consumers = Consumers::open(
@@ -298,7 +307,7 @@ impl Flow {
         let writable = events.is_none();
         let refusing = [
             ("events", events),
-            ("requests", self.requests.poisoned().map(|e| e.to_string())),
+            ("requests", self.requests.health()),
             (
                 "consumers",
                 self.consumers.poisoned().map(|e| e.to_string()),
@@ -409,6 +418,7 @@ impl Flow {
         let events = self.events.sync().map_err(StoreError::from);
         let requests = self
             .flush_all_requests()
+            .and_then(|()| Ok(self.requests.barrier()?))
             .and_then(|()| Ok(self.requests.sync()?));
         let consumers = self.consumers.sync();
         let dedup = match &events {

@@ -3,6 +3,7 @@
 //! counted per reason and second, and read back newest first.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::Flow;
 use crate::log::{Offset, RecordInput};
@@ -77,7 +78,7 @@ impl Flow {
         let batch = std::mem::take(buf);
         // Queued under the buffer's lock, so entries keep their order. The answer is
         // not awaited: dropping it is fine, the writer still writes.
-        drop(self.requests.try_submit(batch)?);
+        drop(self.requests.submit(batch)?);
         Ok(())
     }
 
@@ -87,7 +88,18 @@ impl Flow {
         limit: usize,
     ) -> Result<Vec<(i64, RequestEntry)>, StoreError> {
         self.flush_all_requests()?;
-        self.requests.barrier_async().await?;
+        // Off the executor: the barrier waits on the writer, and a shared request log
+        // (cluster mode) asks for the end the other nodes reached.
+        let requests = Arc::clone(&self.requests);
+        tokio::task::spawn_blocking(move || {
+            requests.barrier()?;
+            if requests.shared() {
+                requests.refresh_end()?;
+            }
+            Ok::<(), crate::store::partition::PartitionError>(())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the request log's reader stopped: {e}")))??;
         let limit = limit.clamp(1, REQUEST_LOG_READ_MAX);
         let next = self.requests.next_offset().0;
         let from = next

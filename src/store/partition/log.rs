@@ -94,4 +94,7 @@ impl Partition for Log {
     fn writer_stats(&self) -> WriterStats {
         Log::writer_stats(self)
     }
+    fn barrier(&self) -> Result<(), PartitionError> {
+        Ok(Log::barrier(self)?)
+    }
 }

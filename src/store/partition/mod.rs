@@ -143,6 +143,17 @@ pub trait Partition: Send + Sync + Debug {
     fn shared(&self) -> bool {
         false
     }
+    /// Waits until every append submitted before the call is settled (stored or
+    /// failed), so that a read after it sees them. May block. A backend whose appends
+    /// each settle before their caller goes on needs nothing here.
+    fn barrier(&self) -> Result<(), PartitionError> {
+        Ok(())
+    }
+    /// Learns the end other writers reached (a shared partition: one round trip to
+    /// the backend). A partition only this node writes knows its end already.
+    fn refresh_end(&self) -> Result<(), PartitionError> {
+        Ok(())
+    }
 }
 
 /// Opens each flow's event partition. `StoreConfig::partitions` picks the backend.
@@ -162,5 +173,18 @@ pub trait PartitionBackend: Send + Sync + Debug {
     /// leaves both for the next maintenance pass.
     fn remove(&self, _flow_dir: &Path) -> Result<(), PartitionError> {
         Ok(())
+    }
+
+    /// Opens the flow's request log where this backend keeps it, or `None`: a local
+    /// log in the flow's directory (the default). Cluster mode keeps it in a stream,
+    /// so that every node reads every node's entries (and counts them in analytics).
+    /// With `create` it is made if missing.
+    fn open_requests(
+        &self,
+        _flow_dir: &Path,
+        _config: LogConfig,
+        _create: bool,
+    ) -> Option<Result<Arc<dyn Partition>, PartitionError>> {
+        None
     }
 }

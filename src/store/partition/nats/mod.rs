@@ -34,6 +34,11 @@ use super::{Partition, PartitionBackend, PartitionError};
 use crate::log::limits::RECORD_FRAME_BYTES_MAX;
 use crate::log::{LogConfig, Retention};
 
+/// Replicas of each flow's request-log stream: what a node answered is worth less
+/// than the events, and R1 costs no replication round trip (it still lives on one
+/// server's disk under its sync setting, and is gone with that server's disk).
+pub const NATS_REQUEST_LOG_REPLICAS: usize = 1;
+
 /// Threads of the backend's runtime (the client's connection and every request).
 pub const NATS_RUNTIME_THREADS: usize = 2;
 /// How long an append (or a management call) retries passing failures (no leader,
@@ -139,6 +144,14 @@ impl Shared {
         StreamNames {
             stream: format!("{}_EV_{flow_id}", self.config.prefix),
             subject: format!("{}.ev.{flow_id}", self.config.prefix),
+        }
+    }
+
+    /// The flow's request-log stream (R1, `NATS_REQUEST_LOG_REPLICAS`).
+    fn request_names(&self, flow_id: &str) -> StreamNames {
+        StreamNames {
+            stream: format!("{}_RQ_{flow_id}", self.config.prefix),
+            subject: format!("{}.rq.{flow_id}", self.config.prefix),
         }
     }
 
@@ -309,6 +322,7 @@ impl PartitionBackend for NatsBackend {
             spec,
             config.clock,
             create,
+            false,
         )?;
         Ok(Arc::new(partition))
     }
@@ -316,11 +330,41 @@ impl PartitionBackend for NatsBackend {
     fn remove(&self, flow_dir: &Path) -> Result<(), PartitionError> {
         let flow_id = Self::flow_id(flow_dir)?;
         let names = self.shared.names(&flow_id);
+        let requests = self.shared.request_names(&flow_id);
         self.shared.open.lock().remove(&flow_id);
         let client = self.shared.client.clone();
-        self.shared
-            .bridge
-            .wait(async move { js::delete_stream(&client, &names).await })
+        self.shared.bridge.wait(async move {
+            js::delete_stream(&client, &requests).await?;
+            js::delete_stream(&client, &names).await
+        })
+    }
+
+    fn open_requests(
+        &self,
+        flow_dir: &Path,
+        config: LogConfig,
+        create: bool,
+    ) -> Option<Result<Arc<dyn Partition>, PartitionError>> {
+        let open = || {
+            let flow_id = Self::flow_id(flow_dir)?;
+            let names = self.shared.request_names(&flow_id);
+            let spec = StreamSpec {
+                replicas: NATS_REQUEST_LOG_REPLICAS.min(self.shared.config.replicas),
+                duplicate_window: self.shared.config.duplicate_window,
+                retention: Retention::default(),
+            };
+            let partition = NatsPartition::open(
+                Arc::clone(&self.shared),
+                flow_id,
+                names,
+                spec,
+                config.clock,
+                create,
+                true,
+            )?;
+            Ok(Arc::new(partition) as Arc<dyn Partition>)
+        };
+        Some(open())
     }
 }
 

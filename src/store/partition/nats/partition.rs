@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::js::{self, Published, StreamNames, StreamSpec, StreamState};
 use super::{codec, Shared, NATS_END_REFRESH, NATS_READ_BATCH_MAX};
@@ -39,6 +39,10 @@ pub(crate) struct Inner {
     /// Batches, events and bytes this node appended, for `/metrics` (no fsyncs: the
     /// NATS servers sync).
     stats: WriterCounters,
+    /// The queue of the writer task, for a stream whose appends keep their order and
+    /// take barriers (the request log); `None` for events, whose appends run at once
+    /// and are each awaited by their request.
+    ordered: Option<mpsc::Sender<Job>>,
 }
 
 impl Inner {
@@ -142,6 +146,90 @@ impl Inner {
     }
 }
 
+/// One batch to publish, with its append time.
+struct Batch {
+    messages: Vec<(async_nats::HeaderMap, bytes::Bytes)>,
+    count: usize,
+    bytes: usize,
+    ts: i64,
+}
+
+/// What an ordered stream's writer task is asked to do, in order.
+enum Job {
+    Append(
+        Batch,
+        oneshot::Sender<Result<AppendOutcome, PartitionError>>,
+    ),
+    /// Answered once every job before it is done.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Most jobs an ordered stream's writer holds queued; past it, appends are refused
+/// `Overloaded` (as a local log's full write queue).
+pub const NATS_ORDERED_QUEUE_MAX: usize = 64;
+
+/// Publishes one batch and learns the end it reached.
+async fn publish(inner: Arc<Inner>, batch: Batch) -> Result<AppendOutcome, PartitionError> {
+    let Batch {
+        messages,
+        count,
+        bytes,
+        ts,
+    } = batch;
+    let client = inner.shared.client.clone();
+    match js::publish(&client, &inner.names.subject, messages).await? {
+        Published::Stored { last_seq } => {
+            inner.advance(last_seq);
+            inner.stats.note_group(count as u64, bytes as u64);
+            // Tell the other nodes; at most once, and a lost tick only delays
+            // them (their readers refresh while they wait). Events only: readers of
+            // the request log ask for its end (`refresh_end`).
+            if inner.ordered.is_none() {
+                let _ = client
+                    .publish(
+                        inner.shared.tick_subject(&inner.flow_id),
+                        last_seq.to_string().into(),
+                    )
+                    .await;
+            }
+            let first = last_seq + 1 - count as u64;
+            Ok(AppendOutcome {
+                first: Offset(first - 1),
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+                timestamp_ms: ts,
+            })
+        }
+        Published::Duplicate { seq } => {
+            // Another writer stored one of these keys: learn the end that
+            // holds it, so the store's catch-up reads it.
+            match seq {
+                Some(seq) => inner.advance(seq),
+                None => {
+                    if let Ok(state) = js::stream_state(&client, &inner.names).await {
+                        inner.adopt(state);
+                    }
+                }
+            }
+            Err(PartitionError::Conflict)
+        }
+    }
+}
+
+/// The writer task of an ordered stream: one job at a time, in the order queued.
+async fn write_in_order(inner: std::sync::Weak<Inner>, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(job) = jobs.recv().await {
+        match job {
+            Job::Append(batch, done) => {
+                let Some(inner) = inner.upgrade() else { break };
+                let _ = done.send(publish(inner, batch).await);
+            }
+            Job::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
 /// One flow's events in one JetStream stream.
 #[derive(Debug)]
 pub struct NatsPartition {
@@ -149,6 +237,9 @@ pub struct NatsPartition {
 }
 
 impl NatsPartition {
+    /// Opens (with `create`, makes) the stream. An `ordered` stream (the request log)
+    /// appends through one writer task and hears no ticks; the events stream appends
+    /// at once and is kept current by the other nodes' ticks.
     pub(crate) fn open(
         shared: Arc<Shared>,
         flow_id: String,
@@ -156,12 +247,14 @@ impl NatsPartition {
         spec: StreamSpec,
         clock: Arc<dyn Clock>,
         create: bool,
+        ordered: bool,
     ) -> Result<Self, PartitionError> {
         let client = shared.client.clone();
         let (n, s) = (names.clone(), spec.clone());
         let state = shared
             .bridge
             .wait(async move { js::ensure_stream(&client, &n, &s, create).await })?;
+        let queue = mpsc::channel(NATS_ORDERED_QUEUE_MAX);
         let inner = Arc::new(Inner {
             shared: Arc::clone(&shared),
             flow_id: flow_id.clone(),
@@ -173,7 +266,14 @@ impl NatsPartition {
             last_ts: Mutex::new(i64::MIN),
             refreshing: AtomicBool::new(false),
             stats: WriterCounters::default(),
+            ordered: ordered.then(|| queue.0),
         });
+        if ordered {
+            let jobs = queue.1;
+            shared
+                .bridge
+                .spawn(write_in_order(Arc::downgrade(&inner), jobs));
+        }
         if state.last_seq > 0 {
             // Times never go back from the last stored one.
             let last = inner.fetch(state.last_seq - 1, 1, 1)?;
@@ -181,7 +281,9 @@ impl NatsPartition {
                 *inner.last_ts.lock() = r.timestamp_ms;
             }
         }
-        shared.open.lock().insert(flow_id, Arc::downgrade(&inner));
+        if !ordered {
+            shared.open.lock().insert(flow_id, Arc::downgrade(&inner));
+        }
         Ok(Self { inner })
     }
 
@@ -276,50 +378,40 @@ impl Partition for NatsPartition {
             .into_iter()
             .map(|r| (codec::headers_of(&r, ts), r.payload))
             .collect();
+        let batch = Batch {
+            messages,
+            count,
+            bytes,
+            ts,
+        };
         let inner = Arc::clone(&self.inner);
-        let task = self.inner.shared.bridge.spawn(async move {
-            let client = inner.shared.client.clone();
-            match js::publish(&client, &inner.names.subject, messages).await? {
-                Published::Stored { last_seq } => {
-                    inner.advance(last_seq);
-                    inner.stats.note_group(count as u64, bytes as u64);
-                    // Tell the other nodes; at most once, and a lost tick only delays
-                    // them (their readers refresh while they wait).
-                    let _ = client
-                        .publish(
-                            inner.shared.tick_subject(&inner.flow_id),
-                            last_seq.to_string().into(),
-                        )
-                        .await;
-                    let first = last_seq + 1 - count as u64;
-                    Ok(AppendOutcome {
-                        first: Offset(first - 1),
-                        count: u32::try_from(count).unwrap_or(u32::MAX),
-                        timestamp_ms: ts,
+        match &self.inner.ordered {
+            // The request log: one writer task, so entries keep their order and a
+            // barrier passes after every append queued before it.
+            Some(queue) => {
+                let (done, settled) = oneshot::channel();
+                queue
+                    .try_send(Job::Append(batch, done))
+                    .map_err(|_| PartitionError::Overloaded)?;
+                Ok(PendingAppend::new(async move {
+                    settled.await.unwrap_or_else(|_| {
+                        Err(PartitionError::ReadOnly(
+                            "the stream's writer stopped".into(),
+                        ))
                     })
-                }
-                Published::Duplicate { seq } => {
-                    // Another writer stored one of these keys: learn the end that
-                    // holds it, so the store's catch-up reads it.
-                    match seq {
-                        Some(seq) => inner.advance(seq),
-                        None => {
-                            if let Ok(state) = js::stream_state(&client, &inner.names).await {
-                                inner.adopt(state);
-                            }
-                        }
-                    }
-                    Err(PartitionError::Conflict)
-                }
+                }))
             }
-        });
-        Ok(PendingAppend::new(async move {
-            task.await.unwrap_or_else(|e| {
-                Err(PartitionError::Unreachable(format!(
-                    "the append task failed: {e}"
-                )))
-            })
-        }))
+            None => {
+                let task = self.inner.shared.bridge.spawn(publish(inner, batch));
+                Ok(PendingAppend::new(async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(PartitionError::Unreachable(format!(
+                            "the append task failed: {e}"
+                        )))
+                    })
+                }))
+            }
+        }
     }
 
     fn records_from(&self, from: Offset) -> RecordStream {
@@ -450,5 +542,23 @@ impl Partition for NatsPartition {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn barrier(&self) -> Result<(), PartitionError> {
+        let Some(queue) = self.inner.ordered.clone() else {
+            return Ok(());
+        };
+        self.inner.wait(async move {
+            let (done, passed) = oneshot::channel();
+            // A closed queue has no append left to wait for.
+            if queue.send(Job::Barrier(done)).await.is_ok() {
+                let _ = passed.await;
+            }
+            Ok(())
+        })
+    }
+
+    fn refresh_end(&self) -> Result<(), PartitionError> {
+        self.inner.state_now().map(|_| ())
     }
 }
