@@ -266,7 +266,7 @@ impl NatsPartition {
             last_ts: Mutex::new(i64::MIN),
             refreshing: AtomicBool::new(false),
             stats: WriterCounters::default(),
-            ordered: ordered.then(|| queue.0),
+            ordered: ordered.then_some(queue.0),
         });
         if ordered {
             let jobs = queue.1;
