@@ -355,7 +355,7 @@ fn the_request_log_and_analytics_are_the_same_on_either_node() {
         let first = event("{\"n\":1}", Some("k1"));
         let mut second = event("{\"n\":2}", Some("k2"));
         second.event_type = "order.paid".into();
-        fa.ingest(&[first.clone()]).await.expect("A");
+        fa.ingest(std::slice::from_ref(&first)).await.expect("A");
         fa.ingest(&[second]).await.expect("A");
         let dup = fb.ingest(&[first]).await.expect("B");
         assert_eq!(dup, vec![IngestOutcome::Duplicate { offset: Offset(0) }]);
