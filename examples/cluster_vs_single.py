@@ -16,7 +16,10 @@ turn, on a fresh flow with no rate limit and an ingest key:
    events/s, p50/p99, errors;
 3. replay: `eventmesh replay --json` of the whole flow to /dev/null, timed: events/s;
 4. for the cluster, the stream's own figures from the servers' /jsz: messages and
-   bytes stored, which must equal the events the two loads got 2xx for.
+   bytes stored, which must equal the events the two loads got 2xx for;
+5. with --js-publish, JetStream alone on the same cluster (examples/js_publish.rs: the
+   same concurrency and size, each publish with a Nats-Msg-Id, awaiting its ack): the
+   ceiling EventMesh's cluster mode sits under.
 
 One JSON line per run. No proxy.
 """
@@ -134,6 +137,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--js-publish", help="target/release/examples/js_publish: JetStream's own ceiling each round")
     a = ap.parse_args()
     root = tempfile.mkdtemp(prefix="cluster-bench-", dir=".")
     nats, urls, monitors = start_nats(root)
@@ -152,6 +156,13 @@ def main():
         for rnd in range(1, a.rounds + 1):
             run(a.binary, "local", single[1], None, None, rnd, a)
             run(a.binary, "nats", cluster[1], monitors, prefix, rnd, a)
+            if a.js_publish:
+                out = subprocess.run([a.js_publish, urls, str(a.connections), str(a.seconds), str(a.size), "3"],
+                                     capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                j = json.loads(out)
+                print(json.dumps({"round": rnd, "backend": "jetstream alone (js_publish)",
+                                  "acksPerSec": j["acksPerSec"], "p50Ms": j["p50Us"] / 1000,
+                                  "p99Ms": j["p99Us"] / 1000, "errors": j["errors"]}), flush=True)
     finally:
         for p in servers + nats:
             p.kill(); p.wait()

@@ -407,6 +407,7 @@ impl Store {
             self.inner.webhooks.write().remove(&webhook);
         }
         self.inner.unavailable.write().remove(id);
+        self.inner.unavailable_for_now.lock().remove(id);
         self.inner.pending_removal.lock().push(id.to_owned());
         if let Some(flow) = self.inner.flows.write().remove(id) {
             self.inner

@@ -165,6 +165,10 @@ struct Inner {
     /// Quarantined flows: their `flow.json` or their logs could not be opened.
     /// Flow id → why (the file and byte position). Every other flow serves.
     unavailable: RwLock<HashMap<String, String>>,
+    /// Of those, the flows whose opening failed only because the backend did not
+    /// answer in time (cluster mode: NATS without a leader): the next use opens them
+    /// again instead of keeping them quarantined until restart.
+    unavailable_for_now: Mutex<std::collections::HashSet<String>>,
     /// Deleted flows whose directories are still to be removed.
     pending_removal: Mutex<Vec<String>>,
     /// Deleted flows that a request may still hold: their files go only once the last
@@ -275,6 +279,7 @@ impl Store {
                 unopened: Mutex::new(opened.unopened.into()),
                 opening_stopped: std::sync::atomic::AtomicBool::new(false),
                 unavailable: RwLock::new(opened.unavailable),
+                unavailable_for_now: Mutex::new(std::collections::HashSet::new()),
                 pending_removal: Mutex::new(opened.removals),
                 deleting: Mutex::new(HashMap::new()),
                 webhooks: RwLock::new(opened.webhooks),

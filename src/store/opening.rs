@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::store::partition::PartitionError;
 use crate::store::{in_parallel, log_quarantined, open_flow, Flow, Store, StoreError};
 
 impl Store {
@@ -21,9 +22,7 @@ impl Store {
         if let Some(flow) = self.inner.flows.read().get(id) {
             return Some(Arc::clone(flow));
         }
-        if !self.inner.records.read().contains_key(id)
-            || self.inner.unavailable.read().contains_key(id)
-        {
+        if !self.inner.records.read().contains_key(id) || self.quarantined(id) {
             return None;
         }
         blocking(|| self.open_on_demand(id))
@@ -48,7 +47,7 @@ impl Store {
         if let Some(flow) = self.inner.flows.read().get(id) {
             return Some(Arc::clone(flow));
         }
-        if self.inner.unavailable.read().contains_key(id) {
+        if self.quarantined(id) {
             return None;
         }
         let record = self.inner.records.read().get(id).cloned()?;
@@ -82,20 +81,46 @@ impl Store {
                 }
                 let flow = Arc::new(flow);
                 inner.flows.write().insert(id.to_owned(), Arc::clone(&flow));
+                if inner.unavailable_for_now.lock().remove(id) {
+                    inner.unavailable.write().remove(id);
+                    tracing::info!(flow = %id, "flow opened after its backend answered again");
+                }
                 tracing::debug!(flow = %id, micros = started.elapsed().as_micros() as u64, "flow opened");
                 Some(flow)
             }
             Err(e) => {
-                log_quarantined(id, &e.to_string());
+                let for_now = matches!(
+                    e,
+                    StoreError::Partition(PartitionError::Unreachable(_)) | StoreError::Overloaded
+                );
+                match for_now {
+                    true => tracing::warn!(flow = %id, error = %e,
+                        "the flow's backend did not answer: it opens again on its next use"),
+                    false => log_quarantined(id, &e.to_string()),
+                }
                 if records.contains_key(id) {
-                    inner
-                        .unavailable
-                        .write()
-                        .insert(id.to_owned(), e.to_string());
+                    let reason = match for_now {
+                        true => format!("{e} (opened again on the next request)"),
+                        false => e.to_string(),
+                    };
+                    inner.unavailable.write().insert(id.to_owned(), reason);
+                    let mut for_now_set = inner.unavailable_for_now.lock();
+                    match for_now {
+                        true => for_now_set.insert(id.to_owned()),
+                        false => for_now_set.remove(id),
+                    };
                 }
                 None
             }
         }
+    }
+
+    /// Whether flow `id` stays quarantined: it failed to open, and not just because
+    /// its backend did not answer for a while (`unavailable_for_now`).
+    fn quarantined(&self, id: &str) -> bool {
+        // One lock at a time.
+        let listed = self.inner.unavailable.read().contains_key(id);
+        listed && !self.inner.unavailable_for_now.lock().contains(id)
     }
 
     /// Opens flows not opened yet, in id order, until `deadline` passes or none is

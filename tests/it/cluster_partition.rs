@@ -156,3 +156,39 @@ fn the_same_key_sent_to_both_nodes_at_once_is_stored_once() {
     distinct.dedup();
     assert_eq!(distinct.len(), 20, "no key twice");
 }
+
+#[test]
+fn a_request_log_stream_with_its_retention_set_opens_again_and_keeps_its_entries() {
+    // Proves the request-log stream (R1, made by whichever node opens the flow first)
+    // opens again after a retention pass changed its limits (JetStream refuses the
+    // create with err 10058 then: the stream is checked as it stands), with the entry
+    // another node appended, and that a barrier passes after the entries queued.
+    let Some(cluster) = NatsCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("rqopen");
+    let dir = PathBuf::from("/nodes/fl_rq");
+    let (node_a, node_b) = (cluster.backend(&prefix), cluster.backend(&prefix));
+    let rt = runtime();
+    let a = node_a
+        .open_requests(&dir, LogConfig::default(), true)
+        .expect("a stream backend")
+        .expect("A makes the stream");
+    let pending = a
+        .submit(vec![RecordInput::new(&b"entry"[..])])
+        .expect("queued");
+    a.barrier().expect("the barrier passes");
+    assert_eq!(rt.block_on(pending).expect("stored").first, Offset(0));
+    a.apply_retention(eventmesh::log::Retention {
+        max_age_ms: Some(7 * 24 * 3600 * 1000),
+        max_bytes: Some(256 << 20),
+    })
+    .expect("limits set");
+    let b = node_b
+        .open_requests(&dir, LogConfig::default(), true)
+        .expect("a stream backend")
+        .expect("B opens the stream as it stands");
+    let read = b.read(Offset(0), 10, usize::MAX).expect("B reads");
+    assert_eq!(read.len(), 1);
+    assert_eq!(&read[0].payload[..], b"entry");
+}

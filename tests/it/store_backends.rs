@@ -254,3 +254,38 @@ fn a_partition_that_refuses_appends_makes_its_flow_read_only_and_no_other() {
     assert_eq!(ok, vec![IngestOutcome::Stored { offset: Offset(0) }]);
     assert!(healthy.health().writable);
 }
+
+#[test]
+fn a_flow_whose_backend_did_not_answer_opens_again_on_its_next_use() {
+    // Proves an opening that failed only because the backend did not answer in time
+    // (cluster mode: no stream leader during a failover) is not a quarantine until
+    // restart: the flow is reported unavailable, saying it will be opened again, and
+    // its next use opens it with its events. A damaged flow stays quarantined
+    // (tests/it/store_damage.rs).
+    let rt = runtime();
+    let backend = Arc::new(MemoryBackend::default());
+    let b = Backend {
+        partitions: Some(backend.clone()),
+        ..Backend::memory()
+    };
+    let id = {
+        let store = b.open();
+        let flow = new_flow(&store, "f");
+        rt.block_on(flow.ingest(&[event("{}", Some("k"))]))
+            .expect("ingest");
+        store.sync_all().expect("sync");
+        flow.id().to_owned()
+    };
+    // The store opens every flow as it starts (`FlowOpening::AtStart`): that one fails.
+    backend.refuse_opens(1);
+    let store = b.open();
+    let why = store.flow_unavailable(&id).expect("reported unavailable");
+    assert!(why.contains("opened again on the next request"), "{why}");
+    let flow = store.flow(&id).expect("opened on its next use");
+    assert_eq!(store.flow_unavailable(&id), None);
+    assert_eq!(flow.end(), Offset(1));
+    let again = rt
+        .block_on(flow.ingest(&[event("{}", Some("k"))]))
+        .expect("ingest");
+    assert_eq!(again, vec![IngestOutcome::Duplicate { offset: Offset(0) }]);
+}

@@ -237,14 +237,20 @@ impl Flow {
     }
 
     /// Reads the records other writers appended to a shared partition (cluster mode)
-    /// since the index last looked, and adds their keys: the flow's own dedup window
-    /// then holds across nodes. Nothing to do for a partition only this node writes.
+    /// since the index last looked, up to `Partition::others_end`, and adds their
+    /// keys: the flow's own dedup window then holds across nodes. Nothing to do for a
+    /// partition only this node writes.
     pub(super) fn catch_up_dedup(&self) -> Result<(), StoreError> {
         if !self.events.shared() {
             return Ok(());
         }
+        // One catch-up at a time: the calls waiting behind it find it done, instead of
+        // each reading the same records again.
+        let _one = self.catching_up.lock();
         let from = self.dedup.lock().seen;
-        let end = self.events.next_offset().0;
+        // Only up to what other nodes may have written: this node's own appends are
+        // in the index already (reading them back cost a round trip per ingest).
+        let end = self.events.others_end().0;
         if from >= end {
             return Ok(());
         }
@@ -261,7 +267,7 @@ impl Flow {
             add_key(&mut st.index, record);
         }
         let read_to = records.last().map_or(from, |r| r.offset.0 + 1);
-        st.seen = st.seen.max(read_to);
+        st.note_read(read_to);
         st.index.expire(now_s(self.clock.now_ms()));
         Ok(())
     }

@@ -277,9 +277,7 @@ impl Flow {
                     st.inflight.remove(h);
                 }
                 if let Ok(out) = &result {
-                    if st.seen == out.first.0 {
-                        st.seen += u64::from(out.count);
-                    }
+                    st.note_settled(out.first.0, out.first.0 + u64::from(out.count));
                     let time_s = u32::try_from(now_s(out.timestamp_ms)).unwrap_or(u32::MAX);
                     for (h, j, body_hash) in keys {
                         let entry = DedupEntry {

@@ -53,6 +53,37 @@ struct DedupState {
     /// Every record below this offset is in the index (or expired from it): what
     /// `catch_up_dedup` reads from on a shared partition (cluster mode).
     seen: u64,
+    /// This node's appends that settled above `seen` (`first → end`): concurrent
+    /// appends settle out of order, and `seen` moves over them once the gap closes.
+    /// At most one entry per append in flight (`INGEST_INFLIGHT_PER_FLOW_MAX`).
+    settled_ahead: std::collections::BTreeMap<u64, u64>,
+}
+
+impl DedupState {
+    /// An append of this node settled at `first..end`: its keys are in the index.
+    fn note_settled(&mut self, first: u64, end: u64) {
+        match first.cmp(&self.seen) {
+            std::cmp::Ordering::Greater => {
+                self.settled_ahead.insert(first, end);
+            }
+            std::cmp::Ordering::Equal => self.note_read(end),
+            // Read back by a catch-up already.
+            std::cmp::Ordering::Less => {}
+        }
+    }
+
+    /// Every record below `to` is in the index: move `seen` there, and over the
+    /// settled appends that now join it.
+    fn note_read(&mut self, to: u64) {
+        self.seen = self.seen.max(to);
+        while let Some((&first, &end)) = self.settled_ahead.first_key_value() {
+            if first > self.seen {
+                break;
+            }
+            self.seen = self.seen.max(end);
+            self.settled_ahead.remove(&first);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -70,6 +101,9 @@ pub struct Flow {
     requests: Arc<dyn Partition>,
     consumers: Consumers,
     dedup: Arc<Mutex<DedupState>>,
+    /// Held while the dedup index reads other nodes' records (cluster mode), so that
+    /// concurrent ingests read them once, not once each.
+    catching_up: Mutex<()>,
     analytics: Mutex<Aggregator>,
     /// Ingest calls waiting for their append (bounded by `INGEST_INFLIGHT_PER_FLOW_MAX`).
     inflight_appends: Arc<AtomicUsize>,
@@ -245,7 +279,9 @@ impl Flow {
                 inflight: HashMap::new(),
                 saved_covered,
                 seen,
+                settled_ahead: std::collections::BTreeMap::new(),
             })),
+            catching_up: Mutex::new(()),
             analytics: Mutex::new(analytics),
             inflight_appends: Arc::new(AtomicUsize::new(0)),
             request_buf: Mutex::new(Vec::new()),

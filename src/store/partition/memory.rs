@@ -189,9 +189,17 @@ impl Partition for MemoryPartition {
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
     partitions: Mutex<HashMap<PathBuf, Arc<MemoryPartition>>>,
+    /// Opens still to answer `Unreachable` (a backend without a leader for a while).
+    unreachable_opens: Mutex<usize>,
 }
 
 impl MemoryBackend {
+    /// The next `n` opens answer `PartitionError::Unreachable`, as a NATS cluster
+    /// without a stream leader would.
+    pub fn refuse_opens(&self, n: usize) {
+        *self.unreachable_opens.lock() = n;
+    }
+
     /// The partition of the flow in `flow_dir`, if one was opened.
     pub fn partition(&self, flow_dir: &Path) -> Option<Arc<MemoryPartition>> {
         self.partitions.lock().get(flow_dir).cloned()
@@ -205,6 +213,15 @@ impl PartitionBackend for MemoryBackend {
         config: LogConfig,
         create: bool,
     ) -> Result<Arc<dyn Partition>, PartitionError> {
+        {
+            let mut refusing = self.unreachable_opens.lock();
+            if *refusing > 0 {
+                *refusing -= 1;
+                return Err(PartitionError::Unreachable(
+                    "no stream leader (a test)".into(),
+                ));
+            }
+        }
         let mut all = self.partitions.lock();
         if let Some(p) = all.get(flow_dir) {
             return Ok(Arc::clone(p) as Arc<dyn Partition>);

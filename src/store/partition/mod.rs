@@ -154,6 +154,13 @@ pub trait Partition: Send + Sync + Debug {
     fn refresh_end(&self) -> Result<(), PartitionError> {
         Ok(())
     }
+    /// One past the last record another writer may have appended, as far as this
+    /// node has heard: records from it to `next_offset` are this node's own appends.
+    /// Never blocks (a shared partition refreshes it in the background). The store
+    /// reads only up to it before an ingest, never its own records back.
+    fn others_end(&self) -> Offset {
+        self.next_offset()
+    }
 }
 
 /// Opens each flow's event partition. `StoreConfig::partitions` picks the backend.

@@ -158,6 +158,8 @@ static EMPTY: Empty = Empty {};
 
 /// JetStream's "stream not found", from the meta leader (not a passing failure).
 const ERR_STREAM_NOT_FOUND: u32 = 10059;
+/// "stream name already in use with a different configuration".
+const ERR_STREAM_NAME_IN_USE: u32 = 10058;
 /// "no message found" for a sequence.
 const ERR_NO_MESSAGE: u32 = 10037;
 
@@ -179,9 +181,19 @@ pub async fn ensure_stream(
     create: bool,
 ) -> Result<StreamState, PartitionError> {
     let want = config_of(names, spec);
-    let info: stream::Info = if create {
+    let created: Option<stream::Info> = if create {
         let subject = format!("$JS.API.STREAM.CREATE.{}", names.stream);
-        retrying(|| api(client, subject.clone(), &want)).await?
+        match retrying(|| api(client, subject.clone(), &want)).await {
+            // It exists with other limits (a retention pass changed them since): it is
+            // checked as it stands, below.
+            Err(e) if is_api_error(&e, ERR_STREAM_NAME_IN_USE) => None,
+            other => Some(other?),
+        }
+    } else {
+        None
+    };
+    let info: stream::Info = if let Some(info) = created {
+        info
     } else {
         let subject = format!("$JS.API.STREAM.INFO.{}", names.stream);
         match retrying(|| api(client, subject.clone(), &EMPTY)).await {

@@ -188,6 +188,8 @@ impl NatsBackend {
                     .connection_timeout(NATS_REQUEST_TIMEOUT)
                     .request_timeout(Some(NATS_REQUEST_TIMEOUT))
                     .max_reconnects(None)
+                    // This node's own ticks are not news to it (`Inner::learn`).
+                    .no_echo()
                     .connect(addrs.clone())
                     .await;
                 match tried {
@@ -280,7 +282,7 @@ impl NatsBackend {
                 };
                 let inner = shared.open.lock().get(flow).and_then(Weak::upgrade);
                 if let Some(inner) = inner {
-                    inner.advance(end);
+                    inner.learn(end);
                 }
             }
         });

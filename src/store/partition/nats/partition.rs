@@ -43,6 +43,13 @@ pub(crate) struct Inner {
     /// take barriers (the request log); `None` for events, whose appends run at once
     /// and are each awaited by their request.
     ordered: Option<mpsc::Sender<Job>>,
+    /// One past the last record another node may have appended, as far as this node
+    /// has heard (a tick, a refresh, a conflict): between it and `next` lie only this
+    /// node's own appends, which the store's dedup index holds already.
+    others: AtomicU64,
+    /// When `others` was last asked of the stream (`others_end` asks again, in the
+    /// background, after `NATS_END_REFRESH`: a lost tick costs about that).
+    asked_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl Inner {
@@ -57,6 +64,12 @@ impl Inner {
         });
     }
 
+    /// Another node's records reach at least `end`: the stream's end moves there too.
+    pub(crate) fn learn(&self, end: u64) {
+        self.others.fetch_max(end, Ordering::AcqRel);
+        self.advance(end);
+    }
+
     fn next(&self) -> u64 {
         self.next_tx.borrow().0
     }
@@ -64,7 +77,7 @@ impl Inner {
     fn adopt(&self, state: StreamState) {
         self.first
             .fetch_max(state.first_seq.saturating_sub(1), Ordering::AcqRel);
-        self.advance(state.last_seq);
+        self.learn(state.last_seq);
     }
 
     fn wait<T: Send + 'static>(
@@ -203,7 +216,7 @@ async fn publish(inner: Arc<Inner>, batch: Batch) -> Result<AppendOutcome, Parti
             // Another writer stored one of these keys: learn the end that
             // holds it, so the store's catch-up reads it.
             match seq {
-                Some(seq) => inner.advance(seq),
+                Some(seq) => inner.learn(seq),
                 None => {
                     if let Ok(state) = js::stream_state(&client, &inner.names).await {
                         inner.adopt(state);
@@ -267,6 +280,8 @@ impl NatsPartition {
             refreshing: AtomicBool::new(false),
             stats: WriterCounters::default(),
             ordered: ordered.then_some(queue.0),
+            others: AtomicU64::new(state.last_seq),
+            asked_at: Mutex::new(Some(std::time::Instant::now())),
         });
         if ordered {
             let jobs = queue.1;
@@ -560,5 +575,27 @@ impl Partition for NatsPartition {
 
     fn refresh_end(&self) -> Result<(), PartitionError> {
         self.inner.state_now().map(|_| ())
+    }
+
+    fn others_end(&self) -> Offset {
+        // Never waits: when the last answer is older than `NATS_END_REFRESH`, one ask
+        // goes out in the background and a later call sees what it learned.
+        let ask = {
+            let mut at = self.inner.asked_at.lock();
+            let stale = at.is_none_or(|t| t.elapsed() >= NATS_END_REFRESH);
+            if stale {
+                *at = Some(std::time::Instant::now());
+            }
+            stale
+        };
+        if ask {
+            let inner = Arc::clone(&self.inner);
+            self.inner.shared.bridge.spawn(async move {
+                if let Ok(state) = js::stream_state(&inner.shared.client, &inner.names).await {
+                    inner.adopt(state);
+                }
+            });
+        }
+        Offset(self.inner.others.load(Ordering::Acquire))
     }
 }
