@@ -101,9 +101,8 @@ async fn main() -> Result<(), BoxError> {
         t.await?;
     }
     let took = started.elapsed().as_secs_f64();
-    let h = hist.lock();
-    println!(
-        "{}",
+    let line = {
+        let h = hist.lock();
         serde_json::json!({
             "acksPerSec": (h.len() as f64 / took).round(),
             "p50Us": h.value_at_quantile(0.5),
@@ -111,7 +110,8 @@ async fn main() -> Result<(), BoxError> {
             "errors": errors.load(Ordering::Relaxed),
             "connections": connections, "size": size, "replicas": replicas,
         })
-    );
+    };
+    println!("{line}");
     js.delete_stream(&name).await?;
     Ok(())
 }
