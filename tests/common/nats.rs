@@ -282,6 +282,27 @@ impl NatsCluster {
         panic!("nats-server n{i} was not healthy within {READY_WITHIN:?}");
     }
 
+    /// `stream`'s `STREAM.INFO` answer (its `config` and `state`), asked of any server.
+    pub fn stream_info(&self, stream: &str) -> serde_json::Value {
+        let addrs: Vec<async_nats::ServerAddr> = self
+            .urls()
+            .iter()
+            .map(|u| u.parse().expect("a NATS URL"))
+            .collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let client = async_nats::connect(addrs).await.expect("connect");
+            let msg = client
+                .request(format!("$JS.API.STREAM.INFO.{stream}"), "".into())
+                .await
+                .expect("STREAM.INFO");
+            serde_json::from_slice(&msg.payload).expect("JSON")
+        })
+    }
+
     /// Which server leads `stream` now (its `STREAM.INFO`'s `cluster.leader`), asked
     /// through the servers other than `avoid`.
     pub fn stream_leader(&self, stream: &str, avoid: &[usize]) -> usize {

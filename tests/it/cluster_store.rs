@@ -14,9 +14,12 @@ use std::sync::Arc;
 use eventmesh::log::storage::{write_atomic, SimStorage, Storage};
 use eventmesh::log::{ManualClock, Offset};
 use eventmesh::store::analytics::Window;
+use eventmesh::store::meta::RetentionConfig;
 use eventmesh::store::partition::nats::NatsBackend;
 use eventmesh::store::requests::RequestEntry;
-use eventmesh::store::{Flow, IngestOutcome, NewFlow, NewKey, Store, StoreConfig, StoreError};
+use eventmesh::store::{
+    Flow, FlowPatch, IngestOutcome, NewFlow, NewKey, Store, StoreConfig, StoreError,
+};
 
 use crate::common::nats::{unique_prefix, NatsCluster};
 use crate::common::store::{config_on, event, runtime};
@@ -25,6 +28,7 @@ const SECRET_FILE: &str = "/secret";
 
 /// One EventMesh node: its own disk, the cluster's backend and registry.
 struct Node {
+    prefix: String,
     sim: SimStorage,
     clock: Arc<ManualClock>,
     backend: Arc<NatsBackend>,
@@ -35,6 +39,7 @@ impl Node {
         let sim = SimStorage::new();
         write_atomic(&sim, std::path::Path::new(SECRET_FILE), &secret).expect("secret");
         Self {
+            prefix: prefix.to_owned(),
             sim,
             clock: Arc::new(ManualClock::new(1_700_000_000_000)),
             backend: Arc::new(cluster.backend(prefix)),
@@ -390,4 +395,58 @@ fn the_request_log_and_analytics_are_the_same_on_either_node() {
     };
     assert_eq!(statuses(&log_a), vec![200, 200, 200, 401, 413]);
     assert_eq!(log_a, log_b, "one request log, read from either node");
+}
+
+#[test]
+fn a_flows_retention_reaches_its_stream_and_removing_it_clears_the_limits() {
+    // Proves retention maps to the stream's max_age and max_bytes, and that removing
+    // the setting clears them on the stream too, from the other node.
+    let Some((a, b)) = two_nodes("retention") else {
+        return;
+    };
+    let cluster = NatsCluster::shared().expect("the shared cluster");
+    let (sa, sb) = (a.open(), b.open());
+    let (flow, _) = sa
+        .create_flow(NewFlow {
+            name: "kept".into(),
+            retention: Some(RetentionConfig {
+                max_age_seconds: Some(3600),
+                max_bytes: Some(1 << 30),
+            }),
+            ..NewFlow::default()
+        })
+        .expect("create");
+    sa.flow(&flow.id)
+        .expect("on A")
+        .apply_retention()
+        .expect("retention");
+    let stream = format!("{}_EV_{}", a.prefix, flow.id);
+    let config = &cluster.stream_info(&stream)["config"];
+    assert_eq!(
+        (config["max_age"].as_u64(), config["max_bytes"].as_i64()),
+        (Some(3_600_000_000_000), Some(1 << 30)),
+        "{config}"
+    );
+    let before = *sb.registry_changes_applied().borrow();
+    sa.update_flow(
+        &flow.id,
+        FlowPatch {
+            retention: Some(RetentionConfig::default()),
+            ..FlowPatch::default()
+        },
+    )
+    .expect("remove the retention");
+    applied(&sb, before, 1);
+    // B's pass clears them, whenever B opened the flow: it compares the setting with
+    // what the stream holds, not with what it last set itself.
+    sb.flow(&flow.id)
+        .expect("on B")
+        .apply_retention()
+        .expect("retention");
+    let config = &cluster.stream_info(&stream)["config"];
+    assert_eq!(
+        (config["max_age"].as_u64(), config["max_bytes"].as_i64()),
+        (Some(0), Some(-1)),
+        "{config}"
+    );
 }

@@ -427,7 +427,10 @@ impl Flow {
     /// Retention of the event log (the flow's settings) and of the request log.
     pub fn apply_retention(&self) -> Result<(), StoreError> {
         let settings = self.record.read().retention;
-        if settings.max_age_seconds.is_some() || settings.max_bytes.is_some() {
+        // A shared partition (a stream) keeps the limits it was given, so removing a
+        // setting must reach it too; a local log with no limits has nothing to do.
+        let limited = settings.max_age_seconds.is_some() || settings.max_bytes.is_some();
+        if limited || self.events.shared() {
             self.events.apply_retention(Retention {
                 max_age_ms: settings
                     .max_age_seconds

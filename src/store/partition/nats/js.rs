@@ -173,13 +173,14 @@ fn is_api_error(e: &PartitionError, err_code: u32) -> bool {
 }
 
 /// With `create`, makes the stream (or finds it made with the same settings);
-/// without, it must exist. Either way its settings are read back and checked.
+/// without, it must exist. Either way its settings are read back and checked; the
+/// answer has its state and the retention limits it holds now.
 pub async fn ensure_stream(
     client: &Client,
     names: &StreamNames,
     spec: &StreamSpec,
     create: bool,
-) -> Result<StreamState, PartitionError> {
+) -> Result<(StreamState, Retention), PartitionError> {
     let want = config_of(names, spec);
     let created: Option<stream::Info> = if create {
         let subject = format!("$JS.API.STREAM.CREATE.{}", names.stream);
@@ -210,7 +211,16 @@ pub async fn ensure_stream(
         }
     };
     check_config(&info.config, &want)?;
-    Ok(StreamState::from(&info.state))
+    Ok((StreamState::from(&info.state), retention_of(&info.config)))
+}
+
+/// The retention limits a stream holds now (zero and -1 are JetStream's "none").
+fn retention_of(config: &stream::Config) -> Retention {
+    Retention {
+        max_age_ms: (!config.max_age.is_zero())
+            .then(|| i64::try_from(config.max_age.as_millis()).unwrap_or(i64::MAX)),
+        max_bytes: u64::try_from(config.max_bytes).ok(),
+    }
 }
 
 /// Changes the stream's retention limits (the store's `apply_retention`), then reads
@@ -234,6 +244,16 @@ pub async fn stream_state(
     let subject = format!("$JS.API.STREAM.INFO.{}", names.stream);
     let info: stream::Info = retrying(|| api(client, subject.clone(), &EMPTY)).await?;
     Ok(StreamState::from(&info.state))
+}
+
+/// The stream's state and the retention limits it holds now (`STREAM.INFO`).
+pub async fn stream_retention(
+    client: &Client,
+    names: &StreamNames,
+) -> Result<(StreamState, Retention), PartitionError> {
+    let subject = format!("$JS.API.STREAM.INFO.{}", names.stream);
+    let info: stream::Info = retrying(|| api(client, subject.clone(), &EMPTY)).await?;
+    Ok((StreamState::from(&info.state), retention_of(&info.config)))
 }
 
 /// Deletes the flow's stream (the flow was deleted). A stream already gone is fine.

@@ -264,9 +264,12 @@ impl NatsPartition {
     ) -> Result<Self, PartitionError> {
         let client = shared.client.clone();
         let (n, s) = (names.clone(), spec.clone());
-        let state = shared
+        let (state, retention) = shared
             .bridge
             .wait(async move { js::ensure_stream(&client, &n, &s, create).await })?;
+        // What the stream holds, so that a retention pass changes only what differs
+        // (removing a limit included).
+        let spec = StreamSpec { retention, ..spec };
         let queue = mpsc::channel(NATS_ORDERED_QUEUE_MAX);
         let inner = Arc::new(Inner {
             shared: Arc::clone(&shared),
@@ -518,15 +521,20 @@ impl Partition for NatsPartition {
     }
 
     fn apply_retention(&self, retention: Retention) -> Result<(), PartitionError> {
-        let changed = {
-            let spec = self.inner.spec.lock();
-            (spec.retention != retention).then(|| StreamSpec {
-                retention,
-                ..spec.clone()
-            })
-        };
-        let state = match changed {
-            Some(spec) => {
+        // Compared with what the stream holds now, not with what this node last set:
+        // another node may have changed it, and a removed limit must be cleared.
+        let client = self.inner.shared.client.clone();
+        let names = self.inner.names.clone();
+        let (state, held) = self
+            .inner
+            .wait(async move { js::stream_retention(&client, &names).await })?;
+        let state = match held == retention {
+            true => state,
+            false => {
+                let spec = StreamSpec {
+                    retention,
+                    ..self.inner.spec.lock().clone()
+                };
                 let client = self.inner.shared.client.clone();
                 let names = self.inner.names.clone();
                 let want = spec.clone();
@@ -536,7 +544,6 @@ impl Partition for NatsPartition {
                 *self.inner.spec.lock() = spec;
                 state
             }
-            None => self.inner.state_now()?,
         };
         self.inner.adopt(state);
         Ok(())
