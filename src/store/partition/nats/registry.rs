@@ -33,6 +33,60 @@ pub struct NatsRegistry {
     revisions: Arc<Mutex<HashMap<String, u64>>>,
     /// The bucket's last revision when `load` read it: the watch starts after it.
     loaded_at: AtomicU64,
+    /// This node's writes under way, by key: the watch judges an entry of such a key
+    /// only once they are done and their revisions noted, so that its own write never
+    /// comes back to it as another node's change.
+    writing: Arc<Writing>,
+}
+
+/// Writes under way by key, and a signal each time one ends.
+#[derive(Debug, Default)]
+struct Writing {
+    keys: Mutex<HashMap<String, usize>>,
+    ended: tokio::sync::Notify,
+}
+
+impl Writing {
+    fn start(self: &Arc<Self>, key: &str) -> WriteUnderWay {
+        *self.keys.lock().entry(key.to_owned()).or_insert(0) += 1;
+        WriteUnderWay {
+            writing: Arc::clone(self),
+            key: key.to_owned(),
+        }
+    }
+
+    /// Returns once no write of `key` by this node is under way.
+    async fn settled(&self, key: &str) {
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if !self.keys.lock().contains_key(key) {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+/// One write under way; ends when dropped (done or failed).
+struct WriteUnderWay {
+    writing: Arc<Writing>,
+    key: String,
+}
+
+impl Drop for WriteUnderWay {
+    fn drop(&mut self) {
+        let mut keys = self.writing.keys.lock();
+        if let Some(n) = keys.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                keys.remove(&self.key);
+            }
+        }
+        drop(keys);
+        self.writing.ended.notify_waiters();
+    }
 }
 
 pub(super) fn failed(e: impl std::fmt::Display) -> RegistryError {
@@ -104,6 +158,7 @@ impl NatsRegistry {
             shared,
             kv,
             revisions: Arc::new(Mutex::new(HashMap::new())),
+            writing: Arc::default(),
             loaded_at: AtomicU64::new(0),
         })
     }
@@ -137,7 +192,9 @@ impl NatsRegistry {
         let value = Bytes::copy_from_slice(value);
         let seen = self.revisions.lock().get(&key).copied();
         let revisions = Arc::clone(&self.revisions);
+        let under_way = self.writing.start(&key);
         self.wait(async move {
+            let _under_way = under_way;
             let revision = retrying(|| async {
                 let create_it = || async {
                     kv.create(&key, value.clone())
@@ -262,12 +319,16 @@ impl Registry for NatsRegistry {
             retrying(|| async { kv.watch_all_from_revision(from).await.map_err(failed) }).await
         })?;
         let revisions = Arc::clone(&self.revisions);
+        let writing = Arc::clone(&self.writing);
         self.shared.bridge.spawn(async move {
             while let Some(entry) = changes.next().await {
                 let Ok(entry) = entry else {
                     tracing::warn!("the cluster registry's watch failed; changes by other nodes stop arriving until restart");
                     break;
                 };
+                // A write of this key by this node may be what came back: wait until
+                // its revision is noted.
+                writing.settled(&entry.key).await;
                 // This node's own writes, and what it read since, come back too.
                 if revisions
                     .lock()
