@@ -26,9 +26,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::ledger::{all_events, splitmix, Acked};
 use common::nats::{unique_prefix, NatsCluster};
 use common::server::{Client, Server};
-use serde_json::Value;
 
 /// The longest a cycle may go without a single ack before the test calls it a hang
 /// (a guard against hanging CI, not a speed assertion: failover takes 4–9 s).
@@ -36,20 +36,6 @@ const PROGRESS_WITHIN: Duration = Duration::from_secs(120);
 
 /// How long the stream leader stays stopped (the figure).
 const PAUSE: Duration = Duration::from_secs(10);
-
-struct Acked {
-    offset: u64,
-    key: String,
-    body: String,
-}
-
-fn splitmix(x: &mut u64) -> u64 {
-    *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -114,26 +100,6 @@ impl Nodes {
 
     fn node(&self, n: usize) -> &Server {
         self.servers[n].as_ref().expect("node runs")
-    }
-}
-
-fn all_events(s: &Server, fid: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    loop {
-        let r = s.admin(
-            "GET",
-            &format!("/api/flows/{fid}/events?from={from}&limit=1000"),
-            "",
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
-        let page = r.json();
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        if events.is_empty() {
-            return out;
-        }
-        from = page["nextOffset"].as_u64().expect("nextOffset");
-        out.extend(events);
     }
 }
 

@@ -20,42 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use common::ledger::{all_events, splitmix, Acked};
 use common::server::Server;
 use serde_json::Value;
-
-struct Acked {
-    offset: u64,
-    key: String,
-    body: String,
-}
-
-fn splitmix(x: &mut u64) -> u64 {
-    *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn all_events(s: &Server, fid: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    loop {
-        let page = s
-            .admin(
-                "GET",
-                &format!("/api/flows/{fid}/events?from={from}&limit=1000"),
-                "",
-            )
-            .json();
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        if events.is_empty() {
-            return out;
-        }
-        from = page["nextOffset"].as_u64().expect("nextOffset");
-        out.extend(events);
-    }
-}
 
 fn check_exit(dir: &std::path::Path) -> i32 {
     let out = Command::new(env!("CARGO_BIN_EXE_eventmesh"))

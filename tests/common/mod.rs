@@ -6,6 +6,7 @@
 pub const ADMIN: &str = "test-admin-key-0123456789abcdef";
 
 pub mod journal_model;
+pub mod ledger;
 pub mod model;
 pub mod nats;
 pub mod records;

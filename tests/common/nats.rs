@@ -282,12 +282,16 @@ impl NatsCluster {
         panic!("nats-server n{i} was not healthy within {READY_WITHIN:?}");
     }
 
-    /// `stream`'s `STREAM.INFO` answer (its `config` and `state`), asked of any server.
-    pub fn stream_info(&self, stream: &str) -> serde_json::Value {
+    /// One JetStream API request (`$JS.API.<api>`) through the running servers other
+    /// than `avoid`, on a connection of its own; its JSON answer, or `None` when no
+    /// answer came.
+    fn js_api(&self, api: &str, avoid: &[usize]) -> Option<serde_json::Value> {
         let addrs: Vec<async_nats::ServerAddr> = self
             .urls()
             .iter()
-            .map(|u| u.parse().expect("a NATS URL"))
+            .enumerate()
+            .filter(|(i, _)| !avoid.contains(i) && self.nodes[*i].child.is_some())
+            .map(|(_, u)| u.parse().expect("a NATS URL"))
             .collect();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -296,50 +300,32 @@ impl NatsCluster {
         rt.block_on(async {
             let client = async_nats::connect(addrs).await.expect("connect");
             let msg = client
-                .request(format!("$JS.API.STREAM.INFO.{stream}"), "".into())
+                .request(format!("$JS.API.{api}"), "".into())
                 .await
-                .expect("STREAM.INFO");
-            serde_json::from_slice(&msg.payload).expect("JSON")
+                .ok()?;
+            serde_json::from_slice(&msg.payload).ok()
         })
+    }
+
+    /// `stream`'s `STREAM.INFO` answer (its `config` and `state`), asked of any server.
+    pub fn stream_info(&self, stream: &str) -> serde_json::Value {
+        self.js_api(&format!("STREAM.INFO.{stream}"), &[])
+            .expect("a STREAM.INFO answer")
     }
 
     /// Which server leads `stream` now (its `STREAM.INFO`'s `cluster.leader`), asked
     /// through the servers other than `avoid`.
     pub fn stream_leader(&self, stream: &str, avoid: &[usize]) -> usize {
-        let urls: Vec<String> = self
-            .urls()
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| !avoid.contains(i) && self.nodes[*i].child.is_some())
-            .map(|(_, u)| u)
-            .collect();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let leader = rt.block_on(async {
-            let addrs: Vec<async_nats::ServerAddr> = urls
-                .iter()
-                .map(|u| u.parse().expect("a NATS URL"))
-                .collect();
-            let client = async_nats::connect(addrs).await.expect("connect");
-            let start = Instant::now();
-            loop {
-                let asked = client
-                    .request(format!("$JS.API.STREAM.INFO.{stream}"), "".into())
-                    .await;
-                if let Ok(msg) = asked {
-                    let info: serde_json::Value =
-                        serde_json::from_slice(&msg.payload).unwrap_or_default();
-                    if let Some(name) = info["cluster"]["leader"].as_str() {
-                        return name.to_owned();
-                    }
-                }
-                assert!(start.elapsed() < READY_WITHIN, "{stream} has no leader");
-                // Between attempts only (an election is under way).
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let start = Instant::now();
+        let leader = loop {
+            let info = self.js_api(&format!("STREAM.INFO.{stream}"), avoid);
+            if let Some(name) = info.as_ref().and_then(|i| i["cluster"]["leader"].as_str()) {
+                break name.to_owned();
             }
-        });
+            assert!(start.elapsed() < READY_WITHIN, "{stream} has no leader");
+            // Between attempts only (an election is under way).
+            std::thread::sleep(Duration::from_millis(100));
+        };
         leader
             .strip_prefix('n')
             .and_then(|n| n.parse().ok())

@@ -63,3 +63,26 @@ pub fn new_flow(store: &Store, name: &str) -> Arc<Flow> {
         .expect("create flow");
     store.flow(&rec.id).expect("the new flow is open")
 }
+
+/// A request-log entry as the ingest handler writes one: `status`, with an error code
+/// for a non-2xx, one event of which `stored` were stored and `duplicates` matched.
+pub fn request_entry(
+    status: u16,
+    stored: u32,
+    duplicates: u32,
+    latency_us: u32,
+) -> eventmesh::store::requests::RequestEntry {
+    eventmesh::store::requests::RequestEntry {
+        status,
+        error: (status >= 400).then(|| "invalid_signature".into()),
+        message: None,
+        latency_us,
+        events: 1,
+        stored,
+        duplicates,
+        first_offset: None,
+        event_id: None,
+        test: false,
+        count: 1,
+    }
+}

@@ -22,7 +22,7 @@ use eventmesh::store::{
 };
 
 use crate::common::nats::{unique_prefix, NatsCluster};
-use crate::common::store::{config_on, event, runtime};
+use crate::common::store::{config_on, event, request_entry, runtime};
 
 const SECRET_FILE: &str = "/secret";
 
@@ -328,22 +328,6 @@ fn a_commit_on_one_node_is_where_a_poll_on_the_other_reads_and_never_goes_back()
     });
 }
 
-fn request(status: u16, stored: u32, duplicates: u32) -> RequestEntry {
-    RequestEntry {
-        status,
-        error: (status >= 400).then(|| "invalid_signature".into()),
-        message: None,
-        latency_us: 1500,
-        events: 1,
-        stored,
-        duplicates,
-        first_offset: None,
-        event_id: None,
-        test: false,
-        count: 1,
-    }
-}
-
 #[test]
 fn the_request_log_and_analytics_are_the_same_on_either_node() {
     // Proves the request log lives in the flow's shared stream: what each node
@@ -365,11 +349,16 @@ fn the_request_log_and_analytics_are_the_same_on_either_node() {
         let dup = fb.ingest(&[first]).await.expect("B");
         assert_eq!(dup, vec![IngestOutcome::Duplicate { offset: Offset(0) }]);
     });
-    fa.record_request(&request(200, 1, 0)).expect("A log");
-    fa.record_request(&request(200, 1, 0)).expect("A log");
-    fa.record_request(&request(401, 0, 0)).expect("A log");
-    fb.record_request(&request(200, 0, 1)).expect("B log");
-    fb.record_request(&request(413, 0, 0)).expect("B log");
+    fa.record_request(&request_entry(200, 1, 0, 1500))
+        .expect("A log");
+    fa.record_request(&request_entry(200, 1, 0, 1500))
+        .expect("A log");
+    fa.record_request(&request_entry(401, 0, 0, 1500))
+        .expect("A log");
+    fb.record_request(&request_entry(200, 0, 1, 1500))
+        .expect("B log");
+    fb.record_request(&request_entry(413, 0, 0, 1500))
+        .expect("B log");
     // A read hands the node's own buffered entries over first (B's are still in B's
     // buffer here), then reads the stream to its end.
     assert_eq!(fa.analytics(Window::Hour).expect("A").received, 3);

@@ -5,28 +5,11 @@ use crate::common;
 
 use std::sync::Arc;
 
-use common::store::{event, runtime, ADMIN};
+use common::store::{event, request_entry as entry, runtime, ADMIN};
 use eventmesh::log::ManualClock;
 use eventmesh::store::analytics::Window;
 use eventmesh::store::flow::Flow;
-use eventmesh::store::requests::RequestEntry;
 use eventmesh::store::{IngestOutcome, NewFlow, Store, StoreConfig};
-
-fn entry(status: u16, stored: u32, duplicates: u32, latency_us: u32) -> RequestEntry {
-    RequestEntry {
-        status,
-        error: (status >= 400).then(|| "invalid_signature".into()),
-        message: None,
-        latency_us,
-        events: 1,
-        stored,
-        duplicates,
-        first_offset: None,
-        event_id: None,
-        test: false,
-        count: 1,
-    }
-}
 
 fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Store {
     let config = StoreConfig {

@@ -173,14 +173,13 @@ fn is_api_error(e: &PartitionError, err_code: u32) -> bool {
 }
 
 /// With `create`, makes the stream (or finds it made with the same settings);
-/// without, it must exist. Either way its settings are read back and checked; the
-/// answer has its state and the retention limits it holds now.
+/// without, it must exist. Either way its settings are read back and checked.
 pub async fn ensure_stream(
     client: &Client,
     names: &StreamNames,
     spec: &StreamSpec,
     create: bool,
-) -> Result<(StreamState, Retention), PartitionError> {
+) -> Result<StreamState, PartitionError> {
     let want = config_of(names, spec);
     let created: Option<stream::Info> = if create {
         let subject = format!("$JS.API.STREAM.CREATE.{}", names.stream);
@@ -211,7 +210,7 @@ pub async fn ensure_stream(
         }
     };
     check_config(&info.config, &want)?;
-    Ok((StreamState::from(&info.state), retention_of(&info.config)))
+    Ok(StreamState::from(&info.state))
 }
 
 /// The retention limits a stream holds now (zero and -1 are JetStream's "none").

@@ -160,6 +160,14 @@ impl Shared {
     }
 }
 
+/// A flow's two streams: its events (R`--replicas`, ticked, appends at once) and its
+/// request log (R1, one ordered writer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    Events,
+    Requests,
+}
+
 /// Flows' events as JetStream streams.
 #[derive(Debug)]
 pub struct NatsBackend {
@@ -289,6 +297,39 @@ impl NatsBackend {
         Ok(())
     }
 
+    /// Opens (with `create`, makes) one of the flow's streams.
+    fn open_stream(
+        &self,
+        flow_dir: &Path,
+        config: LogConfig,
+        create: bool,
+        kind: StreamKind,
+    ) -> Result<Arc<dyn Partition>, PartitionError> {
+        let flow_id = Self::flow_id(flow_dir)?;
+        let (names, replicas) = match kind {
+            StreamKind::Events => (self.shared.names(&flow_id), self.shared.config.replicas),
+            StreamKind::Requests => (
+                self.shared.request_names(&flow_id),
+                NATS_REQUEST_LOG_REPLICAS.min(self.shared.config.replicas),
+            ),
+        };
+        let spec = StreamSpec {
+            replicas,
+            duplicate_window: self.shared.config.duplicate_window,
+            retention: Retention::default(),
+        };
+        let partition = NatsPartition::open(
+            Arc::clone(&self.shared),
+            flow_id,
+            names,
+            spec,
+            config.clock,
+            create,
+            kind == StreamKind::Requests,
+        )?;
+        Ok(Arc::new(partition))
+    }
+
     fn flow_id(flow_dir: &Path) -> Result<String, PartitionError> {
         flow_dir
             .file_name()
@@ -310,23 +351,7 @@ impl PartitionBackend for NatsBackend {
         config: LogConfig,
         create: bool,
     ) -> Result<Arc<dyn Partition>, PartitionError> {
-        let flow_id = Self::flow_id(flow_dir)?;
-        let names = self.shared.names(&flow_id);
-        let spec = StreamSpec {
-            replicas: self.shared.config.replicas,
-            duplicate_window: self.shared.config.duplicate_window,
-            retention: Retention::default(),
-        };
-        let partition = NatsPartition::open(
-            Arc::clone(&self.shared),
-            flow_id,
-            names,
-            spec,
-            config.clock,
-            create,
-            false,
-        )?;
-        Ok(Arc::new(partition))
+        self.open_stream(flow_dir, config, create, StreamKind::Events)
     }
 
     fn remove(&self, flow_dir: &Path) -> Result<(), PartitionError> {
@@ -347,26 +372,7 @@ impl PartitionBackend for NatsBackend {
         config: LogConfig,
         create: bool,
     ) -> Option<Result<Arc<dyn Partition>, PartitionError>> {
-        let open = || {
-            let flow_id = Self::flow_id(flow_dir)?;
-            let names = self.shared.request_names(&flow_id);
-            let spec = StreamSpec {
-                replicas: NATS_REQUEST_LOG_REPLICAS.min(self.shared.config.replicas),
-                duplicate_window: self.shared.config.duplicate_window,
-                retention: Retention::default(),
-            };
-            let partition = NatsPartition::open(
-                Arc::clone(&self.shared),
-                flow_id,
-                names,
-                spec,
-                config.clock,
-                create,
-                true,
-            )?;
-            Ok(Arc::new(partition) as Arc<dyn Partition>)
-        };
-        Some(open())
+        Some(self.open_stream(flow_dir, config, create, StreamKind::Requests))
     }
 }
 

@@ -26,7 +26,9 @@ pub(crate) struct Inner {
     shared: Arc<Shared>,
     flow_id: String,
     names: StreamNames,
-    spec: Mutex<StreamSpec>,
+    /// The settings the stream was opened with (its retention is read from the stream
+    /// itself on each pass: another node may change it).
+    spec: StreamSpec,
     clock: Arc<dyn Clock>,
     /// The first retained offset (the stream's `first_seq - 1`).
     first: AtomicU64,
@@ -264,18 +266,15 @@ impl NatsPartition {
     ) -> Result<Self, PartitionError> {
         let client = shared.client.clone();
         let (n, s) = (names.clone(), spec.clone());
-        let (state, retention) = shared
+        let state = shared
             .bridge
             .wait(async move { js::ensure_stream(&client, &n, &s, create).await })?;
-        // What the stream holds, so that a retention pass changes only what differs
-        // (removing a limit included).
-        let spec = StreamSpec { retention, ..spec };
         let queue = mpsc::channel(NATS_ORDERED_QUEUE_MAX);
         let inner = Arc::new(Inner {
             shared: Arc::clone(&shared),
             flow_id: flow_id.clone(),
             names,
-            spec: Mutex::new(spec),
+            spec,
             clock,
             first: AtomicU64::new(state.first_seq.saturating_sub(1)),
             next_tx: watch::channel(Offset(state.last_seq)).0,
@@ -531,18 +530,14 @@ impl Partition for NatsPartition {
         let state = match held == retention {
             true => state,
             false => {
-                let spec = StreamSpec {
+                let want = StreamSpec {
                     retention,
-                    ..self.inner.spec.lock().clone()
+                    ..self.inner.spec.clone()
                 };
                 let client = self.inner.shared.client.clone();
                 let names = self.inner.names.clone();
-                let want = spec.clone();
-                let state = self
-                    .inner
-                    .wait(async move { js::set_retention(&client, &names, &want).await })?;
-                *self.inner.spec.lock() = spec;
-                state
+                self.inner
+                    .wait(async move { js::set_retention(&client, &names, &want).await })?
             }
         };
         self.inner.adopt(state);
