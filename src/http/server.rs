@@ -158,9 +158,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let opener = tokio::spawn(open_in_background(Arc::clone(&app)));
     let flusher = tokio::spawn(flush_request_logs(Arc::clone(&app)));
     let reloader = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
+    // The handlers are in place before the "listening on" line: a SIGTERM sent as soon
+    // as it is read drains and syncs rather than killing the process outright.
+    let stop = shutdown_signal();
     println!("listening on {scheme}://{addr}");
     tracing::info!(%addr, fsync = %config.fsync, data_dir = %config.data_dir.display(), "listening on {scheme}://{addr}");
-    accept_loop(&app, listener, addr, tls).await;
+    accept_loop(&app, listener, addr, tls, stop).await;
     maintenance.abort();
     // The opener's slice under way ends after its current flow, so the final sync
     // below sees every flow that is open.
@@ -324,11 +327,12 @@ async fn accept_loop(
     listener: TcpListener,
     addr: SocketAddr,
     tls: Option<Arc<Tls>>,
+    stop: impl std::future::Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(app.limits.connections_max));
     let conns = Arc::new(Connections::default());
-    let mut stop = std::pin::pin!(shutdown_signal());
+    let mut stop = std::pin::pin!(stop);
     let mut backoff = FdBackoff::default();
     loop {
         tokio::select! {
@@ -625,23 +629,33 @@ async fn reload_on_sighup(tls: Arc<Tls>) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Registers the SIGTERM and SIGINT handlers now (not at the first poll, as
+/// `tokio::signal::ctrl_c` would) and returns a future that ends at the first of them.
+/// A handler that cannot be registered leaves that signal's default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let term = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        let int = async {
+            match int.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = term => {},
+            () = int => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
