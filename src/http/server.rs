@@ -164,10 +164,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     println!("listening on {scheme}://{addr}");
     tracing::info!(%addr, fsync = %config.fsync, data_dir = %config.data_dir.display(), "listening on {scheme}://{addr}");
     accept_loop(&app, listener, addr, tls, stop).await;
+    // The opener's slice and an upkeep pass under way end after their current flow
+    // (at 10,000 flows on a cluster a full pass takes minutes), so the final sync
+    // below sees every flow that is open and waits for no long pass.
+    app.store.stop_background_work();
     maintenance.abort();
-    // The opener's slice under way ends after its current flow, so the final sync
-    // below sees every flow that is open.
-    app.store.stop_opening();
     let _ = opener.await;
     flusher.abort();
     if let Some(reloader) = reloader {
@@ -561,7 +562,7 @@ async fn open_in_background(app: Arc<App>) {
     const SLICE: Duration = Duration::from_millis(200);
     let started = std::time::Instant::now();
     loop {
-        if app.store.opening_stopped() {
+        if app.store.stopping() {
             return;
         }
         let store = app.store.clone();
@@ -574,7 +575,7 @@ async fn open_in_background(app: Arc<App>) {
             Err(e) => tracing::warn!(error = %e, "a background flow-opening step failed"),
         }
     }
-    if app.store.opening_stopped() {
+    if app.store.stopping() {
         return;
     }
     let (flows, quarantined) = (app.store.flow_count(), app.store.unavailable_flows().len());

@@ -161,7 +161,7 @@ struct Inner {
     /// Flows not opened yet, for `open_pending` (the background opener), in id order.
     unopened: Mutex<std::collections::VecDeque<String>>,
     /// Set at shutdown: `open_pending` opens no more.
-    opening_stopped: std::sync::atomic::AtomicBool,
+    stopping: std::sync::atomic::AtomicBool,
     /// Quarantined flows: their `flow.json` or their logs could not be opened.
     /// Flow id → why (the file and byte position). Every other flow serves.
     unavailable: RwLock<HashMap<String, String>>,
@@ -277,7 +277,7 @@ impl Store {
                 flows: RwLock::new(HashMap::new()),
                 opening: Mutex::new(HashMap::new()),
                 unopened: Mutex::new(opened.unopened.into()),
-                opening_stopped: std::sync::atomic::AtomicBool::new(false),
+                stopping: std::sync::atomic::AtomicBool::new(false),
                 unavailable: RwLock::new(opened.unavailable),
                 unavailable_for_now: Mutex::new(std::collections::HashSet::new()),
                 pending_removal: Mutex::new(opened.removals),

@@ -127,7 +127,7 @@ impl Store {
     /// left; returns how many are left. The background opener's step (blocking).
     pub fn open_pending(&self, deadline: Instant) -> usize {
         loop {
-            if self.inner.opening_stopped.load(Ordering::Acquire) {
+            if self.stopping() {
                 return self.inner.unopened.lock().len();
             }
             let next = self.inner.unopened.lock().pop_front();
@@ -147,15 +147,17 @@ impl Store {
         in_parallel(&ids, |id| drop(self.flow(id)));
     }
 
-    /// Stops `open_pending` (shutdown): it opens no more flows, and a slice under way
-    /// ends after the flow it is opening. Flows still open on first use.
-    pub fn stop_opening(&self) {
-        self.inner.opening_stopped.store(true, Ordering::Release);
+    /// Stops the background work (shutdown): `open_pending` opens no more flows and
+    /// a slice under way ends after the flow it is opening; an upkeep pass
+    /// (`maintenance`, `catch_up_analytics`) under way ends after its current flow.
+    /// Flows still open on first use.
+    pub fn stop_background_work(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
     }
 
-    /// Whether `stop_opening` was called.
-    pub fn opening_stopped(&self) -> bool {
-        self.inner.opening_stopped.load(Ordering::Acquire)
+    /// Whether `stop_background_work` was called.
+    pub fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::Acquire)
     }
 
     /// Flows with settings whose logs are neither open nor quarantined: they open on

@@ -16,10 +16,14 @@ impl Store {
     /// Periodic work: retention, consumer-log compaction, analytics checkpoints, and
     /// deleting the files of deleted flows. Blocking: run it off the async executor.
     /// Each flow's steps are isolated: a failure is logged and counted, and the other
-    /// flows (and that flow's other steps) still run. Returns the first failure.
+    /// flows (and that flow's other steps) still run. Returns the first failure. Once
+    /// `stop_background_work` is called the pass ends after its current flow.
     pub fn maintenance(&self) -> Result<(), StoreError> {
         let mut first = Ok(());
         for flow in self.open_flows() {
+            if self.stopping() {
+                break;
+            }
             let steps = [
                 ("retention", flow.apply_retention()),
                 ("consumer compaction", flow.compact_consumers()),
@@ -41,6 +45,9 @@ impl Store {
     pub fn catch_up_analytics(&self) -> Result<(), StoreError> {
         let mut first = Ok(());
         for flow in self.open_flows() {
+            if self.stopping() {
+                break;
+            }
             if let Err(e) = flow.catch_up_analytics() {
                 tracing::debug!(flow = %flow.id(), error = %e, "analytics catch-up failed");
                 first = first.and(Err(e));

@@ -439,3 +439,45 @@ fn a_flows_retention_reaches_its_stream_and_removing_it_clears_the_limits() {
         "{config}"
     );
 }
+
+#[test]
+fn a_request_logs_limit_is_a_message_count_that_reserves_no_store_space() {
+    // Proves the request log's 256 MiB bound reaches its stream as max_msgs (and a
+    // message-size cap), never as max_bytes: JetStream reserves a stream's max_bytes
+    // against the server's max_store, and at 256 MiB a flow a 57 GB store was used up
+    // by a few hundred flows, after which every retention pass failed (err 10047). A
+    // second pass (which finds them in place) keeps them.
+    let Some((a, _b)) = two_nodes("rqlimit") else {
+        return;
+    };
+    let cluster = NatsCluster::shared().expect("the shared cluster");
+    let sa = a.open();
+    let (flow, _) = sa
+        .create_flow(NewFlow {
+            name: "rq".into(),
+            ..NewFlow::default()
+        })
+        .expect("create");
+    let flow = sa.flow(&flow.id).expect("open");
+    flow.apply_retention().expect("retention");
+    let stream = format!("{}_RQ_{}", a.prefix, flow.id());
+    let info = cluster.stream_info(&stream);
+    let limits = |info: &serde_json::Value| {
+        let c = &info["config"];
+        (
+            c["max_age"].as_u64(),
+            c["max_bytes"].as_i64(),
+            c["max_msgs"].as_i64(),
+            c["max_msg_size"].as_i64(),
+        )
+    };
+    let week_ns = 7 * 24 * 3600 * 1_000_000_000u64;
+    assert_eq!(
+        limits(&info),
+        (Some(week_ns), Some(-1), Some(1 << 20), Some(4096)),
+        "{info}"
+    );
+    flow.apply_retention().expect("a second pass");
+    let again = cluster.stream_info(&stream);
+    assert_eq!(limits(&again), limits(&info), "{again}");
+}

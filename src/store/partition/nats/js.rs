@@ -30,6 +30,21 @@ pub struct StreamSpec {
     pub replicas: usize,
     pub duplicate_window: Duration,
     pub retention: Retention,
+    pub byte_limit: ByteLimit,
+}
+
+/// How a byte limit (`Retention::max_bytes`) reaches the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteLimit {
+    /// As `max_bytes`, which JetStream reserves against each replica's `max_store`
+    /// (a flow's own retention: the operator asked for that space).
+    Reserved,
+    /// As `max_msgs`, one message per `bytes_per_message` of the limit, with messages
+    /// of at most `message_bytes_max` (`max_msg_size`): no space is reserved.
+    AsMessages {
+        bytes_per_message: u64,
+        message_bytes_max: i32,
+    },
 }
 
 fn failed(what: impl std::fmt::Display) -> PartitionError {
@@ -46,6 +61,24 @@ fn config_of(names: &StreamNames, spec: &StreamSpec) -> stream::Config {
         Duration::ZERO => spec.duplicate_window,
         age => spec.duplicate_window.min(age),
     };
+    let bytes = spec
+        .retention
+        .max_bytes
+        .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX));
+    let (max_bytes, max_messages, max_message_size) = match spec.byte_limit {
+        ByteLimit::Reserved => (bytes, -1, 0),
+        ByteLimit::AsMessages {
+            bytes_per_message,
+            message_bytes_max,
+        } => {
+            let messages = spec.retention.max_bytes.map_or(-1, |b| {
+                i64::try_from(b / bytes_per_message.max(1))
+                    .unwrap_or(i64::MAX)
+                    .max(1)
+            });
+            (-1, messages, message_bytes_max)
+        }
+    };
     stream::Config {
         name: names.stream.clone(),
         subjects: vec![names.subject.clone()],
@@ -55,10 +88,9 @@ fn config_of(names: &StreamNames, spec: &StreamSpec) -> stream::Config {
         num_replicas: spec.replicas,
         duplicate_window,
         max_age,
-        max_bytes: spec
-            .retention
-            .max_bytes
-            .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+        max_bytes,
+        max_messages,
+        max_message_size,
         allow_direct: true,
         allow_atomic_publish: true,
         deny_delete: true,
@@ -214,12 +246,20 @@ pub async fn ensure_stream(
 }
 
 /// The retention limits a stream holds now (zero and -1 are JetStream's "none").
-fn retention_of(config: &stream::Config) -> Retention {
-    Retention {
-        max_age_ms: (!config.max_age.is_zero())
-            .then(|| i64::try_from(config.max_age.as_millis()).unwrap_or(i64::MAX)),
-        max_bytes: u64::try_from(config.max_bytes).ok(),
-    }
+/// The limits of a stream's config that retention sets: age, bytes and messages, with
+/// every "no limit" (0 or -1, as JetStream may spell it) as `None`.
+fn limits_of(config: &stream::Config) -> (Duration, Option<i64>, Option<i64>) {
+    let set = |v: i64| (v > 0).then_some(v);
+    (
+        config.max_age,
+        set(config.max_bytes),
+        set(config.max_messages),
+    )
+}
+
+/// Whether the stream (its config `held`) already has the limits of `want`.
+pub fn holds_retention(held: &stream::Config, names: &StreamNames, want: &StreamSpec) -> bool {
+    limits_of(held) == limits_of(&config_of(names, want))
 }
 
 /// Changes the stream's retention limits (the store's `apply_retention`), then reads
@@ -245,14 +285,14 @@ pub async fn stream_state(
     Ok(StreamState::from(&info.state))
 }
 
-/// The stream's state and the retention limits it holds now (`STREAM.INFO`).
-pub async fn stream_retention(
+/// The stream's state and the config it holds now (`STREAM.INFO`).
+pub async fn stream_config(
     client: &Client,
     names: &StreamNames,
-) -> Result<(StreamState, Retention), PartitionError> {
+) -> Result<(StreamState, stream::Config), PartitionError> {
     let subject = format!("$JS.API.STREAM.INFO.{}", names.stream);
     let info: stream::Info = retrying(|| api(client, subject.clone(), &EMPTY)).await?;
-    Ok((StreamState::from(&info.state), retention_of(&info.config)))
+    Ok((StreamState::from(&info.state), info.config))
 }
 
 /// Deletes the flow's stream (the flow was deleted). A stream already gone is fine.

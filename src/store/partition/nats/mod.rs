@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 
 use self::bridge::Bridge;
-use self::js::{StreamNames, StreamSpec};
+use self::js::{ByteLimit, StreamNames, StreamSpec};
 pub use self::offsets::NatsOffsets;
 pub use self::partition::NatsPartition;
 pub use self::registry::NatsRegistry;
@@ -38,6 +38,19 @@ use crate::log::{LogConfig, Retention};
 /// than the events, and R1 costs no replication round trip (it still lives on one
 /// server's disk under its sync setting, and is gone with that server's disk).
 pub const NATS_REQUEST_LOG_REPLICAS: usize = 1;
+
+/// A request-log stream's byte limit is kept as a message limit, one message per
+/// this many bytes of it: JetStream reserves a stream's `max_bytes` (times its
+/// replicas) against the server's `max_store` when the limit is set, so 256 MiB per
+/// flow would use up a 57 GB store at about 220 flows per server, after which every
+/// retention change fails (err 10047). An entry is one message of a few hundred bytes.
+pub const NATS_REQUEST_LOG_MESSAGE_BYTES: u64 = 256;
+
+/// The largest message a request-log stream takes (`max_msg_size`), headers included:
+/// an entry is bounded by its fields (a 256-byte message, a 512-byte event id), so
+/// this bounds the stream's bytes at `NATS_REQUEST_LOG_MESSAGE_BYTES_MAX` times its
+/// message limit.
+pub const NATS_REQUEST_LOG_MESSAGE_BYTES_MAX: i32 = 4096;
 
 /// Threads of the backend's runtime (the client's connection and every request).
 pub const NATS_RUNTIME_THREADS: usize = 2;
@@ -313,10 +326,18 @@ impl NatsBackend {
                 NATS_REQUEST_LOG_REPLICAS.min(self.shared.config.replicas),
             ),
         };
+        let byte_limit = match kind {
+            StreamKind::Events => ByteLimit::Reserved,
+            StreamKind::Requests => ByteLimit::AsMessages {
+                bytes_per_message: NATS_REQUEST_LOG_MESSAGE_BYTES,
+                message_bytes_max: NATS_REQUEST_LOG_MESSAGE_BYTES_MAX,
+            },
+        };
         let spec = StreamSpec {
             replicas,
             duplicate_window: self.shared.config.duplicate_window,
             retention: Retention::default(),
+            byte_limit,
         };
         let partition = NatsPartition::open(
             Arc::clone(&self.shared),

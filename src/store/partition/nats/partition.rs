@@ -526,14 +526,14 @@ impl Partition for NatsPartition {
         let names = self.inner.names.clone();
         let (state, held) = self
             .inner
-            .wait(async move { js::stream_retention(&client, &names).await })?;
-        let state = match held == retention {
+            .wait(async move { js::stream_config(&client, &names).await })?;
+        let want = StreamSpec {
+            retention,
+            ..self.inner.spec.clone()
+        };
+        let state = match js::holds_retention(&held, &self.inner.names, &want) {
             true => state,
             false => {
-                let want = StreamSpec {
-                    retention,
-                    ..self.inner.spec.clone()
-                };
                 let client = self.inner.shared.client.clone();
                 let names = self.inner.names.clone();
                 self.inner
