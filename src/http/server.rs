@@ -638,25 +638,17 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     let mut term = signal(SignalKind::terminate()).ok();
     let mut int = signal(SignalKind::interrupt()).ok();
     async move {
-        let term = async {
-            match term.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        let int = async {
-            match int.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
-            () = term => {},
-            () = int => {},
+            () = next_of(term.as_mut()) => {},
+            () = next_of(int.as_mut()) => {},
         }
+    }
+}
+
+/// Ends at the signal's next delivery; never, for a handler that was not registered.
+async fn next_of(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => drop(s.recv().await),
+        None => std::future::pending::<()>().await,
     }
 }

@@ -71,11 +71,8 @@ fn config_of(names: &StreamNames, spec: &StreamSpec) -> stream::Config {
             bytes_per_message,
             message_bytes_max,
         } => {
-            let messages = spec.retention.max_bytes.map_or(-1, |b| {
-                i64::try_from(b / bytes_per_message.max(1))
-                    .unwrap_or(i64::MAX)
-                    .max(1)
-            });
+            let per = i64::try_from(bytes_per_message.max(1)).unwrap_or(i64::MAX);
+            let messages = if bytes > 0 { (bytes / per).max(1) } else { -1 };
             (-1, messages, message_bytes_max)
         }
     };
@@ -245,7 +242,6 @@ pub async fn ensure_stream(
     Ok(StreamState::from(&info.state))
 }
 
-/// The retention limits a stream holds now (zero and -1 are JetStream's "none").
 /// The limits of a stream's config that retention sets: age, bytes and messages, with
 /// every "no limit" (0 or -1, as JetStream may spell it) as `None`.
 fn limits_of(config: &stream::Config) -> (Duration, Option<i64>, Option<i64>) {
